@@ -1,0 +1,30 @@
+"""The ``abgate`` console script: one command line in front of every package.
+
+Each command group lives in ``abgate/commands/``; heavy libraries (duckdb, scipy, mlflow) are
+imported inside the commands that use them, so ``abgate --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from abgate.commands import batch, experiments, loadtest, report, serve
+
+app = typer.Typer(
+    name="abgate",
+    help="Online A/B experimentation gateway for precomputed ML results.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("serve")(serve.serve)
+app.command("demo")(serve.demo)
+app.add_typer(experiments.app, name="experiments")
+app.add_typer(batch.app, name="batch")
+app.command("report")(report.report)
+app.command("loadtest")(loadtest.loadtest)
+
+
+def main() -> None:
+    """Entry point of the console script."""
+    app()

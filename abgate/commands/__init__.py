@@ -1,0 +1,1 @@
+"""Command groups of the ``abgate`` console script, one module per group."""

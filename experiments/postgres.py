@@ -1,0 +1,45 @@
+"""Postgres connection pools for abgate: one schema per deployment, migrated at start-up."""
+
+from __future__ import annotations
+
+import re
+
+import asyncpg
+
+from experiments.migrations import migrate
+
+_SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+async def create_pool(
+    dsn: str,
+    schema: str = "abgate",
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    timeout: float = 5.0,
+    command_timeout: float = 5.0,
+) -> asyncpg.Pool:
+    """A pool whose connections use ``schema`` (created and migrated if needed).
+
+    ``timeout`` bounds connecting; ``command_timeout`` bounds every query.
+    """
+    if not _SCHEMA.match(schema):
+        raise ValueError(f"postgres schema '{schema}' must match {_SCHEMA.pattern}")
+    conn = await asyncpg.connect(dsn, timeout=timeout)
+    try:
+        await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        await conn.execute(f'SET search_path TO "{schema}"')
+        await migrate(conn)
+    finally:
+        await conn.close()
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        timeout=timeout,
+        command_timeout=command_timeout,
+        server_settings={"search_path": schema, "application_name": "abgate"},
+    )
+    assert pool is not None  # create_pool only returns None when not awaited
+    return pool
