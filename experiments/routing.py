@@ -1,19 +1,38 @@
 """Routing: which experiment, variant and model serve a unit on a surface.
 
-``Router`` is compiled once per configuration snapshot (bucket bounds precomputed, model
-references parsed), so that the request path only hashes and looks up. It is pure: no I/O,
-no clock; alias resolution happens outside, on the ``ModelRef`` it returns.
+``Router`` is compiled once per configuration snapshot (bucket bounds, layer slices, traffic
+thresholds, targeting conditions and every possible ``Route`` precomputed), so that the request
+path only hashes, compares and looks up. It is pure: no I/O, no clock; alias resolution happens
+outside, on the ``ModelRef`` it returns.
+
+The decision for ``(surface, unit_id, attributes)``, in order (docs/experiments.md):
+
+1. forced: a unit on the allow-list of a running experiment gets that variant (``forced=True``);
+2. holdout: a unit in the holdout of the surface's layer gets the default;
+3. layer: the unit's layer bucket picks the running experiment whose slice holds it, if any;
+4. targeting: a unit whose attributes do not match the experiment's condition gets the default;
+5. traffic: a unit whose traffic bucket is above the experiment's share gets the default;
+6. variant: the variant bucket picks the variant (DESIGN.md's contiguous ranges).
+
+"The default" is the surface's default model, or the winner's model after ``stop --winner``;
+either way ``experiment`` is None and no exposure is logged.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Final
 
 from experiments.assignment import bucket, variant_index
-from experiments.config import Experiment, Surface
+from experiments.config import ConfigSet, Experiment, Surface
+from experiments.layers import LayerPlan
 from experiments.modelref import ModelRef
 from experiments.source import ConfigSnapshot
+from experiments.targeting import Condition
+from experiments.traffic import share_threshold, traffic_bucket
+
+_NO_ATTRIBUTES: Final[Mapping[str, object]] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +42,10 @@ class Route:
     ``experiment`` is None when the unit is served the surface default (no running experiment,
     or the unit is not in it); then no exposure is logged. ``fallback_model`` is the model of the
     experiment's fallback variant, tried when the assigned model has no list for the unit.
+    ``forced`` marks QA units from an allow-list (their exposures are excluded from analysis).
+    ``reason`` says why: ``assigned``, ``forced``, ``no_experiment``, ``holdout``, ``not_in_layer``,
+    ``not_targeted``, ``out_of_traffic``, or ``winner`` (the default is a stopped experiment's
+    winner).
     """
 
     surface: Surface
@@ -32,6 +55,7 @@ class Route:
     config_version: int = 0
     fallback_model: ModelRef | None = None
     forced: bool = False
+    reason: str = "no_experiment"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,10 +63,17 @@ class _CompiledExperiment:
     key: str
     salt: str
     bounds: tuple[int, ...]
-    variants: tuple[str, ...]
-    models: tuple[ModelRef, ...]
-    fallback_model: ModelRef
-    config_version: int
+    routes: tuple[Route, ...]  # one per variant, in file order
+    condition: Condition | None
+    traffic_threshold: int
+
+
+@dataclass(frozen=True, slots=True)
+class _SurfacePlan:
+    default: Route
+    layer: LayerPlan[_CompiledExperiment] | None
+    forced: Mapping[str, Route]
+    not_eligible: Mapping[str, Route]  # reason -> default route carrying that reason
 
 
 class Router:
@@ -50,38 +81,74 @@ class Router:
 
     def __init__(self, snapshot: ConfigSnapshot) -> None:
         self.snapshot = snapshot
-        self.surfaces: Mapping[str, Surface] = dict(snapshot.config.surfaces)
-        self._defaults = {name: Route(s, ModelRef.parse(s.default_model)) for name, s in self.surfaces.items()}
-        self._running: dict[str, _CompiledExperiment] = {}
-        for name in self.surfaces:
-            for e in snapshot.config.running_on(name):
-                self._running[name] = _compile(e, snapshot.version_of(e.key))
+        config = snapshot.config
+        self.surfaces: Mapping[str, Surface] = dict(config.surfaces)
+        self._plans = {name: _plan(config, snapshot, s) for name, s in self.surfaces.items()}
 
     def route(self, surface: str, unit_id: str, attributes: Mapping[str, object] | None = None) -> Route:
         """The route of ``unit_id`` on ``surface``; KeyError if the surface is unknown."""
-        default = self._defaults[surface]
-        exp = self._running.get(surface)
+        plan = self._plans[surface]
+        if plan.layer is None:
+            return plan.default
+        forced = plan.forced.get(unit_id)
+        if forced is not None:
+            return forced
+        if plan.layer.held_out(unit_id):
+            return plan.not_eligible["holdout"]
+        exp = plan.layer.member(unit_id)
         if exp is None:
-            return default
-        i = variant_index(exp.bounds, bucket(exp.salt, unit_id))
-        return Route(
-            default.surface,
-            exp.models[i],
-            exp.key,
-            exp.variants[i],
-            exp.config_version,
-            exp.fallback_model,
-        )
+            return plan.not_eligible["not_in_layer"]
+        if exp.condition is not None and not exp.condition(attributes or _NO_ATTRIBUTES):
+            return plan.not_eligible["not_targeted"]
+        if exp.traffic_threshold < 10_000 and traffic_bucket(exp.salt, unit_id) >= exp.traffic_threshold:
+            return plan.not_eligible["out_of_traffic"]
+        return exp.routes[variant_index(exp.bounds, bucket(exp.salt, unit_id))]
 
     def model_refs(self) -> set[ModelRef]:
         """Every model reference this snapshot can serve (to resolve aliases ahead of requests)."""
-        refs = {r.model for r in self._defaults.values()}
-        for e in self._running.values():
-            refs.update(e.models)
+        refs: set[ModelRef] = set()
+        for plan in self._plans.values():
+            refs.add(plan.default.model)
+            for exp in plan.layer.members if plan.layer else ():
+                for r in exp.routes:
+                    refs.add(r.model)
+                    if r.fallback_model is not None:
+                        refs.add(r.fallback_model)
         return refs
 
+    def running(self) -> dict[str, list[str]]:
+        """Keys of the running experiments of each surface (for listing what a replica serves)."""
+        return {name: [e.key for e in plan.layer.members] if plan.layer else [] for name, plan in self._plans.items()}
 
-def _compile(e: Experiment, config_version: int) -> _CompiledExperiment:
-    models = tuple(v.model_ref for v in e.variants)
+
+def _plan(config: ConfigSet, snapshot: ConfigSnapshot, surface: Surface) -> _SurfacePlan:
+    winner = config.winner_on(surface.name)
+    if winner is not None and winner.winner is not None:
+        default = Route(surface, winner.variant(winner.winner).model_ref, reason="winner")
+    else:
+        default = Route(surface, ModelRef.parse(surface.default_model))
+    running = config.running_on(surface.name)
+    if not running:
+        return _SurfacePlan(default, None, {}, {})
+    # checks.py guarantees one layer per surface; the first experiment names it.
+    salt, holdout = config.layer_salt_and_holdout(running[0])
+    compiled = [(e.layer_slice, _compile(e, snapshot.version_of(e.key), surface)) for e in running]
+    layer = LayerPlan.build(salt, holdout, compiled)
+    forced: dict[str, Route] = {}
+    for e, (_, c) in zip(running, compiled, strict=True):
+        for unit, variant in e.forced.items():
+            r = c.routes[e.variant_keys.index(variant)]
+            forced.setdefault(unit, Route(surface, r.model, r.experiment, r.variant, r.config_version, r.fallback_model, True, "forced"))
+    reasons = ("holdout", "not_in_layer", "not_targeted", "out_of_traffic")
+    not_eligible = {
+        r: Route(surface, default.model, reason=r if default.reason != "winner" else "winner") for r in reasons
+    }
+    return _SurfacePlan(default, layer, forced, not_eligible)
+
+
+def _compile(e: Experiment, config_version: int, surface: Surface) -> _CompiledExperiment:
     fallback = e.variant(e.fallback or e.variant_keys[0]).model_ref
-    return _CompiledExperiment(e.key, e.salt or e.key, e.bounds, e.variant_keys, models, fallback, config_version)
+    routes = tuple(
+        Route(surface, v.model_ref, e.key, v.key, config_version, fallback, False, "assigned") for v in e.variants
+    )
+    return _CompiledExperiment(e.key, e.salt or e.key, e.bounds, routes, e.condition, share_threshold(e.traffic))

@@ -1,11 +1,97 @@
-"""``abgate serve`` and ``abgate demo``."""
+"""``abgate serve`` (the gateway) and ``abgate demo`` (the tour on embedded servers)."""
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
 
-def serve() -> None:
-    """Run the gateway (not implemented yet)."""
+import typer
+from rich.console import Console
+
+from experiments import ConfigError, load_config_dir
+from experiments.settings import Settings
+
+err = Console(stderr=True)
 
 
-def demo() -> None:
-    """Run the demo (not implemented yet)."""
+def print_config_error(exc: ConfigError) -> None:
+    """Every issue of a ConfigError, one per line, on stderr."""
+    for issue in exc.issues:
+        err.print(f"[red]error[/] {issue}", highlight=False)
+
+
+def serve(
+    host: str = typer.Option(None, help="Bind address [env ABGATE_HOST, default 127.0.0.1]"),
+    port: int = typer.Option(None, help="Port [env ABGATE_PORT, default 8000]"),
+    experiments_dir: Path = typer.Option(
+        None, help="Folder of experiment YAML [env ABGATE_EXPERIMENTS_DIR]"
+    ),
+    log_level: str = typer.Option("info", help="Log level of the JSON logs on stderr"),
+) -> None:
+    """Run the gateway (uvicorn, uvloop, httptools; one process).
+
+    Services come from ABGATE_POSTGRES_DSN and ABGATE_REDIS_URL; when unset, embedded servers
+    start in ABGATE_DATA_DIR. SIGTERM/SIGINT flush every accepted log record before exit.
+    """
+    import uvicorn
+
+    from abgate.embedded import EmbeddedError, resolve_services
+    from abgate.logs import configure_logging
+    from gateway import create_app
+
+    overrides = {
+        k: v
+        for k, v in {"host": host, "port": port, "experiments_dir": experiments_dir}.items()
+        if v is not None
+    }
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    configure_logging(log_level.upper())
+    try:
+        load_config_dir(settings.experiments_dir)
+    except ConfigError as exc:
+        print_config_error(exc)
+        err.print("the gateway did not start: fix the files above")
+        raise typer.Exit(2) from None
+    try:
+        dsn, redis_url = resolve_services(
+            settings.postgres_dsn, settings.redis_url, settings.data_dir
+        )
+    except EmbeddedError as exc:
+        err.print(f"[red]error[/] {exc}")
+        raise typer.Exit(2) from None
+    if not settings.postgres_dsn or not settings.redis_url:
+        logging.getLogger("abgate").warning(
+            "using embedded servers", extra={"data_dir": str(settings.data_dir)}
+        )
+    settings = settings.model_copy(update={"postgres_dsn": dsn, "redis_url": redis_url})
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=10,
+    )
+
+
+def demo(
+    data_dir: Path = typer.Option(
+        Path(".abgate/demo"), help="Folder for the demo's servers, data and archive"
+    ),
+    users: int = typer.Option(20_000, help="Users with precomputed results per model version"),
+    traffic_users: int = typer.Option(6_000, help="Simulated users sending requests"),
+    concurrency: int = typer.Option(16, help="Concurrent simulated clients"),
+) -> None:
+    """Run the tour: embedded servers, two model versions, an experiment, traffic, a summary."""
+    import asyncio
+
+    from abgate.demo import run_demo
+
+    raise typer.Exit(
+        asyncio.run(
+            run_demo(data_dir, users=users, traffic_users=traffic_users, concurrency=concurrency)
+        )
+    )

@@ -1,0 +1,96 @@
+"""Errors of the gateway, rendered as RFC 9457 problem responses by one handler.
+
+GatewayError                      (500, never shown with its message)
+ ├── ProblemError                 an answer for the caller: status, stable type, detail
+ │    ├── BadRequest              400, names the field
+ │    ├── PayloadTooLarge         413
+ │    ├── Unauthorized            401
+ │    ├── Forbidden               403
+ │    ├── UnknownSurface          404
+ │    └── NoAnswer                503, no list at all could be produced
+ └── BackendUnavailable           a store or cache failed (translated at the adapter edge)
+      ├── ResultsStoreUnavailable Postgres
+      └── CacheUnavailable        Redis
+"""
+
+from __future__ import annotations
+
+PROBLEM_BASE = "https://abgate.dev/problems/"
+
+
+class GatewayError(Exception):
+    """Base of every gateway error."""
+
+
+class ProblemError(GatewayError):
+    """An error the caller is told about, as ``application/problem+json``."""
+
+    status = 500
+    type_ = "internal"
+    title = "Internal error"
+
+    def __init__(self, detail: str, *, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+
+    def to_problem(self, instance: str) -> dict[str, object]:
+        """The RFC 9457 problem object."""
+        problem: dict[str, object] = {
+            "type": PROBLEM_BASE + self.type_,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            "instance": instance,
+        }
+        if self.field is not None:
+            problem["field"] = self.field
+        return problem
+
+
+class BadRequest(ProblemError):
+    """The request body is malformed or a field is invalid."""
+
+    status, type_, title = 400, "bad-request", "Bad request"
+
+
+class PayloadTooLarge(ProblemError):
+    """The body is larger than the configured limit."""
+
+    status, type_, title = 413, "payload-too-large", "Payload too large"
+
+
+class Unauthorized(ProblemError):
+    """No bearer token was given."""
+
+    status, type_, title = 401, "unauthorized", "Unauthorized"
+
+
+class Forbidden(ProblemError):
+    """The bearer token is not accepted."""
+
+    status, type_, title = 403, "forbidden", "Forbidden"
+
+
+class UnknownSurface(ProblemError):
+    """The surface is not declared."""
+
+    status, type_, title = 404, "unknown-surface", "Unknown surface"
+
+
+class NoAnswer(ProblemError):
+    """Neither the unit's list nor any fallback list could be read."""
+
+    status, type_, title = 503, "no-answer", "No answer available"
+
+
+class BackendUnavailable(GatewayError):
+    """A backend (results store, cache) failed or timed out."""
+
+
+class ResultsStoreUnavailable(BackendUnavailable):
+    """Postgres failed or timed out."""
+
+
+class CacheUnavailable(BackendUnavailable):
+    """Redis failed or timed out."""

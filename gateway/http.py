@@ -1,0 +1,98 @@
+"""HTTP plumbing shared by the handlers: body limits, auth, problem responses, JSON responses."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.errors import Forbidden, PayloadTooLarge, ProblemError, Unauthorized
+
+log = logging.getLogger("abgate.gateway")
+
+PROBLEM_JSON = "application/problem+json"
+
+
+def json_response(
+    obj: object, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    """An ``application/json`` response encoded with orjson."""
+    return Response(
+        orjson.dumps(obj), status_code=status, media_type="application/json", headers=headers
+    )
+
+
+def request_id(request: Request) -> str:
+    """The caller's ``X-Request-ID`` (if sane) or a new one."""
+    given = request.headers.get("x-request-id")
+    if given and len(given) <= 128 and given.isprintable():
+        return given
+    return uuid.uuid4().hex
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The body, refusing more than ``max_bytes`` without reading it all."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise PayloadTooLarge(f"the body has {declared} bytes; at most {max_bytes} are accepted")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLarge(f"the body is larger than {max_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def check_auth(request: Request, tokens: frozenset[str]) -> None:
+    """Require ``Authorization: Bearer <token>`` when tokens are configured."""
+    if not tokens:
+        return
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("send 'Authorization: Bearer <token>'")
+    if token.strip() not in tokens:
+        raise Forbidden("the bearer token is not accepted")
+
+
+async def problem_handler(request: Request, exc: Exception) -> Response:
+    """Render a ProblemError as RFC 9457 ``application/problem+json``."""
+    if not isinstance(exc, ProblemError):  # pragma: no cover - registered for ProblemError only
+        return await internal_error_handler(request, exc)
+    return Response(
+        orjson.dumps(exc.to_problem(request.url.path)),
+        status_code=exc.status,
+        media_type=PROBLEM_JSON,
+    )
+
+
+async def internal_error_handler(request: Request, exc: Exception) -> Response:
+    """Log an unexpected error with its trace; tell the caller nothing internal."""
+    log.error("unhandled error", exc_info=exc, extra={"path": request.url.path})
+    problem = {
+        "type": "https://abgate.dev/problems/internal",
+        "title": "Internal error",
+        "status": 500,
+        "detail": "the gateway failed to answer; the error is logged",
+        "instance": request.url.path,
+    }
+    return Response(orjson.dumps(problem), status_code=500, media_type=PROBLEM_JSON)
+
+
+async def http_exception_handler(request: Request, exc: Exception) -> Response:
+    """Routing errors (404 no route, 405 method) as problem responses too."""
+    status = getattr(exc, "status_code", 500)
+    title = {404: "Not found", 405: "Method not allowed"}.get(status, "HTTP error")
+    problem = {
+        "type": f"https://abgate.dev/problems/http-{status}",
+        "title": title,
+        "status": status,
+        "detail": f"{request.method} {request.url.path}: {title.lower()}",
+        "instance": request.url.path,
+    }
+    return Response(orjson.dumps(problem), status_code=status, media_type=PROBLEM_JSON)

@@ -1,0 +1,54 @@
+"""Prometheus metrics of one gateway app (own registry, so several apps can live in one process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    """Every metric the gateway exports on ``GET /metrics``."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "abgate_requests", "Answered requests", ["endpoint", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "abgate_request_seconds",
+            "Time to answer, by endpoint",
+            ["endpoint"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=r,
+        )
+        self.served = Counter(
+            "abgate_served",
+            "Recommendation answers by surface and source",
+            ["surface", "source"],
+            registry=r,
+        )
+        self.exposures = Counter(
+            "abgate_exposures", "Exposures logged", ["experiment", "variant"], registry=r
+        )
+        self.outcomes = Counter("abgate_outcomes", "Outcome events accepted", registry=r)
+        self.cache_lookups = Counter(
+            "abgate_cache_lookups",
+            "Cache lookups by layer and result",
+            ["layer", "result"],
+            registry=r,
+        )
+        self.store_errors = Counter(
+            "abgate_store_errors", "Postgres failures on the read path", registry=r
+        )
+        self.log_queue = Gauge(
+            "abgate_log_queue_records", "Records waiting to be written", registry=r
+        )
+        self.log_written = Counter(
+            "abgate_log_records_written", "Records written to the sink", registry=r
+        )
+        self.log_dropped = Counter(
+            "abgate_log_records_dropped", "Records dropped because the queue was full", registry=r
+        )
+        self.log_errors = Counter(
+            "abgate_log_write_errors", "Failed sink writes (retried)", registry=r
+        )

@@ -1,0 +1,93 @@
+"""The read path: in-process cache, then Redis, then Postgres, then the fallback chain.
+
+``ReadPath.lookup`` answers with the unit's list and where it came from (``cache`` or ``db``),
+or None when the version has no list for the unit or no backend could tell.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import orjson
+
+from experiments import ModelVersion
+from gateway.errors import CacheUnavailable, ResultsStoreUnavailable
+from gateway.metrics import Metrics
+from gateway.results import NO_LIST, Items, LocalCache, PostgresResultsStore, RedisResultsCache
+
+log = logging.getLogger("abgate.gateway")
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """A unit's list and its source; ``items`` is None when there is no list to serve."""
+
+    items: Items | None
+    source: str  # "cache", "db", or "none" (no list) / "unavailable" (no backend answered)
+
+
+class ReadPath:
+    """Reads a unit's list through the cache layers; never raises for a backend failure."""
+
+    def __init__(
+        self,
+        local: LocalCache,
+        cache: RedisResultsCache,
+        store: PostgresResultsStore,
+        metrics: Metrics,
+    ) -> None:
+        self.local = local
+        self.cache = cache
+        self.store = store
+        self.metrics = metrics
+
+    async def lookup(self, mv: ModelVersion, unit_id: str) -> Lookup:
+        """The unit's list in ``mv``."""
+        key = (mv.name, mv.version, unit_id)
+        found, items = self.local.get(key)
+        if found:
+            self.metrics.cache_lookups.labels("local", "hit").inc()
+            return Lookup(items, "cache")
+        try:
+            raw = await self.cache.get(mv, unit_id)
+        except CacheUnavailable:
+            self.metrics.cache_lookups.labels("redis", "error").inc()
+            raw = None
+            redis_ok = False
+        else:
+            redis_ok = True
+        if raw is not None:
+            self.metrics.cache_lookups.labels("redis", "hit").inc()
+            items = orjson.loads(raw) if raw != NO_LIST else None
+            self.local.put(key, items)
+            return Lookup(items, "cache")
+        if redis_ok:
+            self.metrics.cache_lookups.labels("redis", "miss").inc()
+        try:
+            raw = await self.store.get(mv, unit_id)
+        except ResultsStoreUnavailable as exc:
+            self.metrics.store_errors.inc()
+            log.warning("results store unavailable", extra={"error": str(exc)})
+            return Lookup(None, "unavailable")
+        if redis_ok:
+            try:
+                await self.cache.set(mv, unit_id, raw if raw is not None else NO_LIST)
+            except CacheUnavailable:
+                self.metrics.cache_lookups.labels("redis", "error").inc()
+        items = orjson.loads(raw) if raw is not None else None
+        self.local.put(key, items)
+        return Lookup(items, "db" if items is not None else "none")
+
+
+def filter_items(items: Items, exclude: frozenset[str], limit: int) -> Items:
+    """The first ``limit`` items whose id is not excluded, in stored order (back-filled)."""
+    if not exclude:
+        return items[:limit]
+    out: Items = []
+    for it in items:
+        if it["id"] not in exclude:
+            out.append(it)
+            if len(out) == limit:
+                break
+    return out

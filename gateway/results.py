@@ -1,0 +1,201 @@
+"""Where precomputed result lists are read from: Postgres (truth), Redis, and an in-process LRU.
+
+Lists are kept as the JSON bytes stored in Postgres (``[{"id": .., "score": ..}, ...]``) and
+cached verbatim in Redis under ``{prefix}r:{model}:{version}:{unit}``: the key carries the model
+version, so activating a new version can never serve a stale list. A marker (empty bytes)
+caches "this unit has no list" for a shorter TTL so unknown units do not reach Postgres each time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+from typing import Protocol
+
+import asyncpg
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from experiments import ModelVersion
+from gateway.errors import CacheUnavailable, ResultsStoreUnavailable
+
+NO_LIST = b""  # cached marker: the unit has no list in this model version
+
+Items = list[dict[str, object]]
+
+
+class ResultsStore(Protocol):
+    """The source of truth for result lists."""
+
+    async def get(self, mv: ModelVersion, unit_id: str) -> bytes | None:
+        """The unit's list as JSON bytes, or None if the version has no list for it."""
+        ...
+
+
+class ResultsCache(Protocol):
+    """A shared cache in front of the store."""
+
+    async def get(self, mv: ModelVersion, unit_id: str) -> bytes | None:
+        """Cached bytes (``NO_LIST`` for a known miss), or None when not cached."""
+        ...
+
+    async def set(self, mv: ModelVersion, unit_id: str, raw: bytes) -> None:
+        """Cache ``raw`` (or the ``NO_LIST`` marker)."""
+        ...
+
+
+class PostgresResultsStore:
+    """Result lists, default lists and aliases from Postgres (tables of migration 0001)."""
+
+    def __init__(self, pool: asyncpg.Pool, *, timeout: float) -> None:
+        self.pool = pool
+        self.timeout = timeout
+
+    async def get(self, mv: ModelVersion, unit_id: str) -> bytes | None:
+        """The unit's list, or None. Raises ResultsStoreUnavailable on any database failure."""
+        try:
+            text = await self.pool.fetchval(
+                "SELECT items::text FROM results WHERE model = $1 AND version = $2 AND unit_id = $3",
+                mv.name,
+                mv.version,
+                unit_id,
+                timeout=self.timeout,
+            )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            raise ResultsStoreUnavailable(f"postgres: {type(exc).__name__}") from exc
+        return None if text is None else text.encode()
+
+    async def default_lists(self, versions: Iterable[ModelVersion]) -> dict[ModelVersion, Items]:
+        """Default lists of active ``versions`` (missing or inactive versions are absent)."""
+        wanted = list(versions)
+        try:
+            rows = await self.pool.fetch(
+                """SELECT mv.model, mv.version, mv.default_items::text AS items
+                   FROM model_versions mv
+                   JOIN unnest($1::text[], $2::text[]) AS w(model, version)
+                     ON mv.model = w.model AND mv.version = w.version
+                   WHERE mv.status = 'active'""",
+                [v.name for v in wanted],
+                [v.version for v in wanted],
+                timeout=self.timeout * 5,
+            )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            raise ResultsStoreUnavailable(f"postgres: {type(exc).__name__}") from exc
+        return {ModelVersion(r["model"], r["version"]): orjson.loads(r["items"]) for r in rows}
+
+    async def aliases(self) -> dict[tuple[str, str], str]:
+        """Every ``(model, alias) -> version``."""
+        try:
+            rows = await self.pool.fetch(
+                "SELECT model, alias, version FROM model_aliases", timeout=self.timeout * 5
+            )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            raise ResultsStoreUnavailable(f"postgres: {type(exc).__name__}") from exc
+        return {(r["model"], r["alias"]): r["version"] for r in rows}
+
+    async def ping(self) -> None:
+        """Raise ResultsStoreUnavailable unless Postgres answers."""
+        try:
+            await self.pool.fetchval("SELECT 1", timeout=self.timeout)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            raise ResultsStoreUnavailable(f"postgres: {type(exc).__name__}") from exc
+
+
+class RedisResultsCache:
+    """Redis in front of Postgres, with a breaker: after a failure, skip Redis for a while.
+
+    Without the breaker, a hung Redis would add its timeout to every request.
+    """
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        prefix: str,
+        ttl: int,
+        negative_ttl: int,
+        retry_after: float,
+    ) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.ttl = ttl
+        self.negative_ttl = negative_ttl
+        self.retry_after = retry_after
+        self._down_until = 0.0
+
+    def key(self, mv: ModelVersion, unit_id: str) -> str:
+        """The Redis key of a unit's list (batch warm-up must use the same)."""
+        return f"{self.prefix}r:{mv.name}:{mv.version}:{unit_id}"
+
+    @property
+    def available(self) -> bool:
+        """False while the breaker is open."""
+        return time.monotonic() >= self._down_until
+
+    def _trip(self) -> None:
+        self._down_until = time.monotonic() + self.retry_after
+
+    async def get(self, mv: ModelVersion, unit_id: str) -> bytes | None:
+        """Cached bytes or None; raises CacheUnavailable (and opens the breaker) on failure."""
+        if not self.available:
+            raise CacheUnavailable("redis: skipped after a recent failure")
+        try:
+            raw: bytes | None = await self.client.get(self.key(mv, unit_id))
+        except (TimeoutError, RedisError, OSError) as exc:
+            self._trip()
+            raise CacheUnavailable(f"redis: {type(exc).__name__}") from exc
+        return raw
+
+    async def set(self, mv: ModelVersion, unit_id: str, raw: bytes) -> None:
+        """Cache a list (or the NO_LIST marker with the shorter TTL); failures open the breaker."""
+        if not self.available or (raw == NO_LIST and self.negative_ttl == 0):
+            return
+        try:
+            await self.client.set(
+                self.key(mv, unit_id), raw, ex=self.ttl if raw else self.negative_ttl
+            )
+        except (TimeoutError, RedisError, OSError) as exc:
+            self._trip()
+            raise CacheUnavailable(f"redis: {type(exc).__name__}") from exc
+
+    async def ping(self) -> None:
+        """Raise CacheUnavailable unless Redis answers (ignores the breaker)."""
+        try:
+            await self.client.ping()
+        except (TimeoutError, RedisError, OSError) as exc:
+            raise CacheUnavailable(f"redis: {type(exc).__name__}") from exc
+
+
+class LocalCache:
+    """A bounded in-process LRU of decoded lists.
+
+    Always correct: a model version's results never change once active, and keys carry the
+    version. ``None`` entries remember units without a list.
+    """
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max_entries
+        self._data: OrderedDict[tuple[str, str, str], Items | None] = OrderedDict()
+
+    def get(self, key: tuple[str, str, str]) -> tuple[bool, Items | None]:
+        """``(found, items)``."""
+        try:
+            value = self._data[key]
+        except KeyError:
+            return False, None
+        self._data.move_to_end(key)
+        return True, value
+
+    def put(self, key: tuple[str, str, str], items: Items | None) -> None:
+        """Remember ``items`` for ``key``, evicting the least recently used entry when full."""
+        if self.max_entries <= 0:
+            return
+        self._data[key] = items
+        self._data.move_to_end(key)
+        if len(self._data) > self.max_entries:
+            self._data.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._data)

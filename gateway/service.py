@@ -1,0 +1,189 @@
+"""The serving logic behind the HTTP handlers: route, read, fall back, filter, log.
+
+``Gateway`` holds the serving state (router + model directory, swapped together as one
+``ServingState`` so a request sees one consistent snapshot) and the backends built at start-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from experiments import ConfigError, Exposure, ModelVersion, new_event_id, utc_timestamp
+from experiments.routing import Route, Router
+from experiments.source import ConfigSource
+from gateway.errors import BackendUnavailable, BadRequest, NoAnswer, UnknownSurface
+from gateway.models import ModelDirectory, load_directory
+from gateway.read_path import ReadPath, filter_items
+from gateway.requests import RecommendationRequest
+from gateway.results import Items, PostgresResultsStore, RedisResultsCache
+from gateway.sinks import BatchingLogger
+
+if TYPE_CHECKING:
+    from gateway.metrics import Metrics
+
+log = logging.getLogger("abgate.gateway")
+
+
+@dataclass(frozen=True, slots=True)
+class ServingState:
+    """What one request routes with: swapped whole on a config or alias change."""
+
+    router: Router
+    directory: ModelDirectory
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The outcome of a recommendation request, before it is encoded."""
+
+    route: Route
+    model: ModelVersion
+    items: Items
+    source: str
+
+
+class Gateway:
+    """Serving state, backends and background refreshers of one app."""
+
+    def __init__(
+        self,
+        state: ServingState,
+        read_path: ReadPath,
+        store: PostgresResultsStore,
+        cache: RedisResultsCache,
+        logger: BatchingLogger,
+        metrics: Metrics,
+    ) -> None:
+        self.state = state
+        self.read_path = read_path
+        self.store = store
+        self.cache = cache
+        self.logger = logger
+        self.metrics = metrics
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def answer(self, req: RecommendationRequest) -> Answer:
+        """Route the unit, read its list (or a fallback), drop exclusions, back-fill to the limit."""
+        state = self.state
+        try:
+            route = state.router.route(req.surface, req.unit_id, req.attributes)
+        except KeyError:
+            known = ", ".join(sorted(state.router.surfaces)) or "none"
+            raise UnknownSurface(
+                f"surface '{req.surface}' is not declared (surfaces: {known})"
+            ) from None
+        surface = route.surface
+        limit = req.limit if req.limit is not None else surface.default_limit
+        if limit > surface.max_limit:
+            raise BadRequest(
+                f"'limit' must be at most {surface.max_limit} on surface '{surface.name}'",
+                field="limit",
+            )
+        directory = state.directory
+        mv = directory.resolve(route.model)
+        items: Items | None = None
+        source = "none"
+        if mv is not None:
+            found = await self.read_path.lookup(mv, req.unit_id)
+            items, source = found.items, found.source
+        served = mv
+        if items is None:
+            served, items = self._fallback(route, directory, mv)
+            source = "fallback"
+        if items is None or served is None:
+            raise NoAnswer(
+                f"no list for unit '{req.unit_id}' and no default list for {route.model} on '{surface.name}'"
+            )
+        return Answer(route, served, filter_items(items, req.exclude, limit), source)
+
+    def _fallback(
+        self, route: Route, directory: ModelDirectory, mv: ModelVersion | None
+    ) -> tuple[ModelVersion | None, Items | None]:
+        """The first default list of: the assigned version, the fallback variant's, the surface's."""
+        candidates = [mv]
+        if route.fallback_model is not None:
+            candidates.append(directory.resolve(route.fallback_model))
+        candidates.append(directory.resolve(self.state.router.route_default(route.surface.name)))
+        for candidate in candidates:
+            items = directory.default_list(candidate)
+            if items is not None:
+                return candidate, items
+        return None, None
+
+    def log_exposure(self, answer: Answer, unit_id: str, request_id: str) -> None:
+        """Queue the exposure of an answer given inside an experiment."""
+        route = answer.route
+        if route.experiment is None or route.variant is None:
+            return
+        self.logger.put(
+            Exposure(
+                new_event_id(),
+                utc_timestamp(),
+                route.experiment,
+                route.variant,
+                unit_id,
+                route.surface.name,
+                answer.model.name,
+                answer.model.version,
+                tuple(str(it["id"]) for it in answer.items),
+                route.config_version,
+                answer.source,
+                request_id,
+                route.forced,
+            )
+        )
+        self.metrics.exposures.labels(route.experiment, route.variant).inc()
+
+    # --- background refresh --------------------------------------------------------------------
+
+    def start(self, source: ConfigSource, alias_refresh: float) -> None:
+        """Start the owned background tasks: alias/default refresh and config reload."""
+        self._tasks.append(
+            asyncio.create_task(self._refresh_models(alias_refresh), name="abgate-model-refresh")
+        )
+        self._tasks.append(
+            asyncio.create_task(self._follow_config(source), name="abgate-config-reload")
+        )
+
+    async def aclose(self) -> None:
+        """Cancel the background tasks."""
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        self._tasks.clear()
+
+    async def refresh_models(self) -> None:
+        """Re-read aliases and default lists now (keeps the old ones if Postgres is down)."""
+        state = self.state
+        directory = await load_directory(self.store, state.router.model_refs())
+        if directory != state.directory:
+            self.state = ServingState(state.router, directory)
+
+    async def _refresh_models(self, every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.refresh_models()
+            except BackendUnavailable as exc:
+                log.warning(
+                    "model alias refresh failed; keeping the last known", extra={"error": str(exc)}
+                )
+
+    async def _follow_config(self, source: ConfigSource) -> None:
+        async for snapshot in source.changes():
+            try:
+                router = Router(snapshot)
+                directory = await load_directory(self.store, router.model_refs())
+            except (ConfigError, BackendUnavailable, ValueError) as exc:
+                log.error(
+                    "new configuration refused; serving the previous one", extra={"error": str(exc)}
+                )
+                continue
+            self.state = ServingState(router, directory)
+            log.info("configuration reloaded", extra={"origin": snapshot.origin})

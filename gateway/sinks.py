@@ -1,0 +1,160 @@
+"""Exposure and outcome logging: a batching background writer in front of a log sink.
+
+Requests only append to an in-memory queue; a named background task writes batches through
+the sink in a worker thread, so a request never waits on disk. On shutdown every accepted
+record is written. A failed write keeps its batch and is retried.
+
+``ArchiveSink`` writes Cloud Logging's Cloud Storage export layout (DESIGN.md, "The archive"):
+``LOG_ID/YYYY/MM/DD/HH:00:00_HH:59:59_S0.json``, one LogEntry JSON object per line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+from collections import defaultdict, deque
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import orjson
+
+from experiments import Record
+from gateway.metrics import Metrics
+
+log = logging.getLogger("abgate.gateway")
+
+
+class LogSink(Protocol):
+    """Somewhere records are written durably. ``write`` is blocking and runs in a thread."""
+
+    def write(self, records: Sequence[Record]) -> None:
+        """Write every record or raise."""
+        ...
+
+
+def archive_path(root: Path, log_id: str, ts: str) -> Path:
+    """The export object of the hour of ``ts`` (``2026-11-26T18:04:30.123456Z``)."""
+    y, mo, d, h = ts[0:4], ts[5:7], ts[8:10], ts[11:13]
+    return root / log_id / y / mo / d / f"{h}:00:00_{h}:59:59_S0.json"
+
+
+class ArchiveSink:
+    """Appends LogEntry lines to hourly files under ``root``.
+
+    Each file gets one ``write`` per batch under an exclusive ``flock`` with ``O_APPEND``, so
+    several gateway processes can share one archive folder without interleaving lines.
+    """
+
+    def __init__(self, root: Path, *, project: str, log_id: str) -> None:
+        self.root = root
+        self.log_id = log_id
+        self.log_name = f"projects/{project}/logs/{log_id}"
+        self._resource = {"type": "generic_task", "labels": {}}
+
+    def entry(self, record: Record) -> dict[str, object]:
+        """The LogEntry of one record."""
+        return {
+            "logName": self.log_name,
+            "insertId": record.event_id,
+            "timestamp": record.ts,
+            "severity": "INFO",
+            "resource": self._resource,
+            "jsonPayload": record.as_payload(),
+        }
+
+    def write(self, records: Sequence[Record]) -> None:
+        """Append every record to the file of its hour."""
+        by_file: dict[Path, list[bytes]] = defaultdict(list)
+        for r in records:
+            by_file[archive_path(self.root, self.log_id, r.ts)].append(orjson.dumps(self.entry(r)))
+        for path, lines in by_file.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            data = b"\n".join(lines) + b"\n"
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
+
+
+class BatchingLogger:
+    """Queue in front of a sink, drained by one owned background task."""
+
+    def __init__(
+        self,
+        sink: LogSink,
+        metrics: Metrics,
+        *,
+        flush_interval: float,
+        batch_size: int,
+        queue_max: int,
+    ) -> None:
+        self.sink = sink
+        self.metrics = metrics
+        self.flush_interval = flush_interval
+        self.batch_size = batch_size
+        self.queue_max = queue_max
+        self._queue: deque[Record] = deque()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    def put(self, record: Record) -> bool:
+        """Accept a record without waiting; False (and counted) if the queue is full."""
+        if len(self._queue) >= self.queue_max:
+            self.metrics.log_dropped.inc()
+            return False
+        self._queue.append(record)
+        if len(self._queue) >= self.batch_size:
+            self._wake.set()
+        return True
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def start(self) -> None:
+        """Start the writer task."""
+        self._task = asyncio.create_task(self._run(), name="abgate-log-writer")
+
+    async def _run(self) -> None:
+        while not self._closing:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.flush_interval)
+            self._wake.clear()
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write everything queued now, in batches; on failure keep the batch and return."""
+        while self._queue:
+            n = min(self.batch_size, len(self._queue))
+            batch = [self._queue[i] for i in range(n)]
+            try:
+                await asyncio.to_thread(self.sink.write, batch)
+            except Exception:
+                self.metrics.log_errors.inc()
+                log.exception("log sink write failed; will retry", extra={"records": n})
+                return
+            for _ in range(n):
+                self._queue.popleft()
+            self.metrics.log_written.inc(n)
+        self.metrics.log_queue.set(len(self._queue))
+
+    async def aclose(self) -> None:
+        """Stop the task and write every accepted record (retrying a few times)."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+        for _ in range(5):
+            await self.flush()
+            if not self._queue:
+                return
+            await asyncio.sleep(0.2)
+        log.error("log records lost at shutdown", extra={"records": len(self._queue)})

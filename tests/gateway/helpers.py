@@ -1,0 +1,103 @@
+"""Building blocks for gateway tests: data loading, config files, a running app."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import orjson
+from starlette.applications import Starlette
+
+from batch import load_results
+from experiments.postgres import create_pool
+from experiments.settings import Settings
+from gateway import create_app
+
+SURFACES = """\
+surfaces:
+  - {name: home_top, default_model: "models:/home_recs@champion", max_limit: 50}
+  - {name: cart_upsell, default_model: "models:/cart_recs/1"}
+"""
+
+EXPERIMENT = """\
+key: home-exp
+surface: home_top
+status: running
+variants:
+  - {key: control, weight: 50, model: "models:/home_recs@champion"}
+  - {key: treatment, weight: 50, model: "models:/home_recs/2"}
+metrics:
+  - {name: conversion, kind: proportion, outcome: purchase}
+"""
+
+
+def items(prefix: str, n: int = 30) -> list[dict[str, object]]:
+    """A ranked list ``prefix-0 .. prefix-(n-1)`` with decreasing scores."""
+    return [{"id": f"{prefix}-{i}", "score": round(1 - i / n, 4)} for i in range(n)]
+
+
+async def load_demo_data(dsn: str, schema: str, units: int = 50) -> None:
+    """Two versions of home_recs (1 = champion, 2) and one of cart_recs, with default lists."""
+    pool = await create_pool(dsn, schema)
+    try:
+        for model, version, alias in (
+            ("home_recs", "1", "champion"),
+            ("home_recs", "2", None),
+            ("cart_recs", "1", None),
+        ):
+            rows = [(f"u{i}", items(f"{model}-v{version}-u{i}")) for i in range(units)]
+            rows.append(("__default__", items(f"{model}-v{version}-default")))
+            await load_results(pool, iter(rows), model, version, alias=alias)
+    finally:
+        await pool.close()
+
+
+def write_config(folder: Path, experiment: str | None = EXPERIMENT) -> None:
+    """The standard surfaces file and (optionally) one experiment file."""
+    (folder / "surfaces.yaml").write_text(SURFACES)
+    if experiment is not None:
+        (folder / "home-exp.yaml").write_text(experiment)
+
+
+def settings_for(
+    dsn: str,
+    redis_url: str,
+    schema: str,
+    prefix: str,
+    experiments_dir: Path,
+    archive_dir: Path,
+    **kw: object,
+) -> Settings:
+    """Settings of a test gateway (in-process cache off unless asked, fast flushes)."""
+    values: dict[str, object] = {
+        "postgres_dsn": dsn,
+        "postgres_schema": schema,
+        "redis_url": redis_url,
+        "redis_prefix": prefix,
+        "experiments_dir": experiments_dir,
+        "archive_dir": archive_dir,
+        "local_cache_size": 0,
+        "log_flush_interval": 0.05,
+    }
+    values.update(kw)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@contextlib.asynccontextmanager
+async def running_app(settings: Settings) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient]]:
+    """The app with its lifespan running, and an httpx client over ASGI."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            yield app, client
+
+
+def read_archive(root: Path) -> list[dict[str, object]]:
+    """Every LogEntry line below ``root``."""
+    out = []
+    for p in sorted(root.rglob("*.json")):
+        out.extend(orjson.loads(line) for line in p.read_bytes().splitlines() if line)
+    return out

@@ -1,0 +1,302 @@
+"""The serving path through real HTTP semantics (ASGI) against real Postgres and Redis."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from batch import set_alias
+from experiments import assign
+from experiments.postgres import create_pool
+from tests.gateway.helpers import (
+    load_demo_data,
+    read_archive,
+    running_app,
+    settings_for,
+    write_config,
+)
+
+
+@pytest.fixture
+async def gateway_settings(pg_dsn, redis_url, schema, redis_prefix, experiments_dir, archive_dir):
+    await load_demo_data(pg_dsn, schema)
+    write_config(experiments_dir)
+    return settings_for(pg_dsn, redis_url, schema, redis_prefix, experiments_dir, archive_dir)
+
+
+def expected_variant(unit: str) -> str:
+    return assign("home-exp", unit, ["control", "treatment"], [50, 50])
+
+
+async def test_first_request_reads_postgres_then_redis_serves(gateway_settings):
+    async with running_app(gateway_settings) as (_, client):
+        first = await client.post(
+            "/v1/recommendations", json={"surface": "home_top", "unit_id": "u1", "limit": 5}
+        )
+        second = await client.post(
+            "/v1/recommendations", json={"surface": "home_top", "unit_id": "u1", "limit": 5}
+        )
+    assert first.status_code == 200, first.text
+    assert first.json()["source"] == "db"
+    assert second.json()["source"] == "cache"
+    assert first.json()["items"] == second.json()["items"]
+    assert len(first.json()["items"]) == 5
+
+
+async def test_unit_is_served_its_variants_model_version(gateway_settings):
+    async with running_app(gateway_settings) as (_, client):
+        for i in range(20):
+            unit = f"u{i}"
+            body = (
+                await client.post(
+                    "/v1/recommendations", json={"surface": "home_top", "unit_id": unit}
+                )
+            ).json()
+            variant = expected_variant(unit)
+            assert body["experiment"] == "home-exp"
+            assert body["variant"] == variant
+            version = "1" if variant == "control" else "2"
+            assert body["model"] == {"name": "home_recs", "version": version}
+            assert body["items"][0]["id"] == f"home_recs-v{version}-u{i}-0"
+
+
+async def test_exclusions_are_removed_and_the_list_back_filled(gateway_settings):
+    async with running_app(gateway_settings) as (_, client):
+        plain = (
+            await client.post(
+                "/v1/recommendations", json={"surface": "home_top", "unit_id": "u3", "limit": 10}
+            )
+        ).json()
+        ids = [it["id"] for it in plain["items"]]
+        excluded = [ids[0], ids[4], "not-in-list"]
+        body = (
+            await client.post(
+                "/v1/recommendations",
+                json={"surface": "home_top", "unit_id": "u3", "limit": 10, "exclude": excluded},
+            )
+        ).json()
+    got = [it["id"] for it in body["items"]]
+    assert len(got) == 10
+    assert not set(got) & set(excluded)
+    prefix = ids[0].rsplit("-", 1)[0]
+    assert got == [f"{prefix}-{i}" for i in (1, 2, 3, 5, 6, 7, 8, 9, 10, 11)]
+
+
+async def test_unknown_unit_gets_the_versions_default_list(gateway_settings):
+    async with running_app(gateway_settings) as (_, client):
+        body = (
+            await client.post(
+                "/v1/recommendations", json={"surface": "home_top", "unit_id": "nobody"}
+            )
+        ).json()
+    version = "1" if expected_variant("nobody") == "control" else "2"
+    assert body["source"] == "fallback"
+    assert body["items"][0]["id"] == f"home_recs-v{version}-default-0"
+
+
+async def test_surface_without_experiment_serves_default_model_and_logs_no_exposure(
+    gateway_settings, archive_dir
+):
+    async with running_app(gateway_settings) as (_, client):
+        body = (
+            await client.post(
+                "/v1/recommendations", json={"surface": "cart_upsell", "unit_id": "u2"}
+            )
+        ).json()
+    assert body["experiment"] is None and body["variant"] is None
+    assert body["model"] == {"name": "cart_recs", "version": "1"}
+    assert read_archive(archive_dir) == []
+
+
+async def test_fallback_chain_reaches_the_fallback_variants_default(
+    pg_dsn, schema, gateway_settings, experiments_dir
+):
+    # Treatment points at a version that does not exist: its units fall back to control's default.
+    write_config(
+        experiments_dir,
+        (experiments_dir / "home-exp.yaml")
+        .read_text()
+        .replace("models:/home_recs/2", "models:/home_recs/99"),
+    )
+    async with running_app(gateway_settings) as (_, client):
+        unit = next(f"x{i}" for i in range(100) if expected_variant(f"x{i}") == "treatment")
+        body = (
+            await client.post("/v1/recommendations", json={"surface": "home_top", "unit_id": unit})
+        ).json()
+    assert body["variant"] == "treatment"
+    assert body["source"] == "fallback"
+    assert body["model"] == {"name": "home_recs", "version": "1"}
+    assert body["items"][0]["id"] == "home_recs-v1-default-0"
+
+
+async def test_alias_change_switches_version_and_never_serves_the_old_cache(
+    pg_dsn, schema, gateway_settings
+):
+    settings = gateway_settings.model_copy(update={"alias_refresh": 0.05})
+    unit = next(f"u{i}" for i in range(50) if expected_variant(f"u{i}") == "control")
+    async with running_app(settings) as (app, client):
+        before = (
+            await client.post("/v1/recommendations", json={"surface": "home_top", "unit_id": unit})
+        ).json()
+        assert before["model"]["version"] == "1"
+        pool = await create_pool(pg_dsn, schema)
+        try:
+            await set_alias(pool, "home_recs", "champion", "2")
+        finally:
+            await pool.close()
+        await app.state.holder["gw"].refresh_models()
+        after = (
+            await client.post("/v1/recommendations", json={"surface": "home_top", "unit_id": unit})
+        ).json()
+    assert after["model"]["version"] == "2"
+    assert after["source"] == "db"  # a new cache key: the v1 entry cannot be served
+    assert after["items"][0]["id"].startswith("home_recs-v2-")
+
+
+async def test_exposures_and_outcomes_reach_the_archive_in_the_export_format(
+    gateway_settings, archive_dir
+):
+    async with running_app(gateway_settings) as (_, client):
+        r = await client.post(
+            "/v1/recommendations",
+            json={"surface": "home_top", "unit_id": "u7", "limit": 3},
+            headers={"x-request-id": "req-42"},
+        )
+        e = await client.post(
+            "/v1/events",
+            json=[
+                {
+                    "unit_id": "u7",
+                    "name": "purchase",
+                    "value": 12.5,
+                    "item_id": "sku-1",
+                    "ts": "2026-11-26T18:05:02Z",
+                },
+                {"unit_id": "u7", "name": "click"},
+            ],
+        )
+    assert e.status_code == 202 and e.json() == {"accepted": 2}
+    entries = read_archive(archive_dir)
+    assert len(entries) == 3
+    exposure = next(x for x in entries if x["jsonPayload"]["type"] == "exposure")
+    payload = exposure["jsonPayload"]
+    assert list(exposure) == [
+        "logName",
+        "insertId",
+        "timestamp",
+        "severity",
+        "resource",
+        "jsonPayload",
+    ]
+    assert exposure["logName"] == "projects/local/logs/abgate-events"
+    assert exposure["insertId"] == payload["event_id"]
+    assert exposure["timestamp"] == payload["ts"]
+    assert exposure["resource"] == {"type": "generic_task", "labels": {}}
+    assert list(payload) == [
+        "type",
+        "event_id",
+        "ts",
+        "experiment",
+        "variant",
+        "unit_id",
+        "surface",
+        "model",
+        "model_version",
+        "items",
+        "config_version",
+        "source",
+        "request_id",
+    ]
+    assert payload["request_id"] == "req-42"
+    assert payload["items"] == [it["id"] for it in r.json()["items"]]
+    assert payload["variant"] == expected_variant("u7")
+    purchase = next(x["jsonPayload"] for x in entries if x["jsonPayload"].get("name") == "purchase")
+    assert purchase == {
+        "type": "outcome",
+        "event_id": purchase["event_id"],
+        "ts": "2026-11-26T18:05:02.000000Z",
+        "unit_id": "u7",
+        "name": "purchase",
+        "value": 12.5,
+        "item_id": "sku-1",
+    }
+    # The file of the outcome's hour, in the export's naming scheme.
+    assert (archive_dir / "abgate-events/2026/11/26/18:00:00_18:59:59_S0.json").exists()
+
+
+async def test_redis_keys_carry_model_and_version(gateway_settings, redis_url, redis_prefix):
+    async with running_app(gateway_settings) as (_, client):
+        await client.post("/v1/recommendations", json={"surface": "cart_upsell", "unit_id": "u4"})
+    r = aioredis.from_url(redis_url)
+    try:
+        keys = [k.decode() async for k in r.scan_iter(match=redis_prefix + "*")]
+    finally:
+        await r.aclose()
+    assert keys == [f"{redis_prefix}r:cart_recs:1:u4"]
+
+
+async def test_in_process_cache_serves_repeat_units(gateway_settings):
+    settings = gateway_settings.model_copy(update={"local_cache_size": 100})
+    async with running_app(settings) as (app, client):
+        await client.post("/v1/recommendations", json={"surface": "home_top", "unit_id": "u9"})
+        body = (
+            await client.post("/v1/recommendations", json={"surface": "home_top", "unit_id": "u9"})
+        ).json()
+        assert len(app.state.holder["gw"].read_path.local) == 1
+    assert body["source"] == "cache"
+
+
+async def test_health_ready_metrics_and_openapi(gateway_settings):
+    async with running_app(gateway_settings) as (_, client):
+        assert (await client.get("/healthz")).json() == {"status": "ok"}
+        ready = (await client.get("/readyz")).json()
+        assert ready["status"] == "ready"
+        assert ready["checks"] == {"postgres": "ok", "redis": "ok"}
+        await client.post("/v1/recommendations", json={"surface": "home_top", "unit_id": "u1"})
+        metrics = (await client.get("/metrics")).text
+        assert 'abgate_served_total{source="db",surface="home_top"} 1.0' in metrics
+        spec = (await client.get("/openapi.json")).json()
+        assert "/v1/recommendations" in spec["paths"]
+        listing = (await client.get("/v1/experiments")).json()
+        assert listing["experiments"][0]["key"] == "home-exp"
+        assert listing["experiments"][0]["variants"][0]["resolved"] == "models:/home_recs/1"
+
+
+async def test_bearer_tokens_are_enforced_when_configured(gateway_settings):
+    settings = gateway_settings.model_copy(update={"api_tokens": "s3cret, other"})
+    body = {"surface": "home_top", "unit_id": "u1"}
+    async with running_app(settings) as (_, client):
+        missing = await client.post("/v1/recommendations", json=body)
+        wrong = await client.post(
+            "/v1/recommendations", json=body, headers={"authorization": "Bearer nope"}
+        )
+        ok = await client.post(
+            "/v1/recommendations", json=body, headers={"authorization": "Bearer other"}
+        )
+    assert missing.status_code == 401
+    assert missing.headers["content-type"] == "application/problem+json"
+    assert wrong.status_code == 403
+    assert ok.status_code == 200
+
+
+def test_invalid_experiment_folder_refuses_to_start(gateway_settings, experiments_dir: Path):
+    (experiments_dir / "broken.yaml").write_text(
+        "key: b\nsurface: home_top\nvariants:\n  - {key: a, weight: 1, model: nope}\n"
+    )
+    from experiments import ConfigError
+    from gateway import create_app
+
+    app = create_app(gateway_settings)
+
+    async def start() -> None:
+        async with app.router.lifespan_context(app):
+            pass
+
+    import asyncio
+
+    with pytest.raises(ConfigError) as info:
+        asyncio.run(start())
+    text = str(info.value)
+    assert "broken.yaml:4" in text and "variants[0].model" in text
