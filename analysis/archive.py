@@ -1,0 +1,86 @@
+"""Reading a local log archive (Cloud Logging's export layout) with DuckDB.
+
+The archive is every ``*.json`` file below a root folder, one JSON LogEntry per line
+(DESIGN.md, "The archive"); a real export downloaded from Cloud Storage reads the same way.
+DuckDB scans the files in parallel, runs the per-unit aggregation of ``analysis.sql`` and
+returns per-(variant, day) sufficient statistics: Python never sees an event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import duckdb
+
+from analysis.errors import ArchiveError
+from analysis.sql import PAYLOAD_FIELDS, Cohort, QueryPlan, build_plan, cohorts_from_rows
+from experiments import Experiment
+
+VIEW = "abgate_log_entries"
+
+
+def archive_files(root: Path) -> list[Path]:
+    """Every ``*.json`` file below ``root``; ArchiveError when there is none."""
+    if not root.is_dir():
+        raise ArchiveError(
+            f"archive {root} is not a directory (pass --archive DIR, the archive root)"
+        )
+    files = sorted(p for p in root.rglob("*.json") if p.is_file())
+    if not files:
+        raise ArchiveError(
+            f"archive {root} holds no *.json log file (expected LOG_ID/YYYY/MM/DD/HH:00:00_HH:59:59_S0.json)"
+        )
+    return files
+
+
+@contextmanager
+def archive_connection(
+    root: Path, *, memory_limit: str = "2GB"
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A DuckDB connection with a view ``abgate_log_entries`` over the archive's files.
+
+    The view reads only ``jsonPayload`` with an explicit schema: missing fields are NULL, other
+    keys are ignored. ``memory_limit`` bounds DuckDB's memory (it spills to a temp folder).
+    """
+    files = archive_files(root)
+    struct = ", ".join(f"{name} {typ}" for name, typ in PAYLOAD_FIELDS)
+    con = duckdb.connect(config={"memory_limit": memory_limit})
+    try:
+        file_list = "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
+        con.execute(
+            f"CREATE VIEW {VIEW} AS SELECT jsonPayload FROM read_json({file_list}, "
+            f"format = 'newline_delimited', columns = {{'jsonPayload': 'STRUCT({struct})'}})"
+        )
+        yield con
+    finally:
+        con.close()
+
+
+def run_plan(con: duckdb.DuckDBPyConnection, plan: QueryPlan, root: Path) -> list[Cohort]:
+    """Execute a DuckDB plan and return its cohorts; driver errors become ArchiveError."""
+    try:
+        cur = con.execute(plan.sql)
+        names = [d[0] for d in cur.description]
+        rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    except duckdb.Error as exc:
+        raise ArchiveError(f"cannot read archive {root}: {exc}") from exc
+    return cohorts_from_rows(plan, rows)
+
+
+def scan_archive(
+    experiment: Experiment,
+    root: Path,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    cuped_window: timedelta | None = None,
+) -> tuple[QueryPlan, list[Cohort]]:
+    """Per-(variant, day of first exposure) sufficient statistics of ``experiment``'s metrics."""
+    plan = build_plan(
+        experiment, VIEW, dialect="duckdb", since=since, until=until, cuped_window=cuped_window
+    )
+    with archive_connection(root) as con:
+        return plan, run_plan(con, plan, root)

@@ -1,0 +1,199 @@
+"""Building a report: from per-(variant, day) sufficient statistics to ``Report``.
+
+``analyse`` is pure (cohorts in, report out); ``build_report`` and ``build_report_bigquery``
+add the engine that produces the cohorts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from functools import reduce
+from pathlib import Path
+
+from analysis import stats
+from analysis.aggregates import Aggregates
+from analysis.metrics import compare, metric_value, moments
+from analysis.report import Comparison, DailyPoint, MetricResult, Power, Report, VariantSummary
+from analysis.sql import Cohort, MetricColumns, QueryPlan
+from experiments import Experiment
+
+
+@dataclass(frozen=True, slots=True)
+class ReportOptions:
+    """Optional methods beyond DESIGN.md's defaults (all off by default).
+
+    cuped_window: CUPED with the same metric in this window before first exposure.
+    sequential_tau: mSPRT always-valid p-values, mixture scale τ as a fraction of the control
+        value (τ = sequential_tau·|control value|).
+    power: target power for the MDE (e.g. 0.8); target_mde: relative effect for days-to-target.
+    """
+
+    cuped_window: timedelta | None = None
+    sequential_tau: float | None = None
+    power: float | None = None
+    target_mde: float | None = None
+
+
+def _merge(aggs: Iterable[Aggregates]) -> Aggregates:
+    return reduce(lambda a, b: a + b, aggs, Aggregates())
+
+
+def _by_variant(cohorts: Iterable[Cohort], until_day: date | None = None) -> dict[str, Aggregates]:
+    out: dict[str, Aggregates] = {}
+    for c in cohorts:
+        if until_day is None or c.day <= until_day:
+            out[c.variant] = out.get(c.variant, Aggregates()) + c.stats
+    return out
+
+
+def _comparisons(
+    cols: MetricColumns,
+    aggs: Mapping[str, Aggregates],
+    experiment: Experiment,
+    alpha: float,
+    cuped: bool,
+) -> list[tuple[str, stats.Estimate]]:
+    control = str(experiment.control)
+    pooled = _merge(aggs.values()) if cuped and cols.x else None
+    empty = Aggregates()
+    c = moments(cols, aggs.get(control, empty), pooled)
+    return [
+        (v, compare(cols, moments(cols, aggs.get(v, empty), pooled), c, alpha))
+        for v in experiment.variant_keys
+        if v != control
+    ]
+
+
+def _sequential_p(
+    cols: MetricColumns,
+    daily: Sequence[Mapping[str, Aggregates]],
+    experiment: Experiment,
+    variant: str,
+    tau_rel: float,
+) -> float:
+    """Running minimum over enrolment days of the mSPRT p-value (``stats.msprt_p_value``)."""
+    control = str(experiment.control)
+    final = daily[-1] if daily else {}
+    scale = abs(metric_value(cols, final.get(control, Aggregates())))
+    tau2 = (tau_rel * scale) ** 2
+    p = 1.0
+    for aggs in daily:
+        est = _comparisons(cols, aggs, experiment, 0.05, cuped=False)
+        for v, e in est:
+            if v == variant and not math.isnan(e.diff_se):
+                look = stats.msprt_p_value(e.diff, e.diff_se**2, tau2)
+                p = min(p, look) if not math.isnan(look) else p
+    return p
+
+
+def _power(se: float, control_value: float, opts: ReportOptions, alpha: float, days: int) -> Power:
+    assert opts.power is not None
+    rel = stats.mde(se, alpha, opts.power) / abs(control_value) if control_value else math.nan
+    to_target: float | None = None
+    if opts.target_mde is not None:
+        # se ∝ 1/sqrt(N) and N grows linearly with days at the observed enrolment rate.
+        total = days * (rel / opts.target_mde) ** 2 if not math.isnan(rel) else math.nan
+        to_target = max(0.0, total - days) if not math.isnan(total) else math.nan
+    return Power(rel, opts.target_mde, to_target)
+
+
+def analyse(
+    experiment: Experiment,
+    plan: QueryPlan,
+    cohorts: Sequence[Cohort],
+    *,
+    alpha: float = 0.05,
+    options: ReportOptions | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    source: str = "",
+) -> Report:
+    """The report of ``experiment`` from its cohorts' sufficient statistics (no I/O)."""
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    opts = options or ReportOptions()
+    control = str(experiment.control)
+    aggs = _by_variant(cohorts)
+    keys = list(experiment.variant_keys) + sorted(set(aggs) - set(experiment.variant_keys))
+    variants = {
+        k: VariantSummary(
+            aggs[k].count if k in aggs else 0, round(aggs[k].sum("exposures")) if k in aggs else 0
+        )
+        for k in keys
+    }
+    srm = stats.srm_p_value({k: v.units for k, v in variants.items()}, experiment.expected_shares)
+    days = sorted({c.day for c in cohorts})
+    daily_aggs = [_by_variant(cohorts, d) for d in days]
+    metrics: list[MetricResult] = []
+    daily_lifts: list[dict[str, dict[str, tuple[float, tuple[float, float]]]]] = [{} for _ in days]
+    for cols in plan.metrics:
+        cuped = opts.cuped_window is not None and bool(cols.x)
+        ests = _comparisons(cols, aggs, experiment, alpha, cuped)
+        adjusted = stats.holm([e.p_value for _, e in ests])
+        control_value = metric_value(cols, aggs.get(control, Aggregates()))
+        comps = []
+        for (v, e), p_adj in zip(ests, adjusted, strict=True):
+            seq = (
+                _sequential_p(cols, daily_aggs, experiment, v, opts.sequential_tau)
+                if opts.sequential_tau
+                else None
+            )
+            pw = _power(e.diff_se, control_value, opts, alpha, len(days)) if opts.power else None
+            comps.append(
+                Comparison(v, e.diff, e.diff_ci, e.lift, e.lift_ci, e.p_value, p_adj, seq, pw)
+            )
+        values = {k: metric_value(cols, aggs.get(k, Aggregates())) for k in keys}
+        metrics.append(MetricResult(cols.metric.name, cols.metric.kind, values, comps, cuped))
+        for i, day_aggs in enumerate(daily_aggs):
+            daily_lifts[i][cols.metric.name] = {
+                v: (e.lift, e.lift_ci)
+                for v, e in _comparisons(cols, day_aggs, experiment, alpha, False)
+            }
+    new_units = {d: {k: 0 for k in keys} for d in days}
+    for c in cohorts:
+        new_units[c.day][c.variant] = new_units[c.day].get(c.variant, 0) + c.stats.count
+    daily = [DailyPoint(d, new_units[d], daily_lifts[i]) for i, d in enumerate(days)]
+    return Report(
+        experiment.key,
+        control,
+        alpha,
+        variants,
+        srm,
+        experiment.expected_shares,
+        metrics,
+        daily,
+        since,
+        until,
+        source,
+    )
+
+
+def build_report(
+    experiment: Experiment,
+    archive: Path,
+    *,
+    alpha: float = 0.05,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    options: ReportOptions | None = None,
+) -> Report:
+    """Report of ``experiment`` from a local archive (aggregated in DuckDB)."""
+    from analysis.archive import scan_archive
+
+    opts = options or ReportOptions()
+    plan, cohorts = scan_archive(
+        experiment, Path(archive), since=since, until=until, cuped_window=opts.cuped_window
+    )
+    return analyse(
+        experiment,
+        plan,
+        cohorts,
+        alpha=alpha,
+        options=opts,
+        since=since,
+        until=until,
+        source=str(archive),
+    )

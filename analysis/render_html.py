@@ -1,0 +1,10 @@
+"""stub"""
+
+from __future__ import annotations
+
+from analysis.report import Report
+
+
+def render_html(report: Report) -> str:
+    """stub"""
+    return ""

@@ -1,0 +1,143 @@
+"""The report: typed records, and their JSON form (DESIGN.md, "Metrics and the report").
+
+``Report.to_dict()`` gives exactly the DESIGN.md shape; keys beyond it appear only when the
+option that produces them is on (``p_value_sequential`` with ``--sequential``, ``mde`` and
+``days_to_target`` with ``--power``, ``cuped`` with ``--cuped``). Undefined numbers are ``null``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+Interval = tuple[float, float]
+
+
+def _num(x: float | None) -> float | None:
+    return None if x is None or math.isnan(x) or math.isinf(x) else x
+
+
+def _ci(ci: Interval) -> list[float | None]:
+    return [_num(ci[0]), _num(ci[1])]
+
+
+@dataclass(frozen=True, slots=True)
+class Power:
+    """Sensitivity of one comparison: the relative MDE now and the days to reach a target MDE."""
+
+    mde: float  # relative minimal detectable effect at the current sample (fraction of control)
+    target_mde: float | None
+    days_to_target: float | None  # further days at the observed enrolment rate; 0 if reached
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """One non-control variant against control on one metric."""
+
+    variant: str
+    diff: float
+    diff_ci: Interval
+    lift: float
+    lift_ci: Interval
+    p_value: float
+    p_value_adjusted: float
+    p_value_sequential: float | None = None
+    power: Power | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The DESIGN.md comparison object, plus optional keys for enabled options."""
+        out: dict[str, Any] = {
+            "variant": self.variant,
+            "diff": _num(self.diff),
+            "diff_ci": _ci(self.diff_ci),
+            "lift": _num(self.lift),
+            "lift_ci": _ci(self.lift_ci),
+            "p_value": _num(self.p_value),
+            "p_value_adjusted": _num(self.p_value_adjusted),
+        }
+        if self.p_value_sequential is not None:
+            out["p_value_sequential"] = _num(self.p_value_sequential)
+        if self.power is not None:
+            out["mde"] = _num(self.power.mde)
+            if self.power.target_mde is not None:
+                out["target_mde"] = self.power.target_mde
+                out["days_to_target"] = _num(self.power.days_to_target)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class MetricResult:
+    """A metric's value per variant and its comparisons against control."""
+
+    name: str
+    kind: str
+    values: dict[str, float]
+    comparisons: list[Comparison]
+    cuped: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """The DESIGN.md metric object."""
+        out: dict[str, Any] = {
+            "name": self.name,
+            "kind": self.kind,
+            "values": {k: _num(v) for k, v in self.values.items()},
+            "comparisons": [c.to_dict() for c in self.comparisons],
+        }
+        if self.cuped:
+            out["cuped"] = True
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class VariantSummary:
+    """Units (by first exposure) and exposures of one variant."""
+
+    units: int
+    exposures: int
+
+
+@dataclass(frozen=True, slots=True)
+class DailyPoint:
+    """The state of the experiment at the end of one enrolment day (cumulative)."""
+
+    day: date
+    new_units: dict[str, int]  # units whose first exposure fell on this day
+    # metric name -> variant -> (lift, lift_ci) over every unit enrolled up to this day
+    lifts: dict[str, dict[str, tuple[float, Interval]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """An experiment report, as built by ``build_report``."""
+
+    experiment: str
+    control: str
+    alpha: float
+    variants: dict[str, VariantSummary]
+    srm_p_value: float
+    expected_share: dict[str, float]
+    metrics: list[MetricResult]
+    daily: list[DailyPoint] = field(default_factory=list)
+    since: datetime | None = None
+    until: datetime | None = None
+    source: str = ""
+
+    @property
+    def srm_alarm(self) -> bool:
+        """True when the sample ratio mismatch test rejects at p < 0.001."""
+        return not math.isnan(self.srm_p_value) and self.srm_p_value < 0.001
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as DESIGN.md's JSON object."""
+        return {
+            "experiment": self.experiment,
+            "control": self.control,
+            "alpha": self.alpha,
+            "variants": {
+                k: {"units": v.units, "exposures": v.exposures} for k, v in self.variants.items()
+            },
+            "srm": {"p_value": _num(self.srm_p_value), "expected_share": dict(self.expected_share)},
+            "metrics": [m.to_dict() for m in self.metrics],
+        }

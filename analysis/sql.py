@@ -1,0 +1,267 @@
+"""The one definition of the per-unit aggregation, generated for DuckDB and BigQuery.
+
+The query is written once, in DuckDB's dialect, against a relation with Cloud Logging's
+``jsonPayload`` struct column (the local archive read by ``read_json`` and a BigQuery logging
+sink table have the same shape), and transpiled with sqlglot to the engine's dialect. So the
+local and the BigQuery paths cannot drift: they run the same statement.
+
+What the statement does (DESIGN.md, "Metrics and the report"):
+
+1. exposures of this experiment, not ``forced``, inside [since, until), deduplicated by
+   ``event_id``; per unit: the variant of the first exposure, its time, and the exposure count;
+2. outcomes named by a metric, before ``until``, deduplicated by ``event_id``; joined to the
+   unit's first exposure, counted (and their values summed) only at or after it (and, for CUPED,
+   separately in the window before it); outcomes of units never exposed drop out of the join;
+3. per-unit metric values, reduced per (variant, day of first exposure) to count, means,
+   sample variances and covariances: the sufficient statistics, and nothing else, come back.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal
+
+import sqlglot
+from sqlglot import exp
+
+from analysis.aggregates import Aggregates
+from experiments import Experiment, Metric
+
+Dialect = Literal["duckdb", "bigquery"]
+EXPOSURES = "exposures"  # the reserved numerator/denominator name of ratio metrics
+
+# The payload fields the analysis reads, with their DuckDB types (for read_json's schema).
+PAYLOAD_FIELDS: tuple[tuple[str, str], ...] = (
+    ("type", "VARCHAR"),
+    ("event_id", "VARCHAR"),
+    ("ts", "VARCHAR"),
+    ("experiment", "VARCHAR"),
+    ("variant", "VARCHAR"),
+    ("unit_id", "VARCHAR"),
+    ("forced", "BOOLEAN"),
+    ("name", "VARCHAR"),
+    ("value", "DOUBLE"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricColumns:
+    """Names of the per-unit columns that carry one metric in the aggregated result."""
+
+    metric: Metric
+    y: str = ""  # proportion / mean: the per-unit value
+    x: str = ""  # proportion / mean with CUPED: the same value in the pre-exposure window
+    num: str = ""  # ratio: per-unit numerator
+    den: str = ""  # ratio: per-unit denominator
+
+
+@dataclass(frozen=True, slots=True)
+class QueryPlan:
+    """The metric columns, the covariance pairs, and the SQL generating them."""
+
+    metrics: tuple[MetricColumns, ...]
+    columns: tuple[str, ...]
+    cov_pairs: tuple[tuple[str, str], ...]
+    sql: str
+
+
+def _lit(value: str) -> str:
+    return exp.Literal.string(value).sql(dialect="duckdb")
+
+
+def _ts(value: datetime) -> str:
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)  # naive = UTC, as the archive's Z times
+    return f"CAST({_lit(value.isoformat() + 'Z')} AS TIMESTAMPTZ)"
+
+
+def _naive_timestamps(node: exp.Expression) -> exp.Expression:
+    # DuckDB's TIMESTAMPTZ needs the ICU extension (not always loadable offline); every time
+    # in the logs is UTC ("...Z"), which DuckDB's plain TIMESTAMP parses to the same instant.
+    if isinstance(node, exp.DataType) and node.this == exp.DataType.Type.TIMESTAMPTZ:
+        return exp.DataType.build("TIMESTAMP")
+    return node
+
+
+def _outcome_names(experiment: Experiment) -> list[str]:
+    names: list[str] = []
+    for m in experiment.metrics:
+        for n in (m.outcome, m.numerator, m.denominator):
+            if n and n != EXPOSURES and n not in names:
+                names.append(n)
+    return names
+
+
+def _metric_columns(
+    experiment: Experiment, index: dict[str, int], cuped: bool
+) -> tuple[list[MetricColumns], list[str], list[tuple[str, str]]]:
+    cols: list[MetricColumns] = []
+    exprs = ["exposures AS exposures"]
+    pairs: list[tuple[str, str]] = []
+
+    def count(name: str) -> str:
+        return "exposures" if name == EXPOSURES else f"cnt_{index[name]}"
+
+    for i, m in enumerate(experiment.metrics):
+        if m.kind == "ratio":
+            assert m.numerator and m.denominator  # guaranteed by Metric's validation
+            exprs += [
+                f"CAST({count(m.numerator)} AS DOUBLE) AS num{i}",
+                f"CAST({count(m.denominator)} AS DOUBLE) AS den{i}",
+            ]
+            pairs.append((f"num{i}", f"den{i}"))
+            cols.append(MetricColumns(m, num=f"num{i}", den=f"den{i}"))
+            continue
+        assert m.outcome
+        j = index[m.outcome]
+        if m.kind == "proportion":
+            exprs.append(f"CASE WHEN cnt_{j} > 0 THEN 1.0 ELSE 0.0 END AS y{i}")
+            pre = f"CASE WHEN pre_cnt_{j} > 0 THEN 1.0 ELSE 0.0 END"
+        else:
+            exprs.append(f"CAST(sum_{j} AS DOUBLE) AS y{i}")
+            pre = f"CAST(pre_sum_{j} AS DOUBLE)"
+        if cuped:
+            exprs.append(f"{pre} AS x{i}")
+            pairs.append((f"y{i}", f"x{i}"))
+        cols.append(MetricColumns(m, y=f"y{i}", x=f"x{i}" if cuped else ""))
+    return cols, exprs, pairs
+
+
+def build_plan(
+    experiment: Experiment,
+    table: str,
+    *,
+    dialect: Dialect = "duckdb",
+    since: datetime | None = None,
+    until: datetime | None = None,
+    cuped_window: timedelta | None = None,
+) -> QueryPlan:
+    """Generate the per-(variant, day) sufficient-statistics query for ``experiment``.
+
+    ``table`` names a relation with a ``jsonPayload`` struct column: a DuckDB view, or a
+    BigQuery ``project.dataset.table``. ``cuped_window`` adds each proportion/mean metric's
+    value in that window before the first exposure as a covariate column ``x<i>``.
+    """
+    names = _outcome_names(experiment)
+    index = {n: j for j, n in enumerate(names)}
+    metric_cols, value_exprs, pairs = _metric_columns(experiment, index, cuped_window is not None)
+    columns = [e.rsplit(" AS ", 1)[1] for e in value_exprs]
+
+    exposure_window = ""
+    if since is not None:
+        exposure_window += f" AND ts >= {_ts(since)}"
+    if until is not None:
+        exposure_window += f" AND ts < {_ts(until)}"
+    outcome_filter = f"name IN ({', '.join(_lit(n) for n in names)})" if names else "FALSE"
+    if until is not None:
+        outcome_filter += f" AND ts < {_ts(until)}"
+
+    used = " ".join(value_exprs)
+    per_outcome: list[str] = []
+    windows = [("", "o.ts >= f.first_ts")]
+    if cuped_window is not None:
+        secs = int(cuped_window.total_seconds())
+        windows.append(
+            ("pre_", f"o.ts < f.first_ts AND o.ts >= f.first_ts - INTERVAL {secs} SECOND")
+        )
+    for n, j in index.items():
+        is_n = f"o.name = {_lit(n)}"
+        for prefix, window in windows:
+            # Only the per-unit columns some metric reads, to keep the scan lean.
+            if re.search(rf"\b{prefix}cnt_{j}\b", used):
+                per_outcome.append(
+                    f"COUNT(CASE WHEN {is_n} AND {window} THEN 1 END) AS {prefix}cnt_{j}"
+                )
+            if re.search(rf"\b{prefix}sum_{j}\b", used):
+                per_outcome.append(
+                    f"COALESCE(SUM(CASE WHEN {is_n} AND {window} THEN o.value END), 0) AS {prefix}sum_{j}"
+                )
+    stats = ["COUNT(*) AS n"]
+    for c in columns:
+        stats += [f"AVG({c}) AS m_{c}", f"COALESCE(VAR_SAMP({c}), 0) AS v_{c}"]
+    stats += [f"COALESCE(COVAR_SAMP({a}, {b}), 0) AS c_{a}__{b}" for a, b in pairs]
+    fields = ", ".join(f"jsonPayload.{f} AS {f}" for f, _ in PAYLOAD_FIELDS if f != "ts")
+    sql = f"""
+WITH src AS (
+  SELECT {fields}, CAST(jsonPayload.ts AS TIMESTAMPTZ) AS ts
+  FROM {table_reference(table)}
+  WHERE jsonPayload.type IN ('exposure', 'outcome')
+),
+exposure_events AS (
+  SELECT event_id, ANY_VALUE(unit_id) AS unit_id, ANY_VALUE(variant) AS variant, ANY_VALUE(ts) AS ts
+  FROM src
+  WHERE type = 'exposure' AND experiment = {_lit(experiment.key)}
+    AND COALESCE(forced, FALSE) = FALSE AND unit_id IS NOT NULL AND ts IS NOT NULL{exposure_window}
+  GROUP BY event_id
+),
+first_exposure AS (
+  SELECT unit_id, MIN_BY(variant, ts) AS variant, MIN(ts) AS first_ts, COUNT(*) AS exposures
+  FROM exposure_events GROUP BY unit_id
+),
+outcome_events AS (
+  SELECT event_id, ANY_VALUE(unit_id) AS unit_id, ANY_VALUE(name) AS name,
+         ANY_VALUE(value) AS value, ANY_VALUE(ts) AS ts
+  FROM src WHERE type = 'outcome' AND {outcome_filter}
+  GROUP BY event_id
+),
+per_unit AS (
+  SELECT f.unit_id, f.variant, f.first_ts, f.exposures{"".join(", " + p for p in per_outcome)}
+  FROM first_exposure AS f LEFT JOIN outcome_events AS o ON o.unit_id = f.unit_id
+  GROUP BY f.unit_id, f.variant, f.first_ts, f.exposures
+),
+unit_values AS (
+  SELECT variant, CAST(first_ts AS DATE) AS day, {", ".join(value_exprs)}
+  FROM per_unit
+)
+SELECT variant, day, {", ".join(stats)}
+FROM unit_values
+GROUP BY variant, day
+ORDER BY variant, day
+"""
+    tree = sqlglot.parse_one(sql, read="duckdb")
+    if dialect == "duckdb":
+        tree = tree.transform(_naive_timestamps)
+    out = tree.sql(dialect=dialect, pretty=True)
+    return QueryPlan(tuple(metric_cols), tuple(columns), tuple(pairs), out)
+
+
+def table_reference(table: str) -> str:
+    """A (possibly dotted, ``project.dataset.table``) name, quoted in DuckDB's dialect."""
+    parts = table.split(".")
+    if not 1 <= len(parts) <= 3 or not all(parts):
+        raise ValueError(f"table {table!r} is not NAME, DATASET.NAME or PROJECT.DATASET.NAME")
+    return ".".join(exp.to_identifier(p, quoted=True).sql(dialect="duckdb") for p in parts)
+
+
+def column_names(plan: QueryPlan) -> Sequence[str]:
+    """Result columns after ``variant, day, n``, in order."""
+    out = [name for c in plan.columns for name in (f"m_{c}", f"v_{c}")]
+    return out + [f"c_{a}__{b}" for a, b in plan.cov_pairs]
+
+
+@dataclass(frozen=True, slots=True)
+class Cohort:
+    """Sufficient statistics of the units of one variant whose first exposure fell on ``day``."""
+
+    variant: str
+    day: date
+    stats: Aggregates
+
+
+def cohorts_from_rows(plan: QueryPlan, rows: Iterable[Mapping[str, Any]]) -> list[Cohort]:
+    """Turn the query's result rows (as mappings of column name to value) into cohorts."""
+    out: list[Cohort] = []
+    for r in rows:
+        mean = {c: float(r[f"m_{c}"]) for c in plan.columns}
+        var = {c: float(r[f"v_{c}"]) for c in plan.columns}
+        cov = {(a, b): float(r[f"c_{a}__{b}"]) for a, b in plan.cov_pairs}
+        day = r["day"]
+        if isinstance(day, datetime):
+            day = day.date()
+        elif isinstance(day, str):
+            day = date.fromisoformat(day[:10])
+        out.append(Cohort(str(r["variant"]), day, Aggregates(int(r["n"]), mean, var, cov)))
+    return out

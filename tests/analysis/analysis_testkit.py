@@ -1,0 +1,149 @@
+"""Helpers for the analysis tests: synthetic archives in Cloud Logging's export layout.
+
+The gateway's sink is not importable from analysis tests (analysis reads logs, not code), so
+this writes the DESIGN.md format itself: ``LOG_ID/YYYY/MM/DD/HH:00:00_HH:59:59_S0.json``, one
+LogEntry per line.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from experiments import Experiment, parse_experiment
+
+T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+
+EXPERIMENT_YAML = """
+key: home-recs-demo
+surface: home_top
+status: running
+variants:
+  - {key: control,   weight: 50, model: "models:/home_recs@champion"}
+  - {key: treatment, weight: 50, model: "models:/home_recs/7"}
+metrics:
+  - {name: conversion, kind: proportion, outcome: purchase}
+  - {name: revenue, kind: mean, outcome: purchase}
+  - {name: clicks_per_exposure, kind: ratio, numerator: click, denominator: exposures}
+"""
+
+
+def experiment(yaml_text: str = EXPERIMENT_YAML) -> Experiment:
+    """The demo-like experiment (or another one given as YAML)."""
+    return parse_experiment(yaml_text)
+
+
+def iso(ts: datetime) -> str:
+    """DESIGN.md's timestamp form: microseconds and a Z."""
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass
+class ArchiveWriter:
+    """Collects payloads and writes them as an archive under ``root`` (``write()``)."""
+
+    root: Path
+    log_id: str = "abgate-events"
+    lines: dict[Path, list[str]] = field(default_factory=lambda: defaultdict(list))
+    _ids: itertools.count[int] = field(default_factory=itertools.count)
+
+    def entry(self, payload: dict[str, Any], ts: datetime) -> dict[str, Any]:
+        """Add one payload as a LogEntry line in the file of its hour; return the entry."""
+        e = {
+            "logName": f"projects/test/logs/{self.log_id}",
+            "insertId": payload.get("event_id", ""),
+            "timestamp": iso(ts),
+            "severity": "INFO",
+            "resource": {"type": "generic_task", "labels": {}},
+            "jsonPayload": payload,
+        }
+        h = ts.astimezone(UTC)
+        path = self.root / self.log_id / f"{h:%Y/%m/%d}" / f"{h:%H}:00:00_{h:%H}:59:59_S0.json"
+        self.lines[path].append(json.dumps(e))
+        return e
+
+    def exposure(
+        self,
+        unit: str,
+        variant: str,
+        ts: datetime,
+        *,
+        experiment: str = "home-recs-demo",
+        forced: bool = False,
+        event_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Log an exposure of ``unit`` in ``variant`` at ``ts``."""
+        p: dict[str, Any] = {
+            "type": "exposure", "event_id": event_id or f"e{next(self._ids)}", "ts": iso(ts),
+            "experiment": experiment, "variant": variant, "unit_id": unit, "surface": "home_top",
+            "model": "home_recs", "model_version": "7", "items": ["sku-1", "sku-2"],
+            "config_version": 1, "source": "cache", "request_id": f"r{unit}",
+        }  # fmt: skip
+        if forced:
+            p["forced"] = True
+        return self.entry(p, ts)
+
+    def outcome(
+        self,
+        unit: str,
+        name: str,
+        ts: datetime,
+        value: float | None = None,
+        *,
+        event_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Log an outcome of ``unit`` at ``ts``."""
+        p = {"type": "outcome", "event_id": event_id or f"o{next(self._ids)}", "ts": iso(ts),
+             "unit_id": unit, "name": name, "value": value, "item_id": None}  # fmt: skip
+        return self.entry(p, ts)
+
+    def raw(self, line: str, ts: datetime) -> None:
+        """Add a line verbatim (other log entries, duplicates)."""
+        h = ts.astimezone(UTC)
+        self.lines[
+            self.root / self.log_id / f"{h:%Y/%m/%d}" / f"{h:%H}:00:00_{h:%H}:59:59_S0.json"
+        ].append(line)
+
+    def write(self) -> Path:
+        """Write every file; return the archive root."""
+        for path, lines in self.lines.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return self.root
+
+
+def simulate_archive(
+    root: Path,
+    *,
+    units: int,
+    rates: dict[str, float],
+    revenue: dict[str, float] | None = None,
+    days: int = 3,
+    seed: int = 0,
+) -> Path:
+    """A random archive: each unit exposed 1–3 times on one of ``days``; purchases at ``rates``."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    w = ArchiveWriter(root)
+    keys = list(rates)
+    for u in range(units):
+        v = keys[int(rng.integers(len(keys)))]
+        t = T0 + timedelta(days=int(rng.integers(days)), minutes=int(rng.integers(600)))
+        for k in range(int(rng.integers(1, 4))):
+            w.exposure(f"u{u}", v, t + timedelta(minutes=5 * k))
+        if rng.random() < rates[v]:
+            w.outcome(
+                f"u{u}",
+                "purchase",
+                t + timedelta(minutes=30),
+                float(rng.exponential((revenue or {}).get(v, 10.0))),
+            )
+        for _ in range(int(rng.poisson(1.0))):
+            w.outcome(f"u{u}", "click", t + timedelta(minutes=10))
+    return w.write()
