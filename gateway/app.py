@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from experiments import ModelRef
 from experiments.postgres import create_pool
 from experiments.routing import Router
 from experiments.settings import Settings
@@ -175,7 +176,7 @@ def create_app(
                 "name": s.name,
                 "default_model": s.default_model,
                 "resolved": str(
-                    state.directory.resolve(state.router.route_default(s.name)) or "unresolved"
+                    state.directory.resolve(ModelRef.parse(s.default_model)) or "unresolved"
                 ),
             }
             for s in snapshot.config.surfaces.values()

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from experiments import ConfigError, Exposure, ModelVersion, new_event_id, utc_timestamp
+from experiments import ConfigError, Exposure, ModelRef, ModelVersion, new_event_id, utc_timestamp
 from experiments.routing import Route, Router
 from experiments.source import ConfigSource
 from gateway.errors import BackendUnavailable, BadRequest, NoAnswer, UnknownSurface
@@ -107,7 +107,7 @@ class Gateway:
         candidates = [mv]
         if route.fallback_model is not None:
             candidates.append(directory.resolve(route.fallback_model))
-        candidates.append(directory.resolve(self.state.router.route_default(route.surface.name)))
+        candidates.append(directory.resolve(ModelRef.parse(route.surface.default_model)))
         for candidate in candidates:
             items = directory.default_list(candidate)
             if items is not None:

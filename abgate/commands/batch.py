@@ -11,7 +11,7 @@ from rich.console import Console
 from experiments.settings import Settings
 
 app = typer.Typer(help="Precomputed results: load and alias model versions.", no_args_is_help=True)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 async def _pool(settings: Settings):  # type: ignore[no-untyped-def]

@@ -11,7 +11,7 @@ from rich.console import Console
 from experiments import ConfigError, load_config_dir
 from experiments.settings import Settings
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def print_config_error(exc: ConfigError) -> None:

@@ -1,0 +1,86 @@
+"""Outages: each test stops a private server of its own, never the machine's shared ones."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from abgate.embedded import RedisProcess
+from tests.gateway.helpers import load_demo_data, running_app, settings_for, write_config
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisProcess]:
+    proc = RedisProcess(tmp_path / "redis")
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def private_postgres(tmp_path: Path) -> Iterator[object]:
+    pgserver = pytest.importorskip("pgserver", reason="the embedded extra ships a private Postgres")
+    server = pgserver.get_server(tmp_path / "pg", cleanup_mode="delete")
+    yield server
+    server.cleanup()
+
+
+async def test_redis_stopped_mid_test_requests_are_served_from_postgres(
+    pg_dsn, schema, experiments_dir, archive_dir, private_redis
+):
+    await load_demo_data(pg_dsn, schema, units=10)
+    write_config(experiments_dir)
+    settings = settings_for(
+        pg_dsn, private_redis.url, schema, "abgate:", experiments_dir, archive_dir
+    )
+    async with running_app(settings) as (_, client):
+        body = {"surface": "home_top", "unit_id": "u1"}
+        assert (await client.post("/v1/recommendations", json=body)).json()["source"] == "db"
+        assert (await client.post("/v1/recommendations", json=body)).json()["source"] == "cache"
+        private_redis.stop()
+        statuses, sources = set(), set()
+        for unit in ("u1", "u2", "u3", "nobody"):
+            r = await client.post(
+                "/v1/recommendations", json={"surface": "home_top", "unit_id": unit}
+            )
+            statuses.add(r.status_code)
+            sources.add(r.json()["source"])
+        ready = await client.get("/readyz")
+        strict = await client.get("/readyz?strict=1")
+    assert statuses == {200}
+    assert sources == {"db", "fallback"}
+    assert ready.status_code == 200 and ready.json()["status"] == "degraded"
+    assert ready.json()["checks"]["redis"].startswith("down")
+    assert strict.status_code == 503
+
+
+async def test_postgres_down_cached_units_still_served_others_get_defaults(
+    redis_url, redis_prefix, experiments_dir, archive_dir, private_postgres
+):
+    dsn = private_postgres.get_uri()
+    await load_demo_data(dsn, "abgate", units=10)
+    write_config(experiments_dir)
+    settings = settings_for(
+        dsn, redis_url, "abgate", redis_prefix, experiments_dir, archive_dir, postgres_timeout=0.5
+    )
+    async with running_app(settings) as (_, client):
+        warm = await client.post(
+            "/v1/recommendations", json={"surface": "home_top", "unit_id": "u1"}
+        )
+        assert warm.json()["source"] == "db"
+        private_postgres.cleanup()  # stops the server
+        cached = await client.post(
+            "/v1/recommendations", json={"surface": "home_top", "unit_id": "u1"}
+        )
+        uncached = await client.post(
+            "/v1/recommendations", json={"surface": "home_top", "unit_id": "u2"}
+        )
+        ready = await client.get("/readyz")
+    assert cached.status_code == 200 and cached.json()["source"] == "cache"
+    assert cached.json()["items"] == warm.json()["items"]
+    assert uncached.status_code == 200 and uncached.json()["source"] == "fallback"
+    assert uncached.json()["items"][0]["id"].endswith("-default-0")
+    assert ready.json()["checks"]["postgres"].startswith("down")
