@@ -85,7 +85,9 @@ class Router:
         self.surfaces: Mapping[str, Surface] = dict(config.surfaces)
         self._plans = {name: _plan(config, snapshot, s) for name, s in self.surfaces.items()}
 
-    def route(self, surface: str, unit_id: str, attributes: Mapping[str, object] | None = None) -> Route:
+    def route(
+        self, surface: str, unit_id: str, attributes: Mapping[str, object] | None = None
+    ) -> Route:
         """The route of ``unit_id`` on ``surface``; KeyError if the surface is unknown."""
         plan = self._plans[surface]
         if plan.layer is None:
@@ -100,7 +102,10 @@ class Router:
             return plan.not_eligible["not_in_layer"]
         if exp.condition is not None and not exp.condition(attributes or _NO_ATTRIBUTES):
             return plan.not_eligible["not_targeted"]
-        if exp.traffic_threshold < 10_000 and traffic_bucket(exp.salt, unit_id) >= exp.traffic_threshold:
+        if (
+            exp.traffic_threshold < 10_000
+            and traffic_bucket(exp.salt, unit_id) >= exp.traffic_threshold
+        ):
             return plan.not_eligible["out_of_traffic"]
         return exp.routes[variant_index(exp.bounds, bucket(exp.salt, unit_id))]
 
@@ -118,7 +123,10 @@ class Router:
 
     def running(self) -> dict[str, list[str]]:
         """Keys of the running experiments of each surface (for listing what a replica serves)."""
-        return {name: [e.key for e in plan.layer.members] if plan.layer else [] for name, plan in self._plans.items()}
+        return {
+            name: [e.key for e in plan.layer.members] if plan.layer else []
+            for name, plan in self._plans.items()
+        }
 
 
 def _plan(config: ConfigSet, snapshot: ConfigSnapshot, surface: Surface) -> _SurfacePlan:
@@ -138,10 +146,23 @@ def _plan(config: ConfigSet, snapshot: ConfigSnapshot, surface: Surface) -> _Sur
     for e, (_, c) in zip(running, compiled, strict=True):
         for unit, variant in e.forced.items():
             r = c.routes[e.variant_keys.index(variant)]
-            forced.setdefault(unit, Route(surface, r.model, r.experiment, r.variant, r.config_version, r.fallback_model, True, "forced"))
+            forced.setdefault(
+                unit,
+                Route(
+                    surface,
+                    r.model,
+                    r.experiment,
+                    r.variant,
+                    r.config_version,
+                    r.fallback_model,
+                    True,
+                    "forced",
+                ),
+            )
     reasons = ("holdout", "not_in_layer", "not_targeted", "out_of_traffic")
     not_eligible = {
-        r: Route(surface, default.model, reason=r if default.reason != "winner" else "winner") for r in reasons
+        r: Route(surface, default.model, reason=r if default.reason != "winner" else "winner")
+        for r in reasons
     }
     return _SurfacePlan(default, layer, forced, not_eligible)
 
@@ -149,6 +170,9 @@ def _plan(config: ConfigSet, snapshot: ConfigSnapshot, surface: Surface) -> _Sur
 def _compile(e: Experiment, config_version: int, surface: Surface) -> _CompiledExperiment:
     fallback = e.variant(e.fallback or e.variant_keys[0]).model_ref
     routes = tuple(
-        Route(surface, v.model_ref, e.key, v.key, config_version, fallback, False, "assigned") for v in e.variants
+        Route(surface, v.model_ref, e.key, v.key, config_version, fallback, False, "assigned")
+        for v in e.variants
     )
-    return _CompiledExperiment(e.key, e.salt or e.key, e.bounds, routes, e.condition, share_threshold(e.traffic))
+    return _CompiledExperiment(
+        e.key, e.salt or e.key, e.bounds, routes, e.condition, share_threshold(e.traffic)
+    )

@@ -23,11 +23,19 @@ class ConfigSnapshot:
     config: ConfigSet
     # config_version per experiment key, carried by exposure records
     versions: Mapping[str, int] = field(default_factory=dict)
+    # Where it came from: "dir:PATH", "postgres:SCHEMA" or "disk-cache:PATH" (stale, for /readyz)
     origin: str = ""
+    # The store's configuration revision (0 for files): grows with every stored change
+    revision: int = 0
 
     def version_of(self, experiment_key: str) -> int:
         """The configuration version of an experiment (1 for files without a store)."""
         return self.versions.get(experiment_key, 1)
+
+    @property
+    def from_disk_cache(self) -> bool:
+        """Whether this is a last-known-good copy read from disk (the store was unreachable)."""
+        return self.origin.startswith("disk-cache:")
 
 
 class ConfigSource(Protocol):
