@@ -1,9 +1,87 @@
-"""stub"""
+"""The terminal form of a report: a rich table per metric and an SRM banner."""
 
 from __future__ import annotations
 
-from typing import Any
+import math
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from analysis.report import Interval, MetricResult, Report
 
 
-def render_table(report: Any, console: Any) -> None:
-    """stub"""
+def _f(x: float | None, fmt: str = ".4g") -> str:
+    return "—" if x is None or math.isnan(x) else format(x, fmt)
+
+
+def _pct(x: float) -> str:
+    return "—" if math.isnan(x) else f"{x:+.2%}"
+
+
+def _ci(ci: Interval, pct: bool = False) -> str:
+    if math.isnan(ci[0]) or math.isnan(ci[1]):
+        return "—"
+    return f"[{_pct(ci[0])}, {_pct(ci[1])}]" if pct else f"[{_f(ci[0], '.3g')}, {_f(ci[1], '.3g')}]"
+
+
+def _p(p: float | None, alpha: float) -> str:
+    if p is None or math.isnan(p):
+        return "—"
+    text = "<0.0001" if p < 1e-4 else f"{p:.4f}"
+    return f"[bold green]{text}[/]" if p < alpha else text
+
+
+def _metric_table(m: MetricResult, report: Report) -> Table:
+    extra = m.comparisons[0] if m.comparisons else None
+    title = f"{m.name} ({m.kind}{', CUPED' if m.cuped else ''})"
+    t = Table(title=title, title_justify="left", expand=False)
+    for col in ("variant", "value", "diff", "diff CI", "lift", "lift CI", "p", "p Holm"):
+        t.add_column(col, justify="left" if col == "variant" else "right", no_wrap=col != "diff CI")
+    if extra is not None and extra.p_value_sequential is not None:
+        t.add_column("p (always valid)", justify="right")
+    if extra is not None and extra.power is not None:
+        t.add_column("MDE", justify="right")
+        if extra.power.target_mde is not None:
+            t.add_column(f"days to MDE {extra.power.target_mde:.1%}", justify="right")
+    a = report.alpha
+    ctl = report.control
+    base = [f"{ctl} [dim](ctl)[/]", _f(m.values.get(ctl)), "", "", "", "", "", ""]
+    if extra is not None:
+        base += [""] * (len(t.columns) - len(base))
+    t.add_row(*base)
+    for c in m.comparisons:
+        row = [c.variant, _f(m.values.get(c.variant)), _f(c.diff), _ci(c.diff_ci), _pct(c.lift),
+               _ci(c.lift_ci, pct=True), _p(c.p_value, a), _p(c.p_value_adjusted, a)]  # fmt: skip
+        if c.p_value_sequential is not None:
+            row.append(_p(c.p_value_sequential, a))
+        if c.power is not None:
+            row.append(_pct(c.power.mde).lstrip("+"))
+            if c.power.target_mde is not None:
+                row.append(_f(c.power.days_to_target, ".1f"))
+        t.add_row(*row)
+    return t
+
+
+def render_table(report: Report, console: Console) -> None:
+    """Print the report: header, SRM status (a red banner when p < 0.001), one table per metric."""
+    units = ", ".join(
+        f"{k}: {v.units} units / {v.exposures} exposures" for k, v in report.variants.items()
+    )
+    console.print(
+        f"[bold]Experiment {report.experiment}[/]  control={report.control}  alpha={report.alpha}"
+    )
+    console.print(units, highlight=False)
+    srm = _f(report.srm_p_value)
+    if report.srm_alarm:
+        console.print(
+            Panel(
+                f"SAMPLE RATIO MISMATCH: p = {srm}. Units per variant do not match the configured "
+                "weights; the comparisons below are not trustworthy until the cause is found.",
+                style="bold white on red",
+            )
+        )
+    else:
+        console.print(f"SRM check: p = {srm} (ok)", highlight=False)
+    for m in report.metrics:
+        console.print(_metric_table(m, report))
