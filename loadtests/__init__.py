@@ -1,0 +1,23 @@
+"""Load generation and benchmarks against a running gateway (HTTP only).
+
+Public API: the scenario, the two run modes, the result and its renderings. The benchmark
+(``python -m loadtests.benchmark``) and the Locust file are scripts, not API.
+"""
+
+from __future__ import annotations
+
+from loadtests.recorder import LoadResult
+from loadtests.report import to_json, to_table
+from loadtests.runner import run, run_closed_loop, run_open_loop
+from loadtests.scenario import Scenario, UnitChoice
+
+__all__ = [
+    "LoadResult",
+    "Scenario",
+    "UnitChoice",
+    "run",
+    "run_closed_loop",
+    "run_open_loop",
+    "to_json",
+    "to_table",
+]
