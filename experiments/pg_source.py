@@ -106,7 +106,8 @@ class PostgresConfigSource:
             snapshot = await self._poll_once()
             if snapshot is not None:
                 yield snapshot
-            await self._idle()
+            if self.connected:  # after a drop, reconnect at once (and idle only if that fails)
+                await self._idle()
 
     async def aclose(self) -> None:
         """Stop ``changes()`` and close the connection."""

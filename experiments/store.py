@@ -148,7 +148,7 @@ class PostgresExperimentStore:
                         ApplyResult(kind, name, head.version, False, "unchanged", dry_run=dry_run)
                     )
                     continue
-                version = head.version + 1 if head else 1
+                version = await _next_version(conn, kind, name)
                 action = "apply" if head else "create"
                 warnings: tuple[str, ...] = ()
                 if kind == "surface":
@@ -227,7 +227,7 @@ class PostgresExperimentStore:
                         + f" ({hint})"
                     )
             warnings = await self._check_change(conn, heads, new, old, where)
-            version = head.version + 1 if head else 1
+            version = await _next_version(conn, "experiment", key)
             if not dry_run:
                 await _write(
                     conn,
@@ -291,11 +291,12 @@ class PostgresExperimentStore:
                 old, status, winner if status == "stopped" else None, f"experiment:{key}"
             )
             warnings = await self._check_change(conn, heads, new, old, f"experiment:{key}")
+            version = await _next_version(conn, "experiment", key)
             await _write(
                 conn,
                 "experiment",
                 key,
-                head.version + 1,
+                version,
                 new.model_dump(mode="json"),
                 status,
                 action,
@@ -303,9 +304,7 @@ class PostgresExperimentStore:
                 reason,
             )
             await _bump_and_notify(conn)
-        return ApplyResult(
-            "experiment", key, head.version + 1, True, action, status, tuple(warnings)
-        )
+        return ApplyResult("experiment", key, version, True, action, status, tuple(warnings))
 
     # --- internals -----------------------------------------------------------------------------
 
@@ -412,6 +411,16 @@ async def _write(
         name,
         version,
     )
+
+
+async def _next_version(conn: asyncpg.Connection, kind: str, name: str) -> int:
+    # The highest version ever written, not the head's: a head moved back by hand keeps history.
+    n = await conn.fetchval(
+        "SELECT coalesce(max(version), 0) + 1 FROM config_versions WHERE kind = $1 AND name = $2",
+        kind,
+        name,
+    )
+    return int(n)
 
 
 async def _bump_and_notify(conn: asyncpg.Connection) -> None:
