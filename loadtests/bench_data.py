@@ -1,0 +1,129 @@
+"""The benchmark's data: result files, the gateway's config folder, the reference's Redis keys.
+
+Both model versions get ``units`` lists of ``items`` items (ids among sku-0..sku-49999, scores
+descending), the shape of /work/shared/bench/ref_app.py's seed. The reference app reads the
+same lists from its own keys (``ref:{variant}:{unit}``), so both serve identical bytes sizes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import subprocess
+from pathlib import Path
+
+import orjson
+import redis
+
+MODEL = "home_recs"
+VERSIONS = ("1", "2")
+CATALOG = 50_000
+
+
+def write_results(path: Path, units: int, items: int, seed: int) -> None:
+    """A JSON Lines results file: one line per unit, plus the ``__default__`` list."""
+    rng = random.Random(seed)
+    scores = [round(1 - k / items, 4) for k in range(items)]
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("wb") as f:
+        for n in range(-1, units):
+            unit = "__default__" if n < 0 else f"u{n}"
+            ids = rng.sample(range(CATALOG), items)
+            row = {
+                "unit_id": unit,
+                "items": [{"id": f"sku-{i}", "score": s} for i, s in zip(ids, scores, strict=True)],
+            }
+            f.write(orjson.dumps(row) + b"\n")
+    tmp.rename(path)
+
+
+def results_files(work: Path, units: int, items: int) -> dict[str, Path]:
+    """The results file of each version, written unless already there for these sizes."""
+    out = {}
+    for v in VERSIONS:
+        path = work / f"results-v{v}-{units}x{items}.jsonl"
+        if not path.exists():
+            write_results(path, units, items, seed=int(v))
+        out[v] = path
+    return out
+
+
+def load_results(files: dict[str, Path], env: dict[str, str]) -> None:
+    """``abgate batch load`` each version (the CLI, as operators do)."""
+    for version, path in files.items():
+        subprocess.run(
+            ["abgate", "batch", "load", str(path), "--model", MODEL, "--version", version],
+            check=True,
+            env={**os.environ, **env},
+        )
+
+
+def write_config(folder: Path) -> None:
+    """Surfaces and one running 50/50 experiment on ``home_top``.
+
+    ``home_nolog`` runs no experiment: it serves version 1 and logs no exposure, which is the
+    closest the gateway has to "exposure logging off".
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "surfaces.yaml").write_text(
+        "surfaces:\n"
+        f'  - {{name: home_top, default_model: "models:/{MODEL}/1"}}\n'
+        f'  - {{name: home_nolog, default_model: "models:/{MODEL}/1"}}\n'
+    )
+    (folder / "home-recs-bench.yaml").write_text(
+        "key: home-recs-bench\n"
+        "surface: home_top\n"
+        "status: running\n"
+        "variants:\n"
+        f'  - {{key: control, weight: 50, model: "models:/{MODEL}/1"}}\n'
+        f'  - {{key: treatment, weight: 50, model: "models:/{MODEL}/2"}}\n'
+    )
+
+
+def ref_variant(unit_id: str, salt: str = "ref") -> str:
+    """ref_app.py's split (copied: importing ref_app opens a Redis pool at import)."""
+    h = int.from_bytes(hashlib.sha256(f"{salt}:{unit_id}".encode()).digest()[:8], "big") % 10000
+    return "control" if h < 5000 else "treatment"
+
+
+def seed_reference(files: dict[str, Path], redis_url: str) -> int:
+    """Write ``ref:{variant}:{unit}``: control gets version 1's list, treatment version 2's."""
+    client = redis.Redis.from_url(redis_url)
+    lists: dict[str, dict[str, bytes]] = {}
+    for version, path in files.items():
+        with path.open("rb") as f:
+            lists[version] = {}
+            for line in f:
+                row = orjson.loads(line)
+                lists[version][row["unit_id"]] = orjson.dumps(row["items"])
+    pipe = client.pipeline(transaction=False)
+    n = 0
+    for unit in lists["1"]:
+        if unit == "__default__":
+            continue
+        variant = ref_variant(unit)
+        pipe.set(f"ref:{variant}:{unit}", lists["1" if variant == "control" else "2"][unit])
+        n += 1
+        if n % 1000 == 0:
+            pipe.execute()
+    pipe.execute()
+    client.close()
+    return n
+
+
+def delete_keys(redis_url: str, *patterns: str) -> int:
+    """Delete the keys matching each pattern (SCAN + UNLINK: no blocking KEYS)."""
+    client = redis.Redis.from_url(redis_url)
+    n = 0
+    for pattern in patterns:
+        batch = []
+        for key in client.scan_iter(match=pattern, count=5000):
+            batch.append(key)
+            if len(batch) >= 5000:
+                n += client.unlink(*batch)
+                batch.clear()
+        if batch:
+            n += client.unlink(*batch)
+    client.close()
+    return n
