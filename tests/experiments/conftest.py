@@ -14,13 +14,19 @@ from experiments.store import PostgresExperimentStore
 from tests.experiments.helpers import SURFACES
 
 
-async def load_model(pool: asyncpg.Pool, model: str, version: str, *, default: bool = True, status: str = "active") -> None:
+async def load_model(
+    pool: asyncpg.Pool, model: str, version: str, *, default: bool = True, status: str = "active"
+) -> None:
     """Register a model version as batch loading would (results rows are not needed here)."""
     items = json.dumps([{"id": "sku-1", "score": 1.0}] if default else [])
     await pool.execute(
         "INSERT INTO model_versions (model, version, status, default_items, unit_count) VALUES ($1, $2, $3, $4::jsonb, 1)"
         " ON CONFLICT (model, version) DO UPDATE SET status = EXCLUDED.status, default_items = EXCLUDED.default_items",
-        model, version, status, items)
+        model,
+        version,
+        status,
+        items,
+    )
 
 
 @pytest.fixture

@@ -46,7 +46,9 @@ def test_layers_case(layers_case: dict[str, Any]) -> None:
     c = layers_case
     assert layer_bucket(c["layer_salt"], c["unit_id"]) == c["layer_bucket"]
     assert holdout_bucket(c["layer_salt"], c["unit_id"]) == c["holdout_bucket"]
-    plan = LayerPlan.build(c["layer_salt"], c["holdout"], [(slice_bounds(s, e), k) for k, s, e in c["slices"]])
+    plan = LayerPlan.build(
+        c["layer_salt"], c["holdout"], [(slice_bounds(s, e), k) for k, s, e in c["slices"]]
+    )
     assert plan.held_out(c["unit_id"]) is c["held_out"]
     member = None if plan.held_out(c["unit_id"]) else plan.member(c["unit_id"])
     assert member == c["experiment"]

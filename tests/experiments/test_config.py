@@ -26,7 +26,13 @@ def _issues(text: str) -> list[str]:
 
 def test_defaults_keep_the_old_behaviour() -> None:
     e = parse_experiment(BASE)
-    assert (e.layer, e.layer_range, e.targeting, e.forced, e.winner) == (None, (0.0, 1.0), None, {}, None)
+    assert (e.layer, e.layer_range, e.targeting, e.forced, e.winner) == (
+        None,
+        (0.0, 1.0),
+        None,
+        {},
+        None,
+    )
     assert e.layer_id == "surface:home_top" and e.layer_slice == (0, 10_000)
 
 
@@ -52,7 +58,9 @@ def test_layer_range_must_be_a_slice() -> None:
 
 
 def test_surfaces_file_declares_layers_and_holdout() -> None:
-    f = parse_surfaces_file("surfaces:\n  - {name: s, default_model: 'models:/m/1', holdout: 0.1}\nlayers:\n  - {name: recs}\n")
+    f = parse_surfaces_file(
+        "surfaces:\n  - {name: s, default_model: 'models:/m/1', holdout: 0.1}\nlayers:\n  - {name: recs}\n"
+    )
     assert f.surfaces[0].holdout == 0.1 and f.layers[0].salt == "recs"
     with pytest.raises(ConfigError, match=r"field 'surfaces\[0\]\.holdout'"):
         parse_surfaces_file("surfaces:\n  - {name: s, default_model: 'models:/m/1', holdout: 2}\n")
@@ -90,8 +98,14 @@ def test_one_winner_per_surface() -> None:
 
 
 def test_folder_with_layers_loads(tmp_path: Path) -> None:
-    (tmp_path / "surfaces.yaml").write_text("surfaces:\n  - {name: home_top, default_model: 'models:/home_recs/1'}\nlayers:\n  - {name: recs}\n")
-    (tmp_path / "a.yaml").write_text(BASE.replace("key: exp", "key: a") + "status: running\nlayer: recs\nlayer_range: [0, 0.5]\n")
-    (tmp_path / "b.yaml").write_text(BASE.replace("key: exp", "key: b") + "status: running\nlayer: recs\nlayer_range: [0.5, 1]\n")
+    (tmp_path / "surfaces.yaml").write_text(
+        "surfaces:\n  - {name: home_top, default_model: 'models:/home_recs/1'}\nlayers:\n  - {name: recs}\n"
+    )
+    (tmp_path / "a.yaml").write_text(
+        BASE.replace("key: exp", "key: a") + "status: running\nlayer: recs\nlayer_range: [0, 0.5]\n"
+    )
+    (tmp_path / "b.yaml").write_text(
+        BASE.replace("key: exp", "key: b") + "status: running\nlayer: recs\nlayer_range: [0.5, 1]\n"
+    )
     cs = load_config_dir(tmp_path)
     assert set(cs.layers) == {"recs"} and len(cs.running_on("home_top")) == 2

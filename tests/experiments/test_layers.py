@@ -14,7 +14,9 @@ units = st.text(min_size=1, max_size=24)
 
 
 def _plan(salt: str = "recs", holdout: float = 0.0) -> LayerPlan[str]:
-    return LayerPlan.build(salt, holdout, [(slice_bounds(0, 0.3), "a"), (slice_bounds(0.3, 0.7), "b")])
+    return LayerPlan.build(
+        salt, holdout, [(slice_bounds(0, 0.3), "a"), (slice_bounds(0.3, 0.7), "b")]
+    )
 
 
 @given(unit=units)

@@ -22,8 +22,12 @@ UNREACHABLE = "postgresql://postgres@127.0.0.1:1/none"
 
 
 @pytest.fixture
-async def source(pg_dsn: str, schema: str, tmp_path: Path, store: PostgresExperimentStore) -> AsyncIterator[PostgresConfigSource]:
-    s = PostgresConfigSource(pg_dsn, schema, cache_file=tmp_path / "snapshot.json", poll_interval=5.0)
+async def source(
+    pg_dsn: str, schema: str, tmp_path: Path, store: PostgresExperimentStore
+) -> AsyncIterator[PostgresConfigSource]:
+    s = PostgresConfigSource(
+        pg_dsn, schema, cache_file=tmp_path / "snapshot.json", poll_interval=5.0
+    )
     try:
         yield s
     finally:
@@ -61,7 +65,9 @@ class Follower:
         await self._changes.aclose()
 
 
-async def test_changes_arrive_within_a_second(source: PostgresConfigSource, store: PostgresExperimentStore) -> None:
+async def test_changes_arrive_within_a_second(
+    source: PostgresConfigSource, store: PostgresExperimentStore
+) -> None:
     first = await source.load()
     assert first.origin.startswith("postgres:") and first.config.experiments == {}
     changes = Follower(source)
@@ -79,7 +85,9 @@ async def test_changes_arrive_within_a_second(source: PostgresConfigSource, stor
     await changes.aclose()
 
 
-async def test_notifications_of_other_schemas_are_ignored(source: PostgresConfigSource, pg_dsn: str) -> None:
+async def test_notifications_of_other_schemas_are_ignored(
+    source: PostgresConfigSource, pg_dsn: str
+) -> None:
     await source.load()
     conn = await asyncpg.connect(pg_dsn)
     try:
@@ -101,7 +109,9 @@ async def test_an_invalid_change_never_replaces_the_working_snapshot(
     body = {**experiment().model_dump(mode="json"), "traffic": 7}
     await pool.execute(
         "INSERT INTO config_versions (kind, name, version, body, status, action, author, revision)"
-        " VALUES ('experiment', 'exp', 2, $1::jsonb, 'draft', 'apply', 'x', 99)", json.dumps(body))
+        " VALUES ('experiment', 'exp', 2, $1::jsonb, 'draft', 'apply', 'x', 99)",
+        json.dumps(body),
+    )
     await pool.execute("UPDATE config_heads SET version = 2 WHERE name = 'exp'")
     await pool.execute("UPDATE config_state SET revision = revision + 1")
     await pool.execute("SELECT pg_notify('abgate_config', current_schema())")
@@ -117,22 +127,31 @@ async def test_an_invalid_change_never_replaces_the_working_snapshot(
     await changes.aclose()
 
 
-async def test_unreachable_store_at_start_serves_the_disk_cache(source: PostgresConfigSource, store: PostgresExperimentStore, tmp_path: Path) -> None:
+async def test_unreachable_store_at_start_serves_the_disk_cache(
+    source: PostgresConfigSource, store: PostgresExperimentStore, tmp_path: Path
+) -> None:
     await store.apply(experiment(status="running"), author="a")
     live = await source.load()
-    cold = PostgresConfigSource(UNREACHABLE, "whatever", cache_file=tmp_path / "snapshot.json", connect_timeout=0.5)
+    cold = PostgresConfigSource(
+        UNREACHABLE, "whatever", cache_file=tmp_path / "snapshot.json", connect_timeout=0.5
+    )
     try:
         cached = await cold.load()
     finally:
         await cold.aclose()
     assert cached.origin == f"disk-cache:{tmp_path / 'snapshot.json'}" and cached.from_disk_cache
     assert cached.versions == live.versions and cached.revision == live.revision
-    assert cached.config.experiments == live.config.experiments and cached.config.surfaces == live.config.surfaces
+    assert (
+        cached.config.experiments == live.config.experiments
+        and cached.config.surfaces == live.config.surfaces
+    )
     assert cold.last_error is not None and "unreachable" in cold.last_error
 
 
 async def test_unreachable_store_without_cache_fails_clearly(tmp_path: Path) -> None:
-    cold = PostgresConfigSource(UNREACHABLE, "whatever", cache_file=tmp_path / "none.json", connect_timeout=0.5)
+    cold = PostgresConfigSource(
+        UNREACHABLE, "whatever", cache_file=tmp_path / "none.json", connect_timeout=0.5
+    )
     with pytest.raises(StoreUnavailable, match="no snapshot cache"):
         await cold.load()
     await cold.aclose()
@@ -148,7 +167,9 @@ async def test_reconnects_and_catches_up_after_the_listener_drops(
     try:
         killed = await admin.fetchval(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'abgate-config-listener'"
-            " AND pid = $1", source._conn.get_server_pid() if source._conn else 0)
+            " AND pid = $1",
+            source._conn.get_server_pid() if source._conn else 0,
+        )
     finally:
         await admin.close()
     assert killed

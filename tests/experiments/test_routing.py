@@ -19,7 +19,11 @@ units = st.text(min_size=1, max_size=24)
 
 def test_surface_without_running_experiment_serves_its_default() -> None:
     r = Router(snapshot(experiment(status="draft"))).route("home_top", "u1")
-    assert r.experiment is None and r.model == ModelRef("home_recs", "1") and r.reason == "no_experiment"
+    assert (
+        r.experiment is None
+        and r.model == ModelRef("home_recs", "1")
+        and r.reason == "no_experiment"
+    )
 
 
 @given(unit=units)
@@ -51,9 +55,17 @@ def test_targeting_sends_non_matching_units_to_the_default() -> None:
 
 
 def test_forced_units_get_their_variant_whatever_the_gates() -> None:
-    exp = experiment(status="running", traffic=0.0, targeting="country == 'JP'", forced={"qa-1": "treatment"})
+    exp = experiment(
+        status="running", traffic=0.0, targeting="country == 'JP'", forced={"qa-1": "treatment"}
+    )
     r = Router(snapshot(exp, versions={"exp": 2})).route("home_top", "qa-1", {})
-    assert (r.experiment, r.variant, r.forced, r.reason, r.config_version) == ("exp", "treatment", True, "forced", 2)
+    assert (r.experiment, r.variant, r.forced, r.reason, r.config_version) == (
+        "exp",
+        "treatment",
+        True,
+        "forced",
+        2,
+    )
     assert r.model == ModelRef("home_recs", "7")
 
 
@@ -96,10 +108,16 @@ def test_stopped_winner_serves_everyone_without_exposures() -> None:
     router = Router(snapshot(exp))
     for i in range(100):
         r = router.route("home_top", f"u{i}")
-        assert r.experiment is None and r.model == ModelRef("home_recs", "7") and r.reason == "winner"
+        assert (
+            r.experiment is None and r.model == ModelRef("home_recs", "7") and r.reason == "winner"
+        )
 
 
 def test_model_refs_cover_every_servable_model() -> None:
     router = Router(snapshot(experiment(status="running")))
-    assert router.model_refs() == {ModelRef("home_recs", "1"), ModelRef("home_recs", "7"), ModelRef("cart_recs", "1")}
+    assert router.model_refs() == {
+        ModelRef("home_recs", "1"),
+        ModelRef("home_recs", "7"),
+        ModelRef("cart_recs", "1"),
+    }
     assert router.running() == {"home_top": ["exp"], "cart": []}

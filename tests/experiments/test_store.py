@@ -27,16 +27,32 @@ variants:
 """
 
 
-async def test_apply_is_idempotent_and_versions_every_change(store: PostgresExperimentStore) -> None:
+async def test_apply_is_idempotent_and_versions_every_change(
+    store: PostgresExperimentStore,
+) -> None:
     first = await store.apply(parse_experiment(FILE), author="ana", reason="new test")
     again = await store.apply(parse_experiment(FILE), author="ana")
-    ramp = await store.apply(parse_experiment(FILE.replace("weight: 50, model: \"models:/home_recs/1", "weight: 90, model: \"models:/home_recs/1")), author="bo", reason="ramp")
+    ramp = await store.apply(
+        parse_experiment(
+            FILE.replace(
+                'weight: 50, model: "models:/home_recs/1', 'weight: 90, model: "models:/home_recs/1'
+            )
+        ),
+        author="bo",
+        reason="ramp",
+    )
     assert (first.version, first.action, first.status) == (1, "create", "draft")
     assert (again.changed, again.action, again.version) == (False, "unchanged", 1)
     assert (ramp.version, ramp.action) == (2, "apply")
     history = await store.history("exp")
-    assert [(h.version, h.author, h.reason, h.action) for h in history] == [(1, "ana", "new test", "create"), (2, "bo", "ramp", "apply")]
-    assert history[0].body["variants"][0]["weight"] == 50 and history[0].created_at < history[1].created_at
+    assert [(h.version, h.author, h.reason, h.action) for h in history] == [
+        (1, "ana", "new test", "create"),
+        (2, "bo", "ramp", "apply"),
+    ]
+    assert (
+        history[0].body["variants"][0]["weight"] == 50
+        and history[0].created_at < history[1].created_at
+    )
 
 
 async def test_lifecycle_walk_creates_a_version_per_step(store: PostgresExperimentStore) -> None:
@@ -50,7 +66,14 @@ async def test_lifecycle_walk_creates_a_version_per_step(store: PostgresExperime
     assert (r.experiment, r.model) == (None, ModelRef("home_recs", "7"))
     await store.archive("exp", author="a")
     assert "exp" not in (await store.snapshot()).config.experiments
-    assert [h.status for h in await store.history("exp")] == ["draft", "running", "paused", "running", "stopped", "archived"]
+    assert [h.status for h in await store.history("exp")] == [
+        "draft",
+        "running",
+        "paused",
+        "running",
+        "stopped",
+        "archived",
+    ]
     with pytest.raises(LifecycleError, match="archived and read-only"):
         await store.apply(experiment(), author="a")
 
@@ -63,7 +86,9 @@ async def test_invalid_transitions_are_refused(store: PostgresExperimentStore) -
         await store.start("nope", author="a")
 
 
-async def test_stopped_experiment_cannot_restart_under_the_same_salt(store: PostgresExperimentStore) -> None:
+async def test_stopped_experiment_cannot_restart_under_the_same_salt(
+    store: PostgresExperimentStore,
+) -> None:
     await store.apply(experiment(), author="a")
     await store.start("exp", author="a")
     await store.stop("exp", author="a")
@@ -73,7 +98,9 @@ async def test_stopped_experiment_cannot_restart_under_the_same_salt(store: Post
     assert (await store.start("exp", author="a")).status == "running"
 
 
-async def test_another_experiment_cannot_reuse_a_salt_that_ran(store: PostgresExperimentStore) -> None:
+async def test_another_experiment_cannot_reuse_a_salt_that_ran(
+    store: PostgresExperimentStore,
+) -> None:
     await store.apply(experiment("a"), author="a")
     await store.start("a", author="a")
     await store.stop("a", author="a")
@@ -82,23 +109,31 @@ async def test_another_experiment_cannot_reuse_a_salt_that_ran(store: PostgresEx
         await store.start("b", author="a")
 
 
-async def test_reshuffling_a_running_experiment_needs_force_and_reason(store: PostgresExperimentStore) -> None:
+async def test_reshuffling_a_running_experiment_needs_force_and_reason(
+    store: PostgresExperimentStore,
+) -> None:
     await store.apply(experiment(), author="a")
     await store.start("exp", author="a")
     with pytest.raises(ReshuffleRefused, match="salt changes"):
         await store.apply(experiment(salt="other"), author="a")
     with pytest.raises(ReshuffleRefused, match="add --reason"):
         await store.apply(experiment(salt="other"), author="a", force=True)
-    forced = await store.apply(experiment(salt="other"), author="a", force=True, reason="bug in salt")
+    forced = await store.apply(
+        experiment(salt="other"), author="a", force=True, reason="bug in salt"
+    )
     assert forced.changed and (await store.get("exp")).experiment.salt == "other"
 
 
-async def test_start_refuses_models_without_results(store: PostgresExperimentStore, pool: asyncpg.Pool) -> None:
-    e = experiment(variants=[
-        {"key": "control", "weight": 1, "model": "models:/home_recs/1"},
-        {"key": "t", "weight": 1, "model": "models:/home_recs/9"},
-        {"key": "u", "weight": 1, "model": "models:/home_recs@challenger"},
-    ])
+async def test_start_refuses_models_without_results(
+    store: PostgresExperimentStore, pool: asyncpg.Pool
+) -> None:
+    e = experiment(
+        variants=[
+            {"key": "control", "weight": 1, "model": "models:/home_recs/1"},
+            {"key": "t", "weight": 1, "model": "models:/home_recs/9"},
+            {"key": "u", "weight": 1, "model": "models:/home_recs@challenger"},
+        ]
+    )
     draft = await store.apply(e, author="a")
     assert any("models:/home_recs/9 has no loaded results" in w for w in draft.warnings)
     with pytest.raises(MissingModelError) as info:
@@ -106,7 +141,9 @@ async def test_start_refuses_models_without_results(store: PostgresExperimentSto
     assert "variant 't': models:/home_recs/9 has no loaded results" in str(info.value)
     assert "alias 'challenger' is not set" in str(info.value)
     await load_model(pool, "home_recs", "9", default=False)
-    await pool.execute("INSERT INTO model_aliases (model, alias, version) VALUES ('home_recs', 'challenger', '7')")
+    await pool.execute(
+        "INSERT INTO model_aliases (model, alias, version) VALUES ('home_recs', 'challenger', '7')"
+    )
     with pytest.raises(MissingModelError, match="models:/home_recs/9 has no default list"):
         await store.start("exp", author="a")
     await load_model(pool, "home_recs", "9")
@@ -122,9 +159,13 @@ async def test_apply_checks_against_the_rest_of_the_store(store: PostgresExperim
         await store.apply(experiment("c", surface="nowhere"), author="a", source="c.yaml")
 
 
-async def test_layers_let_two_experiments_run_on_one_surface(store: PostgresExperimentStore) -> None:
+async def test_layers_let_two_experiments_run_on_one_surface(
+    store: PostgresExperimentStore,
+) -> None:
     await store.apply(experiment("a", layer="recs", layer_range=[0, 0.5]), author="a")
-    await store.apply(experiment("b", layer="recs", layer_range=[0.5, 1], status="running"), author="a")
+    await store.apply(
+        experiment("b", layer="recs", layer_range=[0.5, 1], status="running"), author="a"
+    )
     await store.start("a", author="a")
     snap = await store.snapshot()
     assert snap.versions == {"a": 2, "b": 1}
@@ -162,7 +203,12 @@ async def test_show_any_version_and_surfaces_are_versioned(store: PostgresExperi
     assert (await store.get("exp")).version == 2
     with pytest.raises(ExperimentNotFound, match="has no version 9"):
         await store.get("exp", 9)
-    changed = await store.apply_surfaces(parse_surfaces_file(SURFACES.replace("holdout: 0.0}", "holdout: 0.1}", 1)), author="a")
+    changed = await store.apply_surfaces(
+        parse_surfaces_file(SURFACES.replace("holdout: 0.0}", "holdout: 0.1}", 1)), author="a"
+    )
     assert [(r.kind, r.name, r.version, r.changed) for r in changed] == [
-        ("layer", "recs", 1, False), ("surface", "home_top", 1, False), ("surface", "cart", 2, True)]
+        ("layer", "recs", 1, False),
+        ("surface", "home_top", 1, False),
+        ("surface", "cart", 2, True),
+    ]
     assert len(await store.history("cart", kind="surface")) == 2

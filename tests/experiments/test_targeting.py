@@ -10,8 +10,12 @@ from hypothesis import strategies as st
 
 from experiments.targeting import TargetingError, compile_condition
 
-values = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=8))
-attributes = st.dictionaries(st.sampled_from(["country", "age", "platform", "x"]), values, max_size=4)
+values = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=8)
+)
+attributes = st.dictionaries(
+    st.sampled_from(["country", "age", "platform", "x"]), values, max_size=4
+)
 
 EXPRESSIONS = [
     "country == 'JP'",

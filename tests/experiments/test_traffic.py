@@ -17,7 +17,9 @@ weights2 = st.tuples(st.integers(0, 100), st.integers(0, 100)).filter(lambda w: 
 
 
 @given(salt=units, unit=units, lo=shares, hi=shares)
-def test_raising_traffic_keeps_units_in_their_variant(salt: str, unit: str, lo: float, hi: float) -> None:
+def test_raising_traffic_keeps_units_in_their_variant(
+    salt: str, unit: str, lo: float, hi: float
+) -> None:
     lo, hi = min(lo, hi), max(lo, hi)
     if in_traffic(salt, unit, lo):
         assert in_traffic(salt, unit, hi)
@@ -28,20 +30,26 @@ def test_raising_traffic_keeps_units_in_their_variant(salt: str, unit: str, lo: 
 def test_traffic_gate_does_not_skew_the_split() -> None:
     """Inside a 20% gate the split stays 50/50 (re-using the variant hash would give ~100/0)."""
     counts = Counter(
-        assign("exp", f"u{i}", ["a", "b"], [1, 1]) for i in range(20_000) if in_traffic("exp", f"u{i}", 0.2)
+        assign("exp", f"u{i}", ["a", "b"], [1, 1])
+        for i in range(20_000)
+        if in_traffic("exp", f"u{i}", 0.2)
     )
     total = counts["a"] + counts["b"]
     assert 0.17 * 20_000 < total < 0.23 * 20_000
     assert abs(counts["a"] / total - 0.5) < 0.03
 
 
-@pytest.mark.parametrize(("share", "threshold"), [(0.0, 0), (0.2, 2000), (0.3, 3000), (0.07, 700), (1.0, 10_000)])
+@pytest.mark.parametrize(
+    ("share", "threshold"), [(0.0, 0), (0.2, 2000), (0.3, 3000), (0.07, 700), (1.0, 10_000)]
+)
 def test_share_threshold_is_exact(share: float, threshold: int) -> None:
     assert share_threshold(share) == threshold
 
 
 @given(old=weights2, new=weights2)
-def test_two_variant_ramp_moves_the_fewest_units(old: tuple[int, int], new: tuple[int, int]) -> None:
+def test_two_variant_ramp_moves_the_fewest_units(
+    old: tuple[int, int], new: tuple[int, int]
+) -> None:
     assert moved_buckets(old, new) == minimal_moves(old, new)
 
 
@@ -66,15 +74,27 @@ weights_n = st.lists(st.integers(0, 50), min_size=3, max_size=5).filter(lambda w
 
 @given(data=st.data(), old=weights_n)
 @settings(max_examples=200)
-def test_many_variant_ramp_moves_at_most_the_boundary_shifts(data: st.DataObject, old: list[int]) -> None:
-    new = data.draw(st.lists(st.integers(0, 50), min_size=len(old), max_size=len(old)).filter(lambda w: sum(w) > 0))
+def test_many_variant_ramp_moves_at_most_the_boundary_shifts(
+    data: st.DataObject, old: list[int]
+) -> None:
+    new = data.draw(
+        st.lists(st.integers(0, 50), min_size=len(old), max_size=len(old)).filter(
+            lambda w: sum(w) > 0
+        )
+    )
     ob, nb = bucket_bounds(old), bucket_bounds(new)
     moved = moved_buckets(old, new)
-    assert minimal_moves(old, new) <= moved <= sum(abs(a - b) for a, b in zip(ob[:-1], nb[:-1], strict=True))
+    assert (
+        minimal_moves(old, new)
+        <= moved
+        <= sum(abs(a - b) for a, b in zip(ob[:-1], nb[:-1], strict=True))
+    )
 
 
 @given(data=st.data(), old=weights_n)
-def test_moving_weight_between_adjacent_variants_is_minimal(data: st.DataObject, old: list[int]) -> None:
+def test_moving_weight_between_adjacent_variants_is_minimal(
+    data: st.DataObject, old: list[int]
+) -> None:
     i = data.draw(st.integers(0, len(old) - 2))
     delta = data.draw(st.integers(-old[i], old[i + 1]))
     new = list(old)

@@ -1,0 +1,119 @@
+"""``abgate experiments ...`` against real Postgres: apply, lifecycle, history, errors."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from abgate.cli import app
+from experiments.postgres import create_pool
+from tests.experiments.helpers import SURFACES
+
+EXP = """key: exp
+surface: home_top
+variants:
+  - {key: control, weight: 50, model: "models:/home_recs/1"}
+  - {key: treatment, weight: 50, model: "models:/home_recs/7"}
+"""
+
+
+def _setup_models(dsn: str, schema: str) -> None:
+    async def go() -> None:
+        pool = await create_pool(dsn, schema, min_size=1, max_size=1)
+        try:
+            for v in ("1", "7"):
+                await pool.execute(
+                    "INSERT INTO model_versions (model, version, default_items)"
+                    " VALUES ('home_recs', $1, '[{\"id\": \"a\"}]')",
+                    v,
+                )
+        finally:
+            await pool.close()
+
+    asyncio.run(go())
+
+
+@pytest.fixture
+def cli(pg_dsn: str, schema: str, tmp_path: Path) -> tuple[CliRunner, dict[str, str]]:
+    _setup_models(pg_dsn, schema)
+    (tmp_path / "surfaces.yaml").write_text(SURFACES)
+    (tmp_path / "exp.yaml").write_text(EXP)
+    env = {
+        "ABGATE_POSTGRES_DSN": pg_dsn,
+        "ABGATE_POSTGRES_SCHEMA": schema,
+        "USER": "tester",
+        "COLUMNS": "200",
+    }
+    return CliRunner(), env
+
+
+def _ok(cli: tuple[CliRunner, dict[str, str]], *args: str, code: int = 0) -> str:
+    runner, env = cli
+    result = runner.invoke(app, ["experiments", *args], env=env)
+    assert result.exit_code == code, result.output
+    return result.output
+
+
+def test_apply_lifecycle_and_history(cli: tuple[CliRunner, dict[str, str]], tmp_path: Path) -> None:
+    out = _ok(
+        cli,
+        "apply",
+        str(tmp_path / "surfaces.yaml"),
+        str(tmp_path / "exp.yaml"),
+        "--reason",
+        "first",
+    )
+    assert "create" in out and "home_top" in out
+    assert "unchanged" in _ok(cli, "apply", str(tmp_path / "exp.yaml"))
+    _ok(cli, "start", "exp", "--reason", "go")
+    (tmp_path / "exp.yaml").write_text(
+        EXP.replace(
+            'weight: 50, model: "models:/home_recs/1', 'weight: 80, model: "models:/home_recs/1'
+        )
+    )
+    assert "weight: 80" in _ok(cli, "diff", "exp", str(tmp_path / "exp.yaml"))
+    _ok(cli, "apply", str(tmp_path / "exp.yaml"), "-m", "ramp")
+    _ok(cli, "pause", "exp")
+    _ok(cli, "resume", "exp")
+    assert "stopped" in _ok(cli, "stop", "exp", "--winner", "treatment", "--reason", "won")
+    history = _ok(cli, "history", "exp")
+    for word in ("create", "start", "apply", "pause", "resume", "stop", "tester", "ramp", "won"):
+        assert word in history
+    assert "weight: 50" in _ok(cli, "show", "exp", "--version", "1")
+    assert "winner: treatment" in _ok(cli, "show", "exp")
+    assert "-status: running" in _ok(cli, "diff", "exp")
+    assert "exp" in _ok(cli, "list")
+
+
+def test_refusals_and_errors_exit_one_without_traceback(
+    cli: tuple[CliRunner, dict[str, str]], tmp_path: Path
+) -> None:
+    _ok(cli, "apply", str(tmp_path / "surfaces.yaml"), str(tmp_path / "exp.yaml"))
+    out = _ok(cli, "pause", "exp", code=1)
+    assert "is draft: cannot pause" in out and "Traceback" not in out
+    (tmp_path / "bad.yaml").write_text(EXP + "targeting: country = 'JP'\n")
+    out = _ok(cli, "apply", str(tmp_path / "bad.yaml"), code=1)
+    assert "bad.yaml:6: field 'targeting' column 9" in out
+    out = _ok(cli, "show", "nope", code=1)
+    assert "'nope' does not exist" in out
+    _ok(cli, "start", "exp")
+    (tmp_path / "salted.yaml").write_text(EXP + "salt: new\n")
+    out = _ok(cli, "apply", str(tmp_path / "salted.yaml"), code=1)
+    assert "use --force with --reason" in out
+    assert "dry run" in _ok(
+        cli, "apply", str(tmp_path / "salted.yaml"), "--force", "-m", "fix", "--dry-run"
+    )
+
+
+def test_unreachable_store_exits_three(tmp_path: Path) -> None:
+    (tmp_path / "exp.yaml").write_text(EXP)
+    env = {
+        "ABGATE_POSTGRES_DSN": "postgresql://postgres@127.0.0.1:1/x",
+        "ABGATE_POSTGRES_SCHEMA": "x",
+    }
+    result = CliRunner().invoke(app, ["experiments", "list"], env=env)
+    assert result.exit_code == 3, result.output
+    assert "cannot reach Postgres" in result.output
