@@ -50,10 +50,13 @@ def archive_connection(
     con = duckdb.connect(config={"memory_limit": memory_limit})
     try:
         file_list = "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
-        con.execute(
-            f"CREATE VIEW {VIEW} AS SELECT jsonPayload FROM read_json({file_list}, "
-            f"format = 'newline_delimited', columns = {{'jsonPayload': 'STRUCT({struct})'}})"
-        )
+        try:
+            con.execute(
+                f"CREATE VIEW {VIEW} AS SELECT jsonPayload FROM read_json({file_list}, "
+                f"format = 'newline_delimited', columns = {{'jsonPayload': 'STRUCT({struct})'}})"
+            )
+        except duckdb.Error as exc:
+            raise ArchiveError(f"cannot read archive {root}: {exc}") from exc
         yield con
     finally:
         con.close()

@@ -44,7 +44,7 @@ def make_client(project: str, *, endpoint: str | None = None) -> bigquery.Client
 
     return bigquery.Client(
         project=project,
-        credentials=AnonymousCredentials(),
+        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
         client_options=ClientOptions(api_endpoint=endpoint),
     )
 

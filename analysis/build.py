@@ -41,11 +41,24 @@ def _merge(aggs: Iterable[Aggregates]) -> Aggregates:
     return reduce(lambda a, b: a + b, aggs, Aggregates())
 
 
-def _by_variant(cohorts: Iterable[Cohort], until_day: date | None = None) -> dict[str, Aggregates]:
+def _by_variant(cohorts: Iterable[Cohort]) -> dict[str, Aggregates]:
     out: dict[str, Aggregates] = {}
     for c in cohorts:
-        if until_day is None or c.day <= until_day:
-            out[c.variant] = out.get(c.variant, Aggregates()) + c.stats
+        out[c.variant] = out.get(c.variant, Aggregates()) + c.stats
+    return out
+
+
+def _cumulative(cohorts: Sequence[Cohort], days: Sequence[date]) -> list[dict[str, Aggregates]]:
+    """Per-variant aggregates of the units enrolled up to each day (running merge)."""
+    by_day: dict[date, list[Cohort]] = {}
+    for c in cohorts:
+        by_day.setdefault(c.day, []).append(c)
+    running: dict[str, Aggregates] = {}
+    out = []
+    for d in days:
+        for c in by_day[d]:
+            running[c.variant] = running.get(c.variant, Aggregates()) + c.stats
+        out.append(dict(running))
     return out
 
 
@@ -126,7 +139,7 @@ def analyse(
     }
     srm = stats.srm_p_value({k: v.units for k, v in variants.items()}, experiment.expected_shares)
     days = sorted({c.day for c in cohorts})
-    daily_aggs = [_by_variant(cohorts, d) for d in days]
+    daily_aggs = _cumulative(cohorts, days)
     metrics: list[MetricResult] = []
     daily_lifts: list[dict[str, dict[str, tuple[float, tuple[float, float]]]]] = [{} for _ in days]
     for cols in plan.metrics:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
 
@@ -84,7 +84,7 @@ def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
 
 def line_chart(
     labels: Sequence[str],
-    series: dict[str, Sequence[tuple[float, float, float]]],
+    series: Mapping[str, Sequence[tuple[float, float, float]]],
     width: int = 760,
     height: int = 220,
 ) -> str:
@@ -130,7 +130,7 @@ def line_chart(
 
 
 def bar_chart(
-    labels: Sequence[str], series: dict[str, Sequence[int]], width: int = 760, height: int = 200
+    labels: Sequence[str], series: Mapping[str, Sequence[int]], width: int = 760, height: int = 200
 ) -> str:
     """Grouped bars: one group per label, one bar per series."""
     left, right, top, bottom = 50, 16, 12, 30

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     """Output formats of the report."""
 
     json = "json"

@@ -147,3 +147,16 @@ def simulate_archive(
         for _ in range(int(rng.poisson(1.0))):
             w.outcome(f"u{u}", "click", t + timedelta(minutes=10))
     return w.write()
+
+
+def aggregates_of(columns: dict[str, Any], pairs: list[tuple[str, str]]) -> Any:
+    """Aggregates of per-unit numpy columns (what the engine would return for them)."""
+    import numpy as np
+
+    from analysis import Aggregates
+
+    n = len(next(iter(columns.values())))
+    mean = {k: float(np.mean(v)) for k, v in columns.items()}
+    var = {k: float(np.var(v, ddof=1)) if n > 1 else 0.0 for k, v in columns.items()}
+    cov = {(a, b): float(np.cov(columns[a], columns[b])[0, 1]) if n > 1 else 0.0 for a, b in pairs}
+    return Aggregates(n, mean, var, cov)
