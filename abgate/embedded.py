@@ -82,6 +82,7 @@ class RedisProcess:
 
     def __init__(self, data_dir: Path, port: int | None = None) -> None:
         self.port = port or free_port()
+        data_dir = data_dir.resolve()  # redis-server chdirs to --dir before opening --logfile
         data_dir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             [

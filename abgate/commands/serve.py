@@ -82,7 +82,7 @@ def demo(
         Path(".abgate/demo"), help="Folder for the demo's servers, data and archive"
     ),
     users: int = typer.Option(20_000, help="Users with precomputed results per model version"),
-    traffic_users: int = typer.Option(6_000, help="Simulated users sending requests"),
+    traffic_users: int = typer.Option(8_000, help="Simulated users sending requests"),
     concurrency: int = typer.Option(16, help="Concurrent simulated clients"),
 ) -> None:
     """Run the tour: embedded servers, two model versions, an experiment, traffic, a summary."""
