@@ -164,20 +164,21 @@ def build_servers(args: argparse.Namespace, config_dir: Path, work: Path) -> dic
     return servers
 
 
-def prepare(args: argparse.Namespace, work: Path) -> dict[str, Path]:
+def prepare(args: argparse.Namespace, work: Path) -> tuple[dict[str, Path], list[str]]:
     """Result files, loaded into Postgres (unless already there), and the reference's keys."""
     t = time.monotonic()
     files = bench_data.results_files(work, args.units, args.items)
+    notes: list[str] = []
     if not run(_loaded(args)):
-        bench_data.load_results(
-            files, {"ABGATE_POSTGRES_DSN": args.pg_dsn, "ABGATE_POSTGRES_SCHEMA": args.schema}
-        )
+        notes = bench_data.load_results(files, args.pg_dsn, args.schema)
+        for note in notes:
+            say(note)
     n = bench_data.seed_reference(files, args.redis_url)
     say(
         f"data ready: {args.units} units x {args.items} items x 2 versions, {n} reference keys "
         f"({time.monotonic() - t:.0f} s)"
     )
-    return files
+    return files, notes
 
 
 async def _loaded(args: argparse.Namespace) -> bool:
@@ -298,7 +299,7 @@ def main(argv: list[str] | None = None) -> None:
     work.mkdir(parents=True, exist_ok=True)
     config_dir = work / "experiments.d"
     bench_data.write_config(config_dir)
-    files = prepare(args, work)
+    files, notes = prepare(args, work)
     servers = build_servers(args, config_dir, work)
     if not args.no_feast:
         t = time.monotonic()
@@ -345,6 +346,8 @@ def main(argv: list[str] | None = None) -> None:
                 say(f"round {rnd + 1} {c.name}: {r.rps:,.0f} req/s, p99 {r.p99_ms:.2f} ms")
         rss = {k: s.rss_mb() for k, s in active.items()}
         text = report(all_cases, rss, args)
+        if notes:
+            text += "\n\n" + "\n".join(f"Note: {n}" for n in notes)
         if args.profile:
             for c in all_cases:
                 if c.server.startswith("gw") and c.name != "gateway, 500 exclusions":

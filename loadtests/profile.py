@@ -20,6 +20,14 @@ LAYERS = (
 )
 
 
+_OUTER = {
+    "other",
+    "asyncio / uvloop event loop",
+    "uvicorn (HTTP parsing, responses)",
+    "starlette (routing, Request, Response)",
+}
+
+
 def load(path: Path) -> list[tuple[list[str], int]]:
     """Stacks (outermost first) and their sample counts."""
     stacks = []
@@ -55,14 +63,22 @@ def summarise(path: Path, top: int = 20) -> dict[str, list[tuple[str, float]]]:
     by_layer: Counter[str] = Counter()
     self_fn: Counter[str] = Counter()
     incl_fn: Counter[str] = Counter()
+    in_app = 0
     for frames, n in stacks:
         leaf = frames[-1] if frames else ""
+        in_app += n if any("Starlette.__call__" in f for f in frames) else 0
         by_layer[layer_of(leaf)] += n
         self_fn[_function(leaf)] += n
-        for fn in {_function(f) for f in frames}:
+        # Inclusive time only for frames of the request path, not the loop and CLI around it.
+        for fn in {_function(f) for f in frames if layer_of(f) not in _OUTER}:
             incl_fn[fn] += n
     share = lambda c: [(k, v / total) for k, v in c.most_common(top)]  # noqa: E731
-    return {"layer": share(by_layer), "self": share(self_fn), "inclusive": share(incl_fn)}
+    inclusive = [("whole ASGI app (Starlette.__call__ and below)", in_app / total)]
+    return {
+        "layer": share(by_layer),
+        "self": share(self_fn),
+        "inclusive": inclusive + share(incl_fn),
+    }
 
 
 def to_markdown(summary: dict[str, list[tuple[str, float]]], title: str) -> str:
