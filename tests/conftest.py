@@ -8,6 +8,7 @@ to point the suite elsewhere.
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -28,7 +29,10 @@ def pg_dsn(tmp_path_factory: pytest.TempPathFactory) -> str:
     dsn = os.environ.get("ABGATE_TEST_POSTGRES_DSN", DEFAULT_PG)
     if reachable(dsn):
         return dsn
-    return start_postgres(tmp_path_factory.mktemp("embedded"))
+    # Not under pytest's 0700 tmp tree: as root, pgserver runs Postgres as its own system user.
+    folder = Path(tempfile.mkdtemp(prefix="abgate-test-pg-"))
+    folder.chmod(0o755)
+    return start_postgres(folder)
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,9 +22,12 @@ def private_redis(tmp_path: Path) -> Iterator[RedisProcess]:
 
 
 @pytest.fixture
-def private_postgres(tmp_path: Path) -> Iterator[object]:
+def private_postgres() -> Iterator[object]:
     pgserver = pytest.importorskip("pgserver", reason="the embedded extra ships a private Postgres")
-    server = pgserver.get_server(tmp_path / "pg", cleanup_mode="delete")
+    # Not under pytest's 0700 tmp tree: as root, pgserver runs Postgres as its own system user.
+    folder = Path(tempfile.mkdtemp(prefix="abgate-pg-"))
+    folder.chmod(0o755)
+    server = pgserver.get_server(folder / "pg", cleanup_mode="delete")
     yield server
     server.cleanup()
 
