@@ -10,12 +10,11 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from functools import reduce
 from pathlib import Path
 
 from analysis import stats
 from analysis.aggregates import Aggregates
-from analysis.metrics import compare, metric_value, moments
+from analysis.metrics import compare, cuped_fit, metric_value, moments
 from analysis.report import Comparison, DailyPoint, MetricResult, Power, Report, VariantSummary
 from analysis.sql import Cohort, MetricColumns, QueryPlan
 from experiments import Experiment
@@ -35,10 +34,6 @@ class ReportOptions:
     sequential_tau: float | None = None
     power: float | None = None
     target_mde: float | None = None
-
-
-def _merge(aggs: Iterable[Aggregates]) -> Aggregates:
-    return reduce(lambda a, b: a + b, aggs, Aggregates())
 
 
 def _by_variant(cohorts: Iterable[Cohort]) -> dict[str, Aggregates]:
@@ -70,7 +65,7 @@ def _comparisons(
     cuped: bool,
 ) -> list[tuple[str, stats.Estimate]]:
     control = str(experiment.control)
-    pooled = _merge(aggs.values()) if cuped and cols.x else None
+    pooled = cuped_fit(cols, aggs.values()) if cuped and cols.x else None
     empty = Aggregates()
     c = moments(cols, aggs.get(control, empty), pooled)
     return [

@@ -8,6 +8,7 @@ method and the normal distribution (DESIGN.md, "Metrics and the report").
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from analysis import stats
@@ -35,12 +36,34 @@ def metric_value(cols: MetricColumns, agg: Aggregates) -> float:
     return agg.mean[cols.y]
 
 
-def moments(cols: MetricColumns, agg: Aggregates, pooled: Aggregates | None = None) -> Moments:
-    """Moments of a metric in one variant; with ``pooled`` (all variants merged), CUPED-adjusted.
+@dataclass(frozen=True, slots=True)
+class CupedFit:
+    """The CUPED coefficient θ and the covariate's mean over all units."""
 
-    CUPED: θ = cov(Y, X)/Var(X) from the pooled units; the adjusted mean is
-    m_Y − θ·(m_X − pooled m_X) and the adjusted per-unit variance Var(Y) − 2θ·cov(Y, X) + θ²·Var(X)
-    (``stats.cuped_theta``).
+    theta: float
+    mean_x: float
+
+
+def cuped_fit(cols: MetricColumns, aggs: Iterable[Aggregates]) -> CupedFit:
+    """θ from the within-variant (pooled) covariance of Y and X, and X's overall mean.
+
+    θ = Σ_v (n_v − 1)·cov_v(Y, X) / Σ_v (n_v − 1)·Var_v(X). Pooling within variants keeps the
+    treatment effect out of θ; X is measured before exposure, so any fixed θ leaves the
+    difference unbiased (``stats.cuped_theta``).
+    """
+    groups = [a for a in aggs if a.count > 0]
+    co = sum((a.count - 1) * a.covariance(cols.y, cols.x) for a in groups)
+    vx = sum((a.count - 1) * a.var[cols.x] for a in groups)
+    n = sum(a.count for a in groups)
+    mean_x = sum(a.count * a.mean[cols.x] for a in groups) / n if n else 0.0
+    return CupedFit(stats.cuped_theta(co, vx), mean_x)
+
+
+def moments(cols: MetricColumns, agg: Aggregates, cuped: CupedFit | None = None) -> Moments:
+    """Moments of a metric in one variant; with a ``CupedFit``, CUPED-adjusted.
+
+    CUPED: the adjusted mean is m_Y − θ·(m_X − overall m_X) and the adjusted per-unit variance
+    Var(Y) − 2θ·cov(Y, X) + θ²·Var(X).
     """
     n = agg.count
     if n == 0:
@@ -48,9 +71,9 @@ def moments(cols: MetricColumns, agg: Aggregates, pooled: Aggregates | None = No
     if cols.metric.kind == "ratio":
         return Moments(metric_value(cols, agg), agg.ratio_var(cols.num, cols.den), math.nan, n)
     mean, var = agg.mean[cols.y], agg.var[cols.y]
-    if pooled is not None and cols.x:
-        theta = stats.cuped_theta(pooled.covariance(cols.y, cols.x), pooled.var[cols.x])
-        mean -= theta * (agg.mean[cols.x] - pooled.mean[cols.x])
+    if cuped is not None and cols.x:
+        theta = cuped.theta
+        mean -= theta * (agg.mean[cols.x] - cuped.mean_x)
         var = max(
             0.0, var - 2 * theta * agg.covariance(cols.y, cols.x) + theta**2 * agg.var[cols.x]
         )

@@ -39,7 +39,7 @@ def _metric_table(m: MetricResult, report: Report) -> Table:
     for col in ("variant", "value", "diff", "diff CI", "lift", "lift CI", "p", "p Holm"):
         t.add_column(col, justify="left" if col == "variant" else "right", no_wrap=col != "diff CI")
     if extra is not None and extra.p_value_sequential is not None:
-        t.add_column("p (always valid)", justify="right")
+        t.add_column("p seq", justify="right", no_wrap=True)
     if extra is not None and extra.power is not None:
         t.add_column("MDE", justify="right")
         if extra.power.target_mde is not None:

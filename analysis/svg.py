@@ -36,7 +36,7 @@ def _scale(lo: float, hi: float, a: float, b: float) -> tuple[float, float]:
 
 def forest_plot(rows: Sequence[ForestRow], width: int = 760) -> str:
     """Lifts with intervals, one row each, around a zero line; values in percent."""
-    row_h, left, right, top = 28, 230, 40, 24
+    row_h, left, right, top = 28, 230, 64, 24
     height = top + row_h * max(1, len(rows)) + 30
     pts = [x for r in rows if _finite(r.value, r.low, r.high) for x in (r.low, r.high)] + [0.0]
     k, b0 = _scale(min(pts), max(pts), left, width - right)
@@ -89,7 +89,7 @@ def line_chart(
     height: int = 220,
 ) -> str:
     """Lines (with shaded intervals) of (value, low, high) per label; y axis in percent."""
-    left, right, top, bottom = 50, 16, 12, 30
+    left, right, top, bottom = 50, 40, 12, 30
     vals = [x for s in series.values() for p in s for x in p if _finite(x)] + [0.0]
     ky, by = _scale(min(vals), max(vals), height - bottom, top)
     n = max(1, len(labels) - 1)

@@ -1,0 +1,204 @@
+"""The BigQuery path gives the same numbers as the local path on the same data.
+
+``test_emulator_*`` run the real google-cloud-bigquery client against the ``bqemulator``
+package (a local BigQuery REST API backed by DuckDB), started here on free ports; install it
+with ``sh tests/analysis/setup_bqemulator.sh``. ``test_bigquery_sql_*`` need no emulator: they
+run the BigQuery-dialect statement, transpiled back, in DuckDB.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+import sqlglot
+from analysis_testkit import T0, experiment, simulate_archive
+
+from analysis import ReportOptions, analyse, build_report
+from analysis.sql import PAYLOAD_FIELDS, build_plan, cohorts_from_rows
+
+REPO = Path(__file__).resolve().parents[2]
+EMULATOR = Path(
+    os.environ.get("ABGATE_BQEMULATOR", REPO / ".venv" / "bqemulator" / "bin" / "bqemulator")
+)
+needs_emulator = pytest.mark.skipif(
+    not EMULATOR.exists(),
+    reason=f"no bqemulator at {EMULATOR} (sh tests/analysis/setup_bqemulator.sh)",
+)
+OPTIONS = ReportOptions(cuped_window=timedelta(days=2))
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return simulate_archive(
+        tmp_path_factory.mktemp("arch"),
+        units=600,
+        rates={"control": 0.2, "treatment": 0.3},
+        days=3,
+        seed=3,
+    )
+
+
+def _payloads(root: Path) -> list[dict[str, Any]]:
+    fields = {f for f, _ in PAYLOAD_FIELDS}
+    rows = []
+    for f in sorted(root.rglob("*.json")):
+        for line in f.read_text().splitlines():
+            e = json.loads(line)
+            payload = {k: v for k, v in e["jsonPayload"].items() if k in fields}
+            rows.append({"timestamp": e["timestamp"], "jsonPayload": payload})
+    # the same event twice (at-least-once delivery): both paths must drop it
+    return [*rows, rows[0], rows[5]]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    rest, grpc = _free_port(), _free_port()
+    log = tmp_path_factory.mktemp("bqemu") / "bqemulator.log"
+    args = [
+        str(EMULATOR),
+        "start",
+        "--rest-port",
+        str(rest),
+        "--grpc-port",
+        str(grpc),
+        "--project",
+        "test",
+        "--log-format",
+        "json",
+    ]
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=log.parent
+    )
+    try:
+        assert proc.stdout is not None
+        seen = []
+        for line in proc.stdout:  # wait for the server's own "listening" line, not a timer
+            seen.append(line)
+            if '"rest.listen"' in line:
+                break
+        else:
+            pytest.fail("bqemulator exited before listening:\n" + "".join(seen[-20:]))
+        yield f"http://127.0.0.1:{rest}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def table(emulator: str, archive: Path) -> str:
+    from google.cloud import bigquery
+
+    from analysis.bigquery import make_client
+
+    client = make_client("test", endpoint=emulator)
+    f = bigquery.SchemaField
+    payload = [
+        f(name, {"VARCHAR": "STRING", "BOOLEAN": "BOOLEAN", "DOUBLE": "FLOAT"}[t])
+        for name, t in PAYLOAD_FIELDS
+    ]
+    payload = [
+        f("ts", "TIMESTAMP") if p.name == "ts" else p for p in payload
+    ]  # sinks type RFC 3339 strings
+    schema = [f("timestamp", "TIMESTAMP"), f("jsonPayload", "RECORD", fields=payload)]
+    client.create_dataset("logs", exists_ok=True)
+    client.create_table(bigquery.Table("test.logs.abgate_events", schema=schema))
+    rows = _payloads(archive)
+    for i in range(0, len(rows), 2000):
+        assert client.insert_rows_json("test.logs.abgate_events", rows[i : i + 2000]) == []
+    return "test.logs.abgate_events"
+
+
+def _close(a: Any, b: Any) -> None:
+    if isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for k in a:
+            _close(a[k], b[k])
+    elif isinstance(a, list):
+        assert len(a) == len(b)
+        for x, y in zip(a, b, strict=True):
+            _close(x, y)
+    elif isinstance(a, float):
+        assert a == pytest.approx(b, rel=1e-9, abs=1e-12)
+    else:
+        assert a == b
+
+
+@needs_emulator
+def test_emulator_report_equals_the_local_report(emulator: str, table: str, archive: Path) -> None:
+    from analysis.bigquery import build_report_bigquery, make_client
+
+    client = make_client("test", endpoint=emulator)
+    remote = build_report_bigquery(experiment(), table, client, options=OPTIONS)
+    local = build_report(experiment(), archive, options=OPTIONS)
+    assert sum(v.units for v in local.variants.values()) == 600
+    _close(remote.to_dict(), local.to_dict())
+    assert [d.new_units for d in remote.daily] == [d.new_units for d in local.daily]
+
+
+@needs_emulator
+def test_emulator_honours_the_time_window(emulator: str, table: str, archive: Path) -> None:
+    from analysis.bigquery import build_report_bigquery, make_client
+
+    window = {"since": T0 + timedelta(days=1), "until": T0 + timedelta(days=2, hours=3)}
+    remote = build_report_bigquery(
+        experiment(), table, make_client("test", endpoint=emulator), **window
+    )
+    local = build_report(experiment(), archive, **window)
+    _close(remote.to_dict(), local.to_dict())
+    assert 0 < sum(v.units for v in local.variants.values()) < 600
+
+
+def test_bigquery_sql_transpiled_back_gives_the_local_numbers(archive: Path) -> None:
+    plan_bq = build_plan(
+        experiment(), "proj.logs.events", dialect="bigquery", cuped_window=OPTIONS.cuped_window
+    )
+    back = sqlglot.transpile(plan_bq.sql, read="bigquery", write="duckdb")[0]
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA logs")
+    con.execute(
+        "CREATE TABLE logs.events (jsonPayload STRUCT("
+        + ", ".join(f"{n} {t}" for n, t in PAYLOAD_FIELDS)
+        + "))"
+    )
+    rows = [[{n: r["jsonPayload"].get(n) for n, _ in PAYLOAD_FIELDS}] for r in _payloads(archive)]
+    con.executemany("INSERT INTO logs.events VALUES (?)", rows)
+    cur = con.execute(back.replace('"proj".', ""))
+    names = [d[0] for d in cur.description]
+    cohorts = cohorts_from_rows(plan_bq, [dict(zip(names, r, strict=True)) for r in cur.fetchall()])
+    remote = analyse(experiment(), plan_bq, cohorts, options=OPTIONS)
+    _close(remote.to_dict(), build_report(experiment(), archive, options=OPTIONS).to_dict())
+
+
+def test_bigquery_sql_uses_only_bigquery_functions() -> None:
+    sql = build_plan(
+        experiment(), "my-proj.logs.events", dialect="bigquery", cuped_window=timedelta(days=7)
+    ).sql
+    assert "FROM `my-proj`.`logs`.`events`" in sql
+    for bq in (
+        "MIN_BY(",
+        "ANY_VALUE(",
+        "COVAR_SAMP(",
+        "CAST(jsonPayload.ts AS TIMESTAMP)",
+        "FLOAT64",
+    ):
+        assert bq in sql
+    for duck in ("TIMESTAMPTZ", "ARG_MIN", "DOUBLE", "read_json"):
+        assert duck not in sql
+    sqlglot.parse_one(sql, read="bigquery")

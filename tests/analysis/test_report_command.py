@@ -1,0 +1,151 @@
+"""``abgate report``: formats, options, and clear errors for bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from analysis_testkit import EXPERIMENT_YAML, simulate_archive
+from typer.testing import CliRunner
+
+from abgate.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return simulate_archive(
+        tmp_path_factory.mktemp("arch"), units=500, rates={"control": 0.2, "treatment": 0.3}
+    )
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    p = tmp_path / "home.yaml"
+    p.write_text(EXPERIMENT_YAML, encoding="utf-8")
+    return p
+
+
+def test_json_to_stdout(archive: Path, config: Path) -> None:
+    r = runner.invoke(
+        app,
+        [
+            "report",
+            "--config",
+            str(config),
+            "--archive",
+            str(archive),
+            "--format",
+            "json",
+            "--alpha",
+            "0.1",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert d["experiment"] == "home-recs-demo" and d["alpha"] == 0.1
+    assert sum(v["units"] for v in d["variants"].values()) == 500
+
+
+def test_table_shows_every_metric_and_the_options(archive: Path, config: Path) -> None:
+    args = [
+        "report",
+        "-c",
+        str(config),
+        "-a",
+        str(archive),
+        "--power",
+        "--target-mde",
+        "0.05",
+        "--sequential",
+        "--cuped",
+    ]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    for text in (
+        "conversion",
+        "revenue",
+        "clicks_per_exposure",
+        "SRM check",
+        "MDE",
+        "p seq",
+        "CUPED",
+    ):
+        assert text in r.stdout
+
+
+def test_html_to_a_file(archive: Path, config: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.html"
+    r = runner.invoke(
+        app, ["report", "-c", str(config), "-a", str(archive), "-f", "html", "-o", str(out)]
+    )
+    assert r.exit_code == 0, r.output
+    assert out.read_text().startswith("<!doctype html>")
+
+
+def test_since_until_window(archive: Path, config: Path) -> None:
+    args = [
+        "report",
+        "-c",
+        str(config),
+        "-a",
+        str(archive),
+        "-f",
+        "json",
+        "--since",
+        "2026-11-21",
+        "--until",
+        "2026-11-22T00:00:00Z",
+    ]
+    d = json.loads(runner.invoke(app, args).stdout)
+    whole = json.loads(
+        runner.invoke(app, ["report", "-c", str(config), "-a", str(archive), "-f", "json"]).stdout
+    )
+    units = sum(v["units"] for v in d["variants"].values())
+    assert 0 < units < sum(v["units"] for v in whole["variants"].values())
+
+
+def test_invalid_config_prints_its_issues_and_exits_1(archive: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "key: x\nsurface: s\nvariants:\n  - {key: a, weight: 1, model: 'models:/m/1'}\nbogus: 1\n"
+    )
+    r = runner.invoke(app, ["report", "-c", str(bad), "-a", str(archive)])
+    assert r.exit_code == 1
+    assert (
+        "bogus" in r.stderr and "is not a known field" in r.stderr and "Traceback" not in r.output
+    )
+
+
+def test_missing_archive_exits_1_with_a_message(config: Path, tmp_path: Path) -> None:
+    r = runner.invoke(app, ["report", "-c", str(config), "-a", str(tmp_path / "nowhere")])
+    assert (
+        (r.exit_code == 1
+        and "not a directory" in r.stderr
+        and r.exception is None)
+        or isinstance(r.exception, SystemExit)
+    )
+
+
+def test_key_form_reads_the_experiments_dir(
+    archive: Path, config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d = config.parent
+    (d / "surfaces.yaml").write_text(
+        "surfaces:\n  - {name: home_top, default_model: 'models:/home_recs@champion'}\n"
+    )
+    monkeypatch.setenv("ABGATE_EXPERIMENTS_DIR", str(d))
+    r = runner.invoke(app, ["report", "home-recs-demo", "-a", str(archive), "-f", "json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["experiment"] == "home-recs-demo"
+    r = runner.invoke(app, ["report", "nope", "-a", str(archive)])
+    assert r.exit_code == 1 and "no experiment 'nope'" in r.stderr
+
+
+def test_bad_bigquery_table_and_bad_dates_are_reported(config: Path) -> None:
+    r = runner.invoke(app, ["report", "-c", str(config), "--bigquery", "just-a-table"])
+    assert r.exit_code == 1 and "PROJECT.DATASET.TABLE" in r.stderr
+    r = runner.invoke(app, ["report", "-c", str(config), "--since", "yesterday"])
+    assert r.exit_code == 2 and "ISO date" in r.stderr
