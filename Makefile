@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= embedded,analysis,dev,demo
+EXTRAS ?= embedded,analysis,gcp,dev,demo
 
 .PHONY: demo test lint venv clean
 
