@@ -19,20 +19,24 @@ async def create_pool(
     max_size: int = 10,
     timeout: float = 5.0,
     command_timeout: float = 5.0,
+    prepare: bool = True,
 ) -> asyncpg.Pool:
     """A pool whose connections use ``schema`` (created and migrated if needed).
 
-    ``timeout`` bounds connecting; ``command_timeout`` bounds every query.
+    ``timeout`` bounds connecting; ``command_timeout`` bounds every query. With
+    ``prepare=False`` (and ``min_size=0``) nothing connects now: for a replica that starts while
+    Postgres is down and must connect once it is back.
     """
     if not _SCHEMA.match(schema):
         raise ValueError(f"postgres schema '{schema}' must match {_SCHEMA.pattern}")
-    conn = await asyncpg.connect(dsn, timeout=timeout)
-    try:
-        await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-        await conn.execute(f'SET search_path TO "{schema}"')
-        await migrate(conn)
-    finally:
-        await conn.close()
+    if prepare:
+        conn = await asyncpg.connect(dsn, timeout=timeout)
+        try:
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            await conn.execute(f'SET search_path TO "{schema}"')
+            await migrate(conn)
+        finally:
+            await conn.close()
     pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
@@ -41,5 +45,6 @@ async def create_pool(
         command_timeout=command_timeout,
         server_settings={"search_path": schema, "application_name": "abgate"},
     )
-    assert pool is not None  # create_pool only returns None when not awaited
+    if pool is None:  # pragma: no cover - asyncpg returns None only when not awaited
+        raise RuntimeError("asyncpg.create_pool returned no pool")
     return pool

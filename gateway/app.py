@@ -6,10 +6,14 @@ created at import time, so each test builds its own app with its own settings.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
+import asyncpg
 import redis.asyncio as aioredis
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -18,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from experiments import ModelRef
+from experiments.pg_source import PostgresConfigSource
 from experiments.postgres import create_pool
 from experiments.routing import Router
 from experiments.settings import Settings
@@ -33,8 +37,9 @@ from gateway.http import (
     read_body,
     request_id,
 )
+from gateway.listing import describe
 from gateway.metrics import Metrics
-from gateway.models import load_directory
+from gateway.models import ModelDirectory, load_directory, read_directory_file, save_directory_file
 from gateway.openapi import OPENAPI
 from gateway.read_path import ReadPath
 from gateway.requests import parse_events, parse_recommendation
@@ -42,34 +47,79 @@ from gateway.results import LocalCache, PostgresResultsStore, RedisResultsCache
 from gateway.service import Gateway, ServingState
 from gateway.sinks import ArchiveSink, BatchingLogger, LogSink
 
+log = logging.getLogger("abgate.gateway")
+
+
+def _default_source(settings: Settings) -> ConfigSource:
+    """The YAML folder when ``experiments_dir`` is set, else the Postgres experiment store."""
+    if settings.experiments_dir is not None:
+        return YamlDirectorySource(settings.experiments_dir)
+    return PostgresConfigSource(
+        settings.postgres_dsn or "",
+        settings.postgres_schema,
+        cache_file=settings.snapshot_file,
+        poll_interval=settings.config_poll_interval,
+    )
+
+
+_UNREACHABLE = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+async def _connect_results(
+    settings: Settings, router: Router
+) -> tuple[asyncpg.Pool, ModelDirectory]:
+    """The results pool and the model directory; from the disk copy if Postgres is down.
+
+    A replica that starts during a Postgres outage serves what Redis holds and the default
+    lists it kept on disk, and connects once Postgres is back (the pool connects lazily).
+    """
+    dsn, schema = settings.postgres_dsn or "", settings.postgres_schema
+    sizes = {
+        "max_size": settings.postgres_pool_max,
+        "command_timeout": settings.postgres_timeout * 5,
+    }
+    try:
+        pool = await create_pool(dsn, schema, min_size=settings.postgres_pool_min, **sizes)
+    except _UNREACHABLE as exc:
+        kept = await asyncio.to_thread(read_directory_file, settings.directory_file)
+        if kept is None:
+            raise
+        log.error(
+            "postgres unreachable at start; using the model directory kept on disk",
+            extra={"error": repr(exc)},
+        )
+        return await create_pool(dsn, schema, min_size=0, prepare=False, **sizes), kept
+    store = PostgresResultsStore(pool, timeout=settings.postgres_timeout)
+    directory = await load_directory(store, router.model_refs())
+    await asyncio.to_thread(save_directory_file, settings.directory_file, directory)
+    return pool, directory
+
 
 def create_app(
     settings: Settings, *, source: ConfigSource | None = None, sink: LogSink | None = None
 ) -> Starlette:
-    """A gateway app. ``source`` defaults to the YAML folder, ``sink`` to the local archive."""
+    """A gateway app.
+
+    ``source`` defaults to the YAML folder (``experiments_dir``) or the Postgres experiment
+    store; ``sink`` to the local archive.
+    """
     if not settings.postgres_dsn or not settings.redis_url:
         raise ValueError("create_app needs settings.postgres_dsn and settings.redis_url")
-    config_source = source or YamlDirectorySource(settings.experiments_dir)
     log_sink = sink or ArchiveSink(
         settings.archive_dir, project=settings.gcp_project, log_id=settings.log_id
     )
     metrics = Metrics()
     tokens = settings.tokens
     max_body = settings.max_body_bytes
-    holder: dict[str, Gateway] = {}
+    holder: dict[str, Any] = {}
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        # Configuration first: an invalid folder stops the start before any connection is made.
+        # Configuration first: an invalid configuration stops the start before anything else.
+        config_source = source or _default_source(settings)
         snapshot = await config_source.load()
         router = Router(snapshot)
-        pool = await create_pool(
-            settings.postgres_dsn or "",
-            settings.postgres_schema,
-            min_size=settings.postgres_pool_min,
-            max_size=settings.postgres_pool_max,
-            command_timeout=settings.postgres_timeout * 5,
-        )
+        pool, directory = await _connect_results(settings, router)
         client = aioredis.from_url(
             settings.redis_url or "",
             socket_timeout=settings.redis_timeout,
@@ -85,7 +135,6 @@ def create_app(
             negative_ttl=settings.negative_cache_ttl,
             retry_after=settings.redis_retry_after,
         )
-        directory = await load_directory(store, router.model_refs())
         logger = BatchingLogger(
             log_sink,
             metrics,
@@ -100,8 +149,10 @@ def create_app(
             cache,
             logger,
             metrics,
+            directory_file=settings.directory_file,
         )
         holder["gw"] = gw
+        holder["source"] = config_source
         logger.start()
         gw.start(config_source, settings.alias_refresh)
         try:
@@ -150,38 +201,7 @@ def create_app(
 
     async def list_experiments(request: Request) -> Response:
         check_auth(request, tokens)
-        state = holder["gw"].state
-        snapshot = state.router.snapshot
-        out = []
-        for key, e in sorted(snapshot.config.experiments.items()):
-            out.append(
-                {
-                    "key": key,
-                    "surface": e.surface,
-                    "status": e.status,
-                    "config_version": snapshot.version_of(key),
-                    "variants": [
-                        {
-                            "key": v.key,
-                            "weight": v.weight,
-                            "model": v.model,
-                            "resolved": str(state.directory.resolve(v.model_ref) or "unresolved"),
-                        }
-                        for v in e.variants
-                    ],
-                }
-            )
-        surfaces = [
-            {
-                "name": s.name,
-                "default_model": s.default_model,
-                "resolved": str(
-                    state.directory.resolve(ModelRef.parse(s.default_model)) or "unresolved"
-                ),
-            }
-            for s in snapshot.config.surfaces.values()
-        ]
-        return json_response({"origin": snapshot.origin, "surfaces": surfaces, "experiments": out})
+        return json_response(describe(holder["gw"].state))
 
     async def healthz(request: Request) -> Response:
         return json_response({"status": "ok"})
@@ -199,11 +219,17 @@ def create_app(
                 checks[name] = f"down: {exc}"
         healthy = all(v == "ok" for v in checks.values())
         strict = request.query_params.get("strict") in {"1", "true"}
-        body = {
-            "status": "ready" if healthy else "degraded",
-            "checks": checks,
-            "config": gw.state.router.snapshot.origin,
+        snapshot = gw.state.router.snapshot
+        config = {
+            "origin": snapshot.origin,
+            "revision": snapshot.revision,
+            "from_disk_cache": snapshot.from_disk_cache,
+            "last_error": getattr(holder.get("source"), "last_error", None),
         }
+        if snapshot.from_disk_cache:
+            checks["config"] = "stale: serving the snapshot kept on disk"
+            healthy = False
+        body = {"status": "ready" if healthy else "degraded", "checks": checks, "config": config}
         return json_response(body, status=200 if healthy or not strict else 503)
 
     async def metrics_endpoint(request: Request) -> Response:

@@ -7,8 +7,12 @@ down during a refresh, the last known mapping stays in force.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
 
 from experiments import ModelRef, ModelVersion
 from gateway.results import Items, PostgresResultsStore
@@ -41,3 +45,27 @@ async def load_directory(store: PostgresResultsStore, refs: Iterable[ModelRef]) 
     partial = ModelDirectory(aliases)
     versions = {mv for mv in (partial.resolve(r) for r in refs) if mv is not None}
     return ModelDirectory(aliases, await store.default_lists(versions))
+
+
+def save_directory_file(path: Path, directory: ModelDirectory) -> None:
+    """Keep ``directory`` on disk (atomically) for a start while Postgres is down."""
+    data = {
+        "aliases": [[m, a, v] for (m, a), v in sorted(directory.aliases.items())],
+        "defaults": [[mv.name, mv.version, items] for mv, items in directory.defaults.items()],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(orjson.dumps(data))
+    os.replace(tmp, path)
+
+
+def read_directory_file(path: Path) -> ModelDirectory | None:
+    """The directory kept on disk, or None if there is none (or it is unreadable)."""
+    try:
+        data = orjson.loads(path.read_bytes())
+        return ModelDirectory(
+            {(m, a): v for m, a, v in data["aliases"]},
+            {ModelVersion(m, v): items for m, v, items in data["defaults"]},
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

@@ -10,13 +10,14 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from experiments import ConfigError, Exposure, ModelRef, ModelVersion, new_event_id, utc_timestamp
 from experiments.routing import Route, Router
 from experiments.source import ConfigSource
 from gateway.errors import BackendUnavailable, BadRequest, NoAnswer, UnknownSurface
-from gateway.models import ModelDirectory, load_directory
+from gateway.models import ModelDirectory, load_directory, save_directory_file
 from gateway.read_path import ReadPath, filter_items
 from gateway.requests import RecommendationRequest
 from gateway.results import Items, PostgresResultsStore, RedisResultsCache
@@ -57,6 +58,8 @@ class Gateway:
         cache: RedisResultsCache,
         logger: BatchingLogger,
         metrics: Metrics,
+        *,
+        directory_file: Path | None = None,
     ) -> None:
         self.state = state
         self.read_path = read_path
@@ -64,6 +67,7 @@ class Gateway:
         self.cache = cache
         self.logger = logger
         self.metrics = metrics
+        self.directory_file = directory_file
         self._tasks: list[asyncio.Task[None]] = []
 
     async def answer(self, req: RecommendationRequest) -> Answer:
@@ -163,7 +167,11 @@ class Gateway:
         state = self.state
         directory = await load_directory(self.store, state.router.model_refs())
         if directory != state.directory:
-            self.state = ServingState(state.router, directory)
+            # Compare-and-swap: a config reload may have replaced the state meanwhile.
+            if self.state is state:
+                self.state = ServingState(state.router, directory)
+            if self.directory_file is not None:
+                await asyncio.to_thread(save_directory_file, self.directory_file, directory)
 
     async def _refresh_models(self, every: float) -> None:
         while True:

@@ -46,12 +46,13 @@ def serve(
     }
     settings = Settings(**overrides)  # type: ignore[arg-type]
     configure_logging(log_level.upper())
-    try:
-        load_config_dir(settings.experiments_dir)
-    except ConfigError as exc:
-        print_config_error(exc)
-        err.print("the gateway did not start: fix the files above")
-        raise typer.Exit(2) from None
+    if settings.experiments_dir is not None:
+        try:
+            load_config_dir(settings.experiments_dir)
+        except ConfigError as exc:
+            print_config_error(exc)
+            err.print("the gateway did not start: fix the files above")
+            raise typer.Exit(2) from None
     try:
         dsn, redis_url = resolve_services(
             settings.postgres_dsn, settings.redis_url, settings.data_dir

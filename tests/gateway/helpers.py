@@ -66,7 +66,7 @@ def settings_for(
     redis_url: str,
     schema: str,
     prefix: str,
-    experiments_dir: Path,
+    experiments_dir: Path | None,
     archive_dir: Path,
     **kw: object,
 ) -> Settings:
@@ -77,6 +77,7 @@ def settings_for(
         "redis_url": redis_url,
         "redis_prefix": prefix,
         "experiments_dir": experiments_dir,
+        "data_dir": archive_dir.parent / "data",
         "archive_dir": archive_dir,
         "local_cache_size": 0,
         "log_flush_interval": 0.05,

@@ -88,3 +88,48 @@ async def test_postgres_down_cached_units_still_served_others_get_defaults(
     assert uncached.status_code == 200 and uncached.json()["source"] == "fallback"
     assert uncached.json()["items"][0]["id"].endswith("-default-0")
     assert ready.json()["checks"]["postgres"].startswith("down")
+
+
+async def test_replica_started_during_postgres_outage_serves_last_known_config(
+    redis_url, redis_prefix, archive_dir, private_postgres
+):
+    from experiments import parse_experiment, parse_surfaces
+    from experiments.postgres import create_pool
+    from experiments.schema import SurfacesFile
+    from experiments.store import PostgresExperimentStore
+    from tests.gateway.helpers import EXPERIMENT, SURFACES
+
+    dsn = private_postgres.get_uri()
+    await load_demo_data(dsn, "abgate", units=10)
+    pool = await create_pool(dsn, "abgate")
+    try:
+        store = PostgresExperimentStore(pool)
+        await store.apply_surfaces(SurfacesFile(surfaces=parse_surfaces(SURFACES)), author="t")
+        await store.apply(parse_experiment(EXPERIMENT), author="t")
+    finally:
+        await pool.close()
+    settings = settings_for(
+        dsn, redis_url, "abgate", redis_prefix, None, archive_dir, postgres_timeout=0.5
+    )
+    async with running_app(settings) as (_, client):  # a first replica caches config and models
+        first = await client.post(
+            "/v1/recommendations", json={"surface": "home_top", "unit_id": "u1"}
+        )
+    private_postgres.cleanup()  # Postgres goes away
+    async with running_app(settings) as (_, client):
+        again = await client.post(
+            "/v1/recommendations", json={"surface": "home_top", "unit_id": "u1"}
+        )
+        other = await client.post(
+            "/v1/recommendations", json={"surface": "home_top", "unit_id": "u2"}
+        )
+        ready = (await client.get("/readyz")).json()
+    assert first.json()["experiment"] == "home-exp"
+    assert again.status_code == 200 and again.json()["source"] == "cache"
+    assert again.json()["variant"] == first.json()["variant"]
+    assert again.json()["items"] == first.json()["items"]
+    assert other.status_code == 200 and other.json()["source"] == "fallback"
+    assert ready["status"] == "degraded"
+    assert ready["config"]["from_disk_cache"] is True
+    assert ready["config"]["origin"].startswith("disk-cache:")
+    assert ready["checks"]["config"].startswith("stale")
