@@ -43,17 +43,19 @@ def archive_connection(
     """A DuckDB connection with a view ``abgate_log_entries`` over the archive's files.
 
     The view reads only ``jsonPayload`` with an explicit schema: missing fields are NULL, other
-    keys are ignored. ``memory_limit`` bounds DuckDB's memory (it spills to a temp folder).
+    keys are ignored. ``records = true`` matters: without it DuckDB samples every file to detect
+    the layout, which made a 100-file archive 50x slower to scan. ``memory_limit`` bounds DuckDB's memory (it spills to a temp folder).
     """
     files = archive_files(root)
     struct = ", ".join(f"{name} {typ}" for name, typ in PAYLOAD_FIELDS)
     con = duckdb.connect(config={"memory_limit": memory_limit})
+    con.execute("SET enable_progress_bar = false")
     try:
         file_list = "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
         try:
             con.execute(
                 f"CREATE VIEW {VIEW} AS SELECT jsonPayload FROM read_json({file_list}, "
-                f"format = 'newline_delimited', columns = {{'jsonPayload': 'STRUCT({struct})'}})"
+                f"format = 'newline_delimited', records = true, columns = {{'jsonPayload': 'STRUCT({struct})'}})"
             )
         except duckdb.Error as exc:
             raise ArchiveError(f"cannot read archive {root}: {exc}") from exc
