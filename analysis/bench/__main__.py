@@ -2,7 +2,7 @@
 
 Example (the issue's size)::
 
-    python -m analysis.bench --lines 10000000 --units 200000 --dir /tmp/abgate-bench
+    python -m analysis.bench --lines 10000000 --units 200000 --dir /tmp/abgate-analysis-bench
 
 Needs the ``bench`` extra (pandas) for the pandas contender; ``--skip pandas`` leaves it out.
 """
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--lines", type=int, default=10_000_000)
     ap.add_argument("--units", type=int, default=200_000)
     ap.add_argument("--days", type=int, default=7)
-    ap.add_argument("--dir", type=Path, default=Path("/tmp/abgate-bench"))
+    ap.add_argument("--dir", type=Path, default=Path("/tmp/abgate-analysis-bench"))
     ap.add_argument("--reuse", action="store_true", help="keep an archive generated before")
     ap.add_argument("--skip", action="append", default=[], choices=sorted(CONTENDERS))
     ap.add_argument("--repeat", type=int, default=1, help="runs per contender (best is kept)")

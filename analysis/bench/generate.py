@@ -61,11 +61,16 @@ FROM lines
 
 def generate(root: Path, *, lines: int, units: int, days: int = 7) -> Path:
     """Write the archive under ``root`` (replacing it); return the root."""
+    marker = root.parent / ".abgate-analysis-bench"
     if root.exists():
+        # Only ever delete an archive this generator wrote: the folder may be someone else's.
+        if not marker.exists():
+            raise SystemExit(f"{root} exists and was not written by this benchmark; pick another --dir")
         shutil.rmtree(root)
     staging = root.parent / (root.name + ".staging")
     shutil.rmtree(staging, ignore_errors=True)
     root.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
     rounds = max(1, lines // units)
     spread = int(days * 86_400_000_000 / rounds)  # µs between a unit's successive lines
     sql = _LINES.format(lines=lines, units=units, spread=spread)
