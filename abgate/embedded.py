@@ -8,6 +8,7 @@ their data under ``data_dir``.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import shutil
@@ -16,6 +17,8 @@ import subprocess
 import time
 from pathlib import Path
 from urllib.parse import urlparse
+
+from experiments.settings import Settings
 
 
 class EmbeddedError(RuntimeError):
@@ -126,10 +129,24 @@ _keep: list[object] = []
 
 
 def start_redis(data_dir: Path) -> str:
-    """Start an embedded Redis under ``data_dir/redis``; return its URL."""
-    proc = RedisProcess(data_dir / "redis")
+    """The embedded Redis of ``data_dir/redis`` (reused if another process runs it); its URL."""
+    folder = (data_dir / "redis").resolve()
+    url_file = folder / "url"
+    if url_file.exists():
+        url = url_file.read_text().strip()
+        if reachable(url):
+            return url
+    proc = RedisProcess(folder)
     _keep.append(proc)
+    url_file.write_text(proc.url)
     return proc.url
+
+
+async def ensure_postgres(settings: Settings) -> str:
+    """The configured Postgres DSN, or the embedded server's (started in a worker thread)."""
+    if settings.postgres_dsn:
+        return settings.postgres_dsn
+    return await asyncio.to_thread(start_postgres, settings.data_dir)
 
 
 def resolve_services(

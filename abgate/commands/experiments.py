@@ -66,17 +66,13 @@ def validate(paths: list[Path] = typer.Argument(..., help="Experiment files or f
 
 
 async def _dsn(settings: Settings) -> str:
-    if settings.postgres_dsn:
-        return settings.postgres_dsn
+    """ABGATE_POSTGRES_DSN, or the embedded Postgres of ABGATE_DATA_DIR when it is unset."""
+    from abgate.embedded import EmbeddedError, ensure_postgres
+
     try:
-        from abgate.embedded import ensure_postgres  # type: ignore[attr-defined]
-    except ImportError:
-        raise StoreUnavailable(
-            "ABGATE_POSTGRES_DSN is not set: set it to the Postgres holding the experiment store "
-            "(e.g. postgresql://user@host:5432/db)"
-        ) from None
-    dsn: str = await ensure_postgres(settings)
-    return dsn
+        return await ensure_postgres(settings)
+    except EmbeddedError as exc:
+        raise StoreUnavailable(str(exc)) from None
 
 
 def _run(work: Callable[[PostgresExperimentStore], Awaitable[T]]) -> T:
