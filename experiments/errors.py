@@ -1,8 +1,8 @@
 """Errors of the experiments package.
 
-    ExperimentsError
-     ├── ConfigError          an experiment or surfaces file is invalid (names file, line, field)
-     └── ModelRefError        a model reference is not ``models:/NAME/VERSION`` or ``models:/NAME@ALIAS``
+ExperimentsError
+ ├── ConfigError          an experiment or surfaces file is invalid (names file, line, field)
+ └── ModelRefError        a model reference is not ``models:/NAME/VERSION`` or ``models:/NAME@ALIAS``
 """
 
 from __future__ import annotations

@@ -29,7 +29,10 @@ def migration_files() -> list[tuple[str, str]]:
     """``(name, sql)`` of every migration, in the order they apply."""
     folder = resources.files("experiments") / "migrations"
     files = [f for f in folder.iterdir() if f.name.endswith(".sql")]
-    return [(f.name.removesuffix(".sql"), f.read_text(encoding="utf-8")) for f in sorted(files, key=lambda f: f.name)]
+    return [
+        (f.name.removesuffix(".sql"), f.read_text(encoding="utf-8"))
+        for f in sorted(files, key=lambda f: f.name)
+    ]
 
 
 async def migrate(conn: Connection) -> list[str]:

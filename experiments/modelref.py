@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from experiments.errors import ModelRefError
 
 _NAME = r"[A-Za-z0-9][A-Za-z0-9_.\-]*"
-_REF = re.compile(rf"^models:/(?P<name>{_NAME})(?:/(?P<version>[0-9]+)|@(?P<alias>[A-Za-z_][A-Za-z0-9_\-]*))$")
+_REF = re.compile(
+    rf"^models:/(?P<name>{_NAME})(?:/(?P<version>[0-9]+)|@(?P<alias>[A-Za-z_][A-Za-z0-9_\-]*))$"
+)
 
 
 @dataclass(frozen=True, slots=True)
