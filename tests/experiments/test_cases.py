@@ -8,17 +8,16 @@ from typing import Any
 
 import pytest
 
-from experiments.assignment import assign
+from experiments.assignment import assign, bucket
 from experiments.layers import LayerPlan, holdout_bucket, layer_bucket, slice_bounds
 from experiments.targeting import TargetingError, compile_condition
 from experiments.traffic import in_traffic, traffic_bucket
 
 CASES: dict[str, Any] = json.loads((Path(__file__).parent / "cases.json").read_text())
-VECTORS: dict[str, Any] = json.loads(
-    (Path(__file__).parents[3] / "shared" / "assignment_vectors.json").read_text()
-    if (Path(__file__).parents[3] / "shared" / "assignment_vectors.json").exists()
-    else '{"cases": []}'
-)
+# A pinned copy of ../shared/assignment_vectors.json, so a clone anywhere runs the vectors.
+PINNED = Path(__file__).parent / "assignment_vectors.json"
+SHARED = Path(__file__).parents[3] / "shared" / "assignment_vectors.json"
+VECTORS: dict[str, Any] = json.loads(PINNED.read_text())
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -33,7 +32,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def test_assignment_vectors_still_hold(vector: dict[str, Any]) -> None:
     keys = [k for k, _ in vector["weights"]]
     weights = [w for _, w in vector["weights"]]
+    assert bucket(vector["salt"], vector["unit_id"]) == vector["bucket"]
     assert assign(vector["salt"], vector["unit_id"], keys, weights) == vector["variant"]
+
+
+def test_pinned_vectors_match_the_shared_ones() -> None:
+    if not SHARED.exists():
+        pytest.skip(f"no shared vectors at {SHARED} (a clone outside the workspace)")
+    assert json.loads(SHARED.read_text()) == VECTORS
+    assert len(VECTORS["cases"]) >= 100
 
 
 def test_traffic_case(traffic_case: dict[str, Any]) -> None:
