@@ -1,14 +1,62 @@
-"""Producing and loading precomputed results."""
+"""Producing and loading precomputed results: load, activate, warm the cache, batch inference.
 
-from batch.errors import BatchError, LoadError
-from batch.load import DEFAULT_UNIT, LoadSummary, load_results, read_results, set_alias
+mlflow is imported only by ``batch.predict`` and ``batch.example_model`` (import them directly).
+"""
+
+from batch.errors import (
+    BatchError,
+    LoadConflict,
+    LoadError,
+    PredictError,
+    SourceError,
+    VersionError,
+    VersionInUse,
+)
+from batch.frames import DEFAULT_UNIT, UnitBatch
+from batch.load import Limits, LoadSummary, Progress, load_results, read_results, rows_input
+from batch.serving import serving_refs
+from batch.sources import Input, open_input
+from batch.versions import (
+    VersionInfo,
+    activate,
+    drop,
+    in_use,
+    list_versions,
+    retention_candidates,
+    rollback,
+)
+from batch.warm import WarmSummary, cache_key, recent_units, warm
+from registry import set_alias
 
 __all__ = [
     "DEFAULT_UNIT",
     "BatchError",
+    "Input",
+    "Limits",
+    "LoadConflict",
     "LoadError",
     "LoadSummary",
+    "PredictError",
+    "Progress",
+    "SourceError",
+    "UnitBatch",
+    "VersionError",
+    "VersionInUse",
+    "VersionInfo",
+    "WarmSummary",
+    "activate",
+    "cache_key",
+    "drop",
+    "in_use",
+    "list_versions",
     "load_results",
+    "open_input",
     "read_results",
+    "recent_units",
+    "retention_candidates",
+    "rollback",
+    "rows_input",
+    "serving_refs",
     "set_alias",
+    "warm",
 ]

@@ -1,7 +1,12 @@
 """Errors of the batch package.
 
 BatchError
- └── LoadError        a results file is invalid (names file, line and field)
+ ├── LoadError          the input is invalid: names the file and the row (or line) and the field
+ ├── SourceError        the input cannot be read (missing file, unknown format, cloud client missing)
+ ├── LoadConflict       another load of the same version runs, or the version is already active
+ ├── VersionError       a version command cannot run: unknown version, nothing staged
+ │    └── VersionInUse  drop refused: an alias, a surface or a running experiment serves it
+ └── PredictError       the model's output breaks the contract (names the chunk and the row)
 """
 
 from __future__ import annotations
@@ -12,9 +17,34 @@ class BatchError(Exception):
 
 
 class LoadError(BatchError):
-    """A results file cannot be loaded; the message names the file and line."""
+    """A results file cannot be loaded; the message names the file and the row or line."""
 
-    def __init__(self, file: str, line: int | None, message: str) -> None:
+    def __init__(self, file: str, line: int | None, message: str, *, label: str = "") -> None:
         self.file, self.line = file, line
-        where = f"{file}:{line}" if line else file
+        if line is None:
+            where = file
+        elif label:
+            where = f"{file}: {label} {line}"
+        else:
+            where = f"{file}:{line}"
         super().__init__(f"{where}: {message}")
+
+
+class SourceError(BatchError):
+    """An input cannot be opened or read."""
+
+
+class LoadConflict(BatchError):
+    """The load would collide with another load or replace an immutable active version."""
+
+
+class VersionError(BatchError):
+    """A version command cannot run as asked."""
+
+
+class VersionInUse(VersionError):
+    """The version serves traffic (alias, surface default or running experiment)."""
+
+
+class PredictError(BatchError):
+    """The model's predictions do not follow the output contract."""
