@@ -1,0 +1,83 @@
+"""Pure pieces of the gateway: exclusion filtering, request parsing, archive paths, the LRU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.errors import BadRequest
+from gateway.read_path import filter_items
+from gateway.requests import parse_events, parse_recommendation
+from gateway.results import LocalCache
+from gateway.sinks import archive_path
+
+
+def ranked(n: int) -> list[dict[str, object]]:
+    return [{"id": f"i{k}", "score": 1 - k / n} for k in range(n)]
+
+
+@given(
+    n=st.integers(0, 60),
+    excluded=st.sets(st.integers(0, 80), max_size=40),
+    limit=st.integers(1, 50),
+)
+def test_filter_keeps_order_drops_exclusions_and_back_fills(
+    n: int, excluded: set[int], limit: int
+) -> None:
+    items = ranked(n)
+    exclude = frozenset(f"i{k}" for k in excluded)
+    out = filter_items(items, exclude, limit)
+    expected = [it for it in items if it["id"] not in exclude][:limit]
+    assert out == expected
+    assert len(out) == min(limit, n - len([k for k in excluded if k < n]))
+
+
+def test_recommendation_request_is_parsed_with_defaults() -> None:
+    req = parse_recommendation(b'{"surface": "s", "unit_id": "u"}')
+    assert (req.surface, req.unit_id, req.exclude, req.limit, req.attributes) == (
+        "s",
+        "u",
+        frozenset(),
+        None,
+        {},
+    )
+
+
+def test_events_accept_one_object_or_a_list_and_normalise_timestamps() -> None:
+    [one] = parse_events(b'{"unit_id": "u", "name": "click", "ts": "2026-11-26T19:00:00+09:00"}')
+    assert one.ts == "2026-11-26T10:00:00.000000Z"
+    many = parse_events(orjson.dumps([{"unit_id": "u", "name": "p", "value": 3}] * 3))
+    assert [e.value for e in many] == [3.0, 3.0, 3.0]
+    assert len({e.event_id for e in many}) == 3
+
+
+def test_nan_values_are_refused() -> None:
+    with pytest.raises(BadRequest) as info:
+        parse_events(b'{"unit_id": "u", "name": "p", "value": NaN}')
+    assert "JSON" in info.value.detail or info.value.field == "value"
+
+
+def test_archive_path_follows_the_export_naming() -> None:
+    p = archive_path(Path("/a"), "abgate-events", "2026-01-02T03:04:05.000006Z")
+    assert p == Path("/a/abgate-events/2026/01/02/03:00:00_03:59:59_S0.json")
+
+
+def test_local_cache_evicts_the_least_recently_used() -> None:
+    cache = LocalCache(2)
+    cache.put(("m", "1", "a"), ranked(1))
+    cache.put(("m", "1", "b"), None)
+    assert cache.get(("m", "1", "a"))[0]  # touch a: b is now the oldest
+    cache.put(("m", "1", "c"), ranked(2))
+    assert cache.get(("m", "1", "b")) == (False, None)
+    assert cache.get(("m", "1", "a"))[0] and cache.get(("m", "1", "c"))[0]
+    assert len(cache) == 2
+
+
+def test_disabled_local_cache_stores_nothing() -> None:
+    cache = LocalCache(0)
+    cache.put(("m", "1", "a"), ranked(1))
+    assert len(cache) == 0
