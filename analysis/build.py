@@ -97,15 +97,16 @@ def _sequential_p(
     return p
 
 
-def _power(se: float, control_value: float, opts: ReportOptions, alpha: float, days: int) -> Power:
-    assert opts.power is not None
-    rel = stats.mde(se, alpha, opts.power) / abs(control_value) if control_value else math.nan
+def _power(
+    se: float, control_value: float, power: float, target: float | None, alpha: float, days: int
+) -> Power:
+    rel = stats.mde(se, alpha, power) / abs(control_value) if control_value else math.nan
     to_target: float | None = None
-    if opts.target_mde is not None:
+    if target is not None:
         # se ∝ 1/sqrt(N) and N grows linearly with days at the observed enrolment rate.
-        total = days * (rel / opts.target_mde) ** 2 if not math.isnan(rel) else math.nan
+        total = days * (rel / target) ** 2 if not math.isnan(rel) else math.nan
         to_target = max(0.0, total - days) if not math.isnan(total) else math.nan
-    return Power(rel, opts.target_mde, to_target)
+    return Power(rel, target, to_target)
 
 
 def analyse(
@@ -149,7 +150,11 @@ def analyse(
                 if opts.sequential_tau
                 else None
             )
-            pw = _power(e.diff_se, control_value, opts, alpha, len(days)) if opts.power else None
+            pw = (
+                _power(e.diff_se, control_value, opts.power, opts.target_mde, alpha, len(days))
+                if opts.power
+                else None
+            )
             comps.append(
                 Comparison(v, e.diff, e.diff_ci, e.lift, e.lift_ci, e.p_value, p_adj, seq, pw)
             )

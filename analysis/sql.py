@@ -107,7 +107,8 @@ def _metric_columns(
 
     for i, m in enumerate(experiment.metrics):
         if m.kind == "ratio":
-            assert m.numerator and m.denominator  # guaranteed by Metric's validation
+            if not (m.numerator and m.denominator):
+                raise ValueError(f"ratio metric {m.name} needs numerator and denominator")
             exprs += [
                 f"CAST({count(m.numerator)} AS DOUBLE) AS num{i}",
                 f"CAST({count(m.denominator)} AS DOUBLE) AS den{i}",
@@ -115,7 +116,8 @@ def _metric_columns(
             pairs.append((f"num{i}", f"den{i}"))
             cols.append(MetricColumns(m, num=f"num{i}", den=f"den{i}"))
             continue
-        assert m.outcome
+        if not m.outcome:
+            raise ValueError(f"{m.kind} metric {m.name} needs an outcome")
         j = index[m.outcome]
         if m.kind == "proportion":
             exprs.append(f"CASE WHEN cnt_{j} > 0 THEN 1.0 ELSE 0.0 END AS y{i}")

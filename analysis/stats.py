@@ -11,6 +11,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from scipy import special as _sp
 from scipy import stats as _st
 
 Interval = tuple[float, float]
@@ -80,7 +81,7 @@ def welch(
         Satterthwaite (1946). An approximate distribution of estimates of variance
         components. Biometrics Bulletin 2(6).
     """
-    z = float(_st.norm.ppf(1 - alpha / 2))
+    z = float(_sp.ndtri(1 - alpha / 2))
     if n_t < 2 or n_c < 2:
         return Estimate(mean_t - mean_c, NAN_INTERVAL, math.nan, NAN_INTERVAL, math.nan, math.nan)
     vt, vc = var_t / n_t, var_c / n_c
@@ -92,8 +93,8 @@ def welch(
         return Estimate(diff, (diff, diff), lift, lift_ci, p, 0.0)
     df = (vt + vc) ** 2 / (vt**2 / (n_t - 1) + vc**2 / (n_c - 1))
     t = diff / se
-    p = float(2 * _st.t.sf(abs(t), df))
-    half = float(_st.t.ppf(1 - alpha / 2, df)) * se
+    p = float(2 * _sp.stdtr(df, -abs(t)))
+    half = float(_sp.stdtrit(df, 1 - alpha / 2)) * se
     return Estimate(diff, (diff - half, diff + half), lift, lift_ci, p, se)
 
 
@@ -108,7 +109,7 @@ def normal_comparison(
     References:
         Deng, Knoblich, Lu (2018). Applying the Delta Method in Metric Analytics. KDD.
     """
-    z = float(_st.norm.ppf(1 - alpha / 2))
+    z = float(_sp.ndtri(1 - alpha / 2))
     diff = value_t - value_c
     se = math.sqrt(var_value_t + var_value_c)
     if math.isnan(se):
@@ -116,7 +117,7 @@ def normal_comparison(
     lift, lift_ci = _lift(value_t, var_value_t, value_c, var_value_c, z)
     if se == 0:
         return Estimate(diff, (diff, diff), lift, lift_ci, 1.0 if diff == 0 else 0.0, 0.0)
-    p = float(2 * _st.norm.sf(abs(diff) / se))
+    p = float(2 * _sp.ndtr(-abs(diff) / se))
     return Estimate(diff, (diff - z * se, diff + z * se), lift, lift_ci, p, se)
 
 
@@ -202,4 +203,4 @@ def mde(se: float, alpha: float = 0.05, power: float = 0.8) -> float:
     References:
         Kohavi, Tang, Xu (2020). Trustworthy Online Controlled Experiments, ch. 17.
     """
-    return float(_st.norm.ppf(1 - alpha / 2) + _st.norm.ppf(power)) * se
+    return float(_sp.ndtri(1 - alpha / 2) + _sp.ndtri(power)) * se

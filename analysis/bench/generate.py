@@ -65,7 +65,9 @@ def generate(root: Path, *, lines: int, units: int, days: int = 7) -> Path:
     if root.exists():
         # Only ever delete an archive this generator wrote: the folder may be someone else's.
         if not marker.exists():
-            raise SystemExit(f"{root} exists and was not written by this benchmark; pick another --dir")
+            raise SystemExit(
+                f"{root} exists and was not written by this benchmark; pick another --dir"
+            )
         shutil.rmtree(root)
     staging = root.parent / (root.name + ".staging")
     shutil.rmtree(staging, ignore_errors=True)

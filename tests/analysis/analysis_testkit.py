@@ -7,6 +7,7 @@ LogEntry per line.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 from collections import defaultdict
@@ -33,8 +34,9 @@ metrics:
 """
 
 
+@functools.lru_cache(maxsize=8)
 def experiment(yaml_text: str = EXPERIMENT_YAML) -> Experiment:
-    """The demo-like experiment (or another one given as YAML)."""
+    """The demo-like experiment (or another one given as YAML); parsed once (it is frozen)."""
     return parse_experiment(yaml_text)
 
 
