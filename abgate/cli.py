@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from abgate.commands import batch, experiments, loadtest, report, serve
+from abgate.commands import batch, experiments, loadtest, registry, report, serve
 
 app = typer.Typer(
     name="abgate",
@@ -21,6 +21,7 @@ app.command("serve")(serve.serve)
 app.command("demo")(serve.demo)
 app.add_typer(experiments.app, name="experiments")
 app.add_typer(batch.app, name="batch")
+app.add_typer(registry.app, name="registry")
 app.command("report")(report.report)
 app.command("loadtest")(loadtest.loadtest)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from experiments import ModelRef, ModelVersion
 from registry.errors import RegistryUnavailable
@@ -44,6 +44,14 @@ class ModelRegistry(Protocol):
         """``alias -> version`` of a registered model."""
         ...
 
+    async def load_pyfunc(self, mv: ModelVersion) -> Any:
+        """The version's ``mlflow.pyfunc`` model (downloaded and loaded in a worker thread)."""
+        import mlflow.pyfunc
+
+        return await self._call(
+            f"pyfunc.load_model({mv})", lambda: mlflow.pyfunc.load_model(str(mv))
+        )
+
     async def set_tags(self, mv: ModelVersion, tags: Mapping[str, str]) -> None:
         """Write tags on a model version."""
         ...
@@ -53,9 +61,14 @@ class MlflowRegistry:
     """``ModelRegistry`` over ``mlflow.MlflowClient`` (any tracking/registry URI, e.g. sqlite)."""
 
     def __init__(self, tracking_uri: str | None = None, registry_uri: str | None = None) -> None:
+        import mlflow
         from mlflow import MlflowClient
 
         self.tracking_uri = tracking_uri
+        if tracking_uri:
+            # pyfunc.load_model resolves models:/ URIs through the process-wide URIs.
+            mlflow.set_tracking_uri(tracking_uri)
+            mlflow.set_registry_uri(registry_uri or tracking_uri)
         self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
 
     async def _call(self, what: str, fn: Callable[[], T]) -> T:
@@ -101,6 +114,14 @@ class MlflowRegistry:
         c = self._client
         rm = await self._call(f"get_registered_model({name})", lambda: c.get_registered_model(name))
         return {a: str(v) for a, v in (rm.aliases or {}).items()}
+
+    async def load_pyfunc(self, mv: ModelVersion) -> Any:
+        """The version's ``mlflow.pyfunc`` model (downloaded and loaded in a worker thread)."""
+        import mlflow.pyfunc
+
+        return await self._call(
+            f"pyfunc.load_model({mv})", lambda: mlflow.pyfunc.load_model(str(mv))
+        )
 
     async def set_tags(self, mv: ModelVersion, tags: Mapping[str, str]) -> None:
         """``set_model_version_tag`` for each tag."""
