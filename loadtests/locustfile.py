@@ -1,7 +1,8 @@
 """The ``abgate loadtest`` scenario for teams that already run Locust.
 
 Locust is not a dependency of abgate: install it beside abgate (``.venv/bin/pip install
-locust``), or in a venv of its own and run from the repository root with ``PYTHONPATH=.``:
+locust``), or in a venv of its own with what ``loadtests`` imports (``pip install locust
+orjson hdrhistogram httptools rich``) and run from the repository root with ``PYTHONPATH=.``:
 
     locust -f loadtests/locustfile.py --host http://127.0.0.1:8000 \\
         --headless -u 64 -r 64 -t 60s
