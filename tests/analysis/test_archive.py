@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from analysis_testkit import T0, ArchiveWriter, experiment, simulate_archive
 
 from analysis import ArchiveError, build_report
 from analysis.archive import scan_archive
+from tests.analysis.analysis_testkit import T0, ArchiveWriter, experiment, simulate_archive
 
 M = timedelta(minutes=1)
 

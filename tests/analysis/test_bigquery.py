@@ -20,10 +20,10 @@ from typing import Any
 import duckdb
 import pytest
 import sqlglot
-from analysis_testkit import T0, experiment, simulate_archive
 
 from analysis import ReportOptions, analyse, build_report
 from analysis.sql import PAYLOAD_FIELDS, build_plan, cohorts_from_rows
+from tests.analysis.analysis_testkit import T0, experiment, simulate_archive
 
 REPO = Path(__file__).resolve().parents[2]
 EMULATOR = Path(

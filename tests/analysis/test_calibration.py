@@ -12,11 +12,11 @@ from collections.abc import Callable
 from datetime import date, timedelta
 
 import numpy as np
-from analysis_testkit import aggregates_of, experiment
 from scipy import stats as st
 
 from analysis import Aggregates, ReportOptions, analyse, stats
 from analysis.sql import Cohort, QueryPlan, build_plan
+from tests.analysis.analysis_testkit import aggregates_of, experiment
 
 SIMS = 500
 PLAN = build_plan(experiment(), "t")

@@ -8,9 +8,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from analysis_testkit import T0, ArchiveWriter, experiment, simulate_archive
 
 from analysis import build_report, render_html
+from tests.analysis.analysis_testkit import T0, ArchiveWriter, experiment, simulate_archive
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,16 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from analysis_testkit import T0, ArchiveWriter, aggregates_of, experiment, simulate_archive
 
 from analysis import ReportOptions, analyse, build_report, stats
 from analysis.sql import Cohort, build_plan
+from tests.analysis.analysis_testkit import (
+    T0,
+    ArchiveWriter,
+    aggregates_of,
+    experiment,
+    simulate_archive,
+)
 
 THREE = """
 key: three-way

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from analysis_testkit import EXPERIMENT_YAML, simulate_archive
 from typer.testing import CliRunner
 
 from abgate.cli import app
+from tests.analysis.analysis_testkit import EXPERIMENT_YAML, simulate_archive
 
 runner = CliRunner()
 
