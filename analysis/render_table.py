@@ -37,7 +37,7 @@ def _metric_table(m: MetricResult, report: Report) -> Table:
     title = f"{m.name} ({m.kind}{', CUPED' if m.cuped else ''})"
     t = Table(title=title, title_justify="left", expand=False)
     for col in ("variant", "value", "diff", "diff CI", "lift", "lift CI", "p", "p Holm"):
-        t.add_column(col, justify="left" if col == "variant" else "right", no_wrap=col != "diff CI")
+        t.add_column(col, justify="left" if col == "variant" else "right", no_wrap=True)
     if extra is not None and extra.p_value_sequential is not None:
         t.add_column("p seq", justify="right", no_wrap=True)
     if extra is not None and extra.power is not None:
