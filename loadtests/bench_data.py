@@ -7,7 +7,6 @@ same lists from its own keys (``ref:{variant}:{unit}``), so both serve identical
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import random
@@ -15,7 +14,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import asyncpg
 import orjson
 import redis
 
@@ -52,70 +50,31 @@ def results_files(work: Path, units: int, items: int) -> dict[str, Path]:
     return out
 
 
-def load_results(files: dict[str, Path], dsn: str, schema: str) -> list[str]:
-    """``abgate batch load`` each version (the CLI, as operators do); if the CLI fails, COPY the
-    rows into the tables of migration 0001 directly. Returns what fell back, and why."""
+def load_results(files: dict[str, Path], dsn: str, schema: str) -> None:
+    """``abgate batch load`` each version (the CLI, as operators do)."""
     env = {**os.environ, "ABGATE_POSTGRES_DSN": dsn, "ABGATE_POSTGRES_SCHEMA": schema}
-    abgate = str(Path(sys.executable).parent / "abgate")
-    notes = []
     for version, path in files.items():
-        proc = subprocess.run(
-            [abgate, "batch", "load", str(path), "--model", MODEL, "--version", version],
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        if proc.returncode != 0:
-            last = (proc.stderr.strip().splitlines() or ["?"])[-1]
-            notes.append(f"abgate batch load of version {version} failed ({last}); loaded by COPY")
-            asyncio.run(_copy_version(path, version, dsn, schema))
-    return notes
+        _abgate(["batch", "load", str(path), "--model", MODEL, "--version", version], env)
 
 
-async def _copy_version(path: Path, version: str, dsn: str, schema: str) -> None:
-    """The rows ``abgate batch load`` writes, by COPY in chunks, in one transaction."""
-    conn = await asyncpg.connect(dsn, server_settings={"search_path": schema})
-    try:
-        async with conn.transaction():
-            await conn.execute(
-                "DELETE FROM results WHERE model = $1 AND version = $2", MODEL, version
-            )
-            default, chunk, n = "[]", [], 0
-            with path.open("rb") as f:
-                for line in f:
-                    row = orjson.loads(line)
-                    items = orjson.dumps(row["items"]).decode()
-                    if row["unit_id"] == "__default__":
-                        default = items
-                        continue
-                    chunk.append((MODEL, version, row["unit_id"], items))
-                    if len(chunk) == 10_000:
-                        await _copy(conn, chunk)
-                        n += len(chunk)
-                        chunk = []
-            await _copy(conn, chunk)
-            n += len(chunk)
-            await conn.execute(
-                """INSERT INTO model_versions (model, version, status, default_items, unit_count,
-                                               activated_at)
-                   VALUES ($1, $2, 'active', $3::jsonb, $4, now())
-                   ON CONFLICT (model, version) DO UPDATE SET status = 'active',
-                     default_items = EXCLUDED.default_items, unit_count = EXCLUDED.unit_count,
-                     activated_at = now()""",
-                MODEL,
-                version,
-                default,
-                n,
-            )
-    finally:
-        await conn.close()
+def warm_cache(dsn: str, schema: str, redis_url: str, prefix: str) -> None:
+    """``abgate batch warm`` each version into the gateway's Redis keys."""
+    env = {
+        **os.environ,
+        "ABGATE_POSTGRES_DSN": dsn,
+        "ABGATE_POSTGRES_SCHEMA": schema,
+        "ABGATE_REDIS_URL": redis_url,
+        "ABGATE_REDIS_PREFIX": prefix,
+    }
+    for version in VERSIONS:
+        _abgate(["batch", "warm", "--model", MODEL, "--version", version], env)
 
 
-async def _copy(conn: asyncpg.Connection, records: list[tuple[str, str, str, str]]) -> None:
-    if records:
-        await conn.copy_records_to_table(
-            "results", records=records, columns=["model", "version", "unit_id", "items"]
-        )
+def _abgate(args: list[str], env: dict[str, str]) -> None:
+    abgate = str(Path(sys.executable).parent / "abgate")
+    proc = subprocess.run([abgate, *args], env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"abgate {' '.join(args)} failed:\n{proc.stderr[-2000:]}")
 
 
 def write_config(folder: Path) -> None:
