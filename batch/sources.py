@@ -121,7 +121,7 @@ def open_input(
 
         return open_bigquery(text, rename, batch_rows)
     path = Path(text)
-    if not path.is_file():
+    if not path.exists() or path.is_dir():
         raise SourceError(f"{path}: no such file")
     fmt = _fmt(path.name)
     if fmt == "parquet":
@@ -130,9 +130,18 @@ def open_input(
         return inp
     reader = _HashingReader(path.open("rb"))
     inp = open_stream(reader, fmt, text, rename)
-    inp.total, inp.measure, inp.done = path.stat().st_size, "bytes", lambda: reader.pos
+    inp.batches = _closing(inp.batches, reader)
+    size = path.stat().st_size if path.is_file() else None  # None: a pipe
+    inp.total, inp.measure, inp.done = size, "bytes", lambda: reader.pos
     inp._hash = lambda: "sha256:" + reader.sha.hexdigest()
     return inp
+
+
+def _closing(batches: Iterator[UnitBatch], f: _HashingReader) -> Iterator[UnitBatch]:
+    try:
+        yield from batches
+    finally:
+        f.close()
 
 
 def _file_sha256(path: Path) -> str:
@@ -158,20 +167,20 @@ def open_stream(f: object, fmt: str, uri: str, rename: Mapping[str, str]) -> Inp
 def _csv_batches(
     f: object, where: Where, rename: Mapping[str, str], inp: Input
 ) -> Iterator[UnitBatch]:
-    source_names = {rename.get(c, c): c for c in (*LONG, "rank")}
-    inverse = {v: k for k, v in source_names.items()}
+    source_of = {v: k for k, v in rename.items()}
+    canonical = {source_of.get(c, c): c for c in (*LONG, "rank")}  # input name -> contract name
     try:
         reader = pacsv.open_csv(
             f,
             read_options=pacsv.ReadOptions(block_size=BLOCK),
             convert_options=pacsv.ConvertOptions(
-                column_types={n: pa.string() for n in source_names},
+                column_types={n: pa.string() for n in canonical},
                 strings_can_be_null=False,
             ),
         )
     except pa.ArrowInvalid as exc:
         raise LoadError(where.file, 1, f"cannot read the CSV header: {exc}") from None
-    names = [inverse.get(n, n) for n in reader.schema.names]
+    names = [canonical.get(n, n) for n in reader.schema.names]
     missing = [c for c in LONG if c not in names]
     if missing:
         raise LoadError(

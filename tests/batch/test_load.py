@@ -1,0 +1,183 @@
+"""Loading: every input shape, validation naming the row, idempotent re-runs, staged activation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import asyncpg
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from batch import Limits, LoadConflict, LoadError, activate, list_versions, load_results, open_input
+from tests.batch.conftest import long_csv, ranked, version_rows
+
+
+async def stored(pool: asyncpg.Pool, model: str, version: str, unit: str) -> object:
+    """A unit's list as the gateway reads it (the same SQL)."""
+    text = await pool.fetchval(
+        "SELECT items::text FROM results WHERE model = $1 AND version = $2 AND unit_id = $3",
+        model,
+        version,
+        unit,
+    )
+    return None if text is None else orjson.loads(text)
+
+
+def write_jsonl(path: Path, rows: list[tuple[str, list[dict[str, object]]]]) -> Path:
+    path.write_bytes(b"".join(orjson.dumps({"unit_id": u, "items": it}) + b"\n" for u, it in rows))
+    return path
+
+
+@pytest.mark.parametrize(
+    "shape", ["csv", "csv-rank", "jsonl", "parquet-long", "parquet-wide", "parquet-items"]
+)
+async def test_every_input_shape_loads_the_same_lists(
+    pool: asyncpg.Pool, tmp_path: Path, shape: str
+) -> None:
+    rows = version_rows("1", units=30)
+    if shape.startswith("csv"):
+        path = tmp_path / "r.csv"
+        path.write_text(long_csv(rows, rank=shape == "csv-rank"))
+    elif shape == "jsonl":
+        path = write_jsonl(tmp_path / "r.jsonl", rows)
+    else:
+        path = tmp_path / "r.parquet"
+        if shape == "parquet-long":
+            flat = [(u, it["id"], it["score"]) for u, items in rows for it in items]
+            table = pa.table(
+                {k: [r[i] for r in flat] for i, k in enumerate(("unit_id", "item_id", "score"))}
+            )
+        elif shape == "parquet-wide":
+            table = pa.table(
+                {
+                    "unit_id": [u for u, _ in rows],
+                    "item_ids": [[it["id"] for it in items] for _, items in rows],
+                    "scores": [[it["score"] for it in items] for _, items in rows],
+                }
+            )
+        else:
+            table = pa.table(
+                {"unit_id": [u for u, _ in rows], "items": [items for _, items in rows]}
+            )
+        pq.write_table(table, path, row_group_size=7)
+    inp = open_input(path, batch_rows=11)  # small batches: units span batch boundaries
+    summary = await load_results(pool, inp, "m", "1")
+    assert (summary.units, summary.default_items, summary.items) == (30, 5, 31 * 5)
+    for unit, items in rows[:3] + rows[-2:-1]:
+        assert await stored(pool, "m", "1", unit) == items
+    (info,) = await list_versions(pool, "m")
+    assert info.default_items == 5 and info.metadata["input_hash"].startswith("sha256:")
+    assert info.metadata["input_rows"] == (
+        31 * 5 if "long" in shape or shape.startswith("csv") else 31
+    )
+
+
+async def test_column_mapping_reads_other_names(pool: asyncpg.Pool, tmp_path: Path) -> None:
+    path = tmp_path / "r.csv"
+    path.write_text(
+        long_csv(version_rows("1", 3)).replace("unit_id,item_id,score", "user,sku,p", 1)
+    )
+    await load_results(
+        pool,
+        open_input(path, columns={"unit_id": "user", "item_id": "sku", "score": "p"}),
+        "m",
+        "1",
+    )
+    assert await stored(pool, "m", "1", "u2") == ranked("v1-u2")
+
+
+def _csv(tmp_path: Path, body: str) -> Path:
+    p = tmp_path / "bad.csv"
+    p.write_text("unit_id,item_id,score\n" + body)
+    return p
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            "__default__,d,1\nu1,a,1\nu1,b,nan\n",
+            "bad.csv: line 4: field 'score' is nan, not a finite number",
+        ),
+        (
+            "__default__,d,1\nu1,a,1\nu1,b,high\n",
+            "bad.csv: line 4: field 'score' is 'high', not a number",
+        ),
+        ("__default__,d,1\nu1,a,1\n,b,1\n", "bad.csv: line 4: field 'unit_id' is empty"),
+        ("__default__,d,1\nu1,,1\n", "bad.csv: line 3: field 'item_id' is empty"),
+        (
+            "__default__,d,1\nu1,a,1\nu2,a,1\nu1,c,1\n",
+            "bad.csv: line 5: unit 'u1' appears more than once (lines 3, 5)",
+        ),
+        (
+            "__default__,d,1\nu1,a,1\nu1,b,1\nu1,c,1\n",
+            "bad.csv: line 3: unit 'u1' has 3 items; lists must have 1 to 2 items",
+        ),
+        ("u1,a,1\n", "bad.csv: no default list: add a unit '__default__'"),
+    ],
+)
+async def test_every_validation_error_names_the_row(
+    pool: asyncpg.Pool, tmp_path: Path, body: str, expected: str
+) -> None:
+    with pytest.raises(LoadError) as info:
+        await load_results(
+            pool, open_input(_csv(tmp_path, body)), "m", "1", limits=Limits(max_items=2)
+        )
+    assert expected in str(info.value)
+    assert await pool.fetchval("SELECT count(*) FROM model_versions") == 0
+
+
+async def test_duplicate_units_far_apart_are_found_across_chunks(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    rows = version_rows("1", units=50)
+    rows.append(("u3", ranked("again")))
+    path = write_jsonl(tmp_path / "r.jsonl", rows)
+    with pytest.raises(
+        LoadError, match=r"r.jsonl: line 52: unit 'u3' appears more than once \(lines 4, 52\)"
+    ):
+        await load_results(pool, open_input(path), "m", "1")
+
+
+async def test_python_rows_errors_name_the_row(pool: asyncpg.Pool) -> None:
+    rows = [("u1", ranked("a")), ("u2", [{"id": "x", "score": float("inf")}])]
+    with pytest.raises(
+        LoadError, match=r"<rows>: row 2: unit 'u2': field 'items\[0\].score' is inf"
+    ):
+        await load_results(pool, iter(rows), "m", "1")
+    with pytest.raises(LoadError, match=r"demo: row 1: unit 'u1' has an empty list"):
+        await load_results(pool, iter([("u1", [])]), "m", "1", source="demo")
+
+
+async def test_reloading_the_same_results_is_a_no_op(pool: asyncpg.Pool) -> None:
+    first = await load_results(pool, iter(version_rows("1")), "m", "1")
+    again = await load_results(pool, iter(version_rows("1")), "m", "1")
+    assert again.unchanged and again.results_sha256 == first.results_sha256
+    assert await pool.fetchval("SELECT count(*) FROM result_loads") == 1
+
+
+async def test_an_active_version_is_immutable_unless_replaced(pool: asyncpg.Pool) -> None:
+    await load_results(pool, iter(version_rows("1")), "m", "1")
+    with pytest.raises(LoadConflict, match="already active with other results"):
+        await load_results(pool, iter(version_rows("1b")), "m", "1")
+    assert await stored(pool, "m", "1", "u0") == ranked("v1-u0")
+    await load_results(pool, iter(version_rows("1b")), "m", "1", replace=True)
+    assert await stored(pool, "m", "1", "u0") == ranked("v1b-u0")
+    tables = await pool.fetchval(
+        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = current_schema() AND c.relkind = 'r' AND c.relname LIKE 'res_m_%'"
+    )
+    assert tables == 1  # the replaced partition is gone
+
+
+async def test_a_staged_load_serves_only_once_activated(pool: asyncpg.Pool) -> None:
+    summary = await load_results(pool, iter(version_rows("2")), "m", "2", activate=False)
+    assert not summary.activated
+    assert await stored(pool, "m", "2", "u1") is None
+    assert [v.status for v in await list_versions(pool, "m")] == ["staged"]
+    await activate(pool, "m", "2", alias="champion")
+    assert await stored(pool, "m", "2", "u1") == ranked("v2-u1")
+    (info,) = await list_versions(pool, "m")
+    assert (info.status, info.aliases) == ("active", ("champion",))

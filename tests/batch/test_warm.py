@@ -1,0 +1,86 @@
+"""Warm-up writes exactly what the gateway would cache: same key, same bytes, same TTL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import asyncpg
+import orjson
+import redis.asyncio as aioredis
+
+from batch import cache_key, load_results, recent_units, warm
+from experiments import ModelVersion
+from gateway.results import PostgresResultsStore, RedisResultsCache
+from tests.batch.conftest import version_rows
+from tests.gateway.helpers import load_demo_data, running_app, settings_for, write_config
+
+
+async def test_warm_writes_the_gateways_key_and_bytes(
+    pool: asyncpg.Pool, redis_url: str, redis_prefix: str
+) -> None:
+    await load_results(pool, iter(version_rows("1", units=30)), "m", "1")
+    mv = ModelVersion("m", "1")
+    client = aioredis.from_url(redis_url)
+    try:
+        summary = await warm(pool, client, mv, prefix=redis_prefix, ttl=600, chunk=7)
+        assert summary.keys == 30
+        gateway_cache = RedisResultsCache(
+            client, prefix=redis_prefix, ttl=600, negative_ttl=60, retry_after=1
+        )
+        store = PostgresResultsStore(pool, timeout=2)
+        for unit in ("u0", "u17", "u29"):
+            assert cache_key(redis_prefix, mv, unit) == gateway_cache.key(mv, unit)
+            assert await gateway_cache.get(mv, unit) == await store.get(mv, unit)
+            assert 590 < await client.ttl(gateway_cache.key(mv, unit)) <= 600
+        assert await client.exists(cache_key(redis_prefix, mv, "__default__")) == 0
+    finally:
+        await client.aclose()
+
+
+async def test_warm_top_units_from_a_file(
+    pool: asyncpg.Pool, redis_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    await load_results(pool, iter(version_rows("1", units=30)), "m", "1")
+    recent = tmp_path / "recent.txt"
+    recent.write_text("u5\nu9\nu5\nnobody\nu1\n")
+    units = recent_units(recent, 3)
+    assert units == ["u5", "u9", "nobody"]
+    client = aioredis.from_url(redis_url)
+    try:
+        s = await warm(
+            pool, client, ModelVersion("m", "1"), prefix=redis_prefix, ttl=60, units=units
+        )
+        assert (s.keys, s.missing) == (2, 1)
+    finally:
+        await client.aclose()
+
+
+async def test_the_gateway_serves_warmed_lists_from_the_cache(
+    pg_dsn: str,
+    redis_url: str,
+    schema: str,
+    redis_prefix: str,
+    experiments_dir: Path,
+    archive_dir: Path,
+) -> None:
+    await load_demo_data(pg_dsn, schema)
+    write_config(experiments_dir, experiment=None)
+    pool = await asyncpg.create_pool(
+        pg_dsn, server_settings={"search_path": schema}, min_size=1, max_size=2
+    )
+    client = aioredis.from_url(redis_url)
+    try:
+        await warm(pool, client, ModelVersion("home_recs", "1"), prefix=redis_prefix, ttl=600)
+        settings = settings_for(
+            pg_dsn, redis_url, schema, redis_prefix, experiments_dir, archive_dir
+        )
+        async with running_app(settings) as (_, http):
+            r = await http.post(
+                "/v1/recommendations", json={"surface": "home_top", "unit_id": "u7", "limit": 5}
+            )
+        body = orjson.loads(r.content)
+        assert body["source"] == "cache"
+        assert [i["id"] for i in body["items"]] == [f"home_recs-v1-u7-{k}" for k in range(5)]
+    finally:
+        await client.aclose()
+        await pool.close()
