@@ -32,7 +32,7 @@ from batch.frames import UnitBatch, Where
 
 LONG = ("unit_id", "item_id", "score")
 BLOCK = 8 << 20  # bytes per CSV/JSON block
-BATCH_ROWS = 20_000  # Parquet rows per batch (wide: units; long: items)
+BATCH_ROWS = 4_000  # Parquet rows per batch of wide files (units); long files: x 100
 
 _JSONL_SCHEMA = pa.schema(
     [
@@ -241,8 +241,10 @@ def open_parquet(pf: pq.ParquetFile, uri: str, rename: Mapping[str, str], batch_
     inp.done = lambda: inp.rows_read
     names = [rename.get(n, n) for n in pf.schema_arrow.names]
 
+    long = "item_id" in names
+
     def record_batches() -> Iterator[pa.RecordBatch]:
-        for rb in pf.iter_batches(batch_size=batch_rows):
+        for rb in pf.iter_batches(batch_size=batch_rows * (100 if long else 1)):
             yield rb.rename_columns(names)
 
     inp.batches = arrow_batches(record_batches(), names, where, inp)

@@ -1,0 +1,350 @@
+"""Benchmark of loading and warm-up against the physical limits of this machine (not a test).
+
+    python -m batch.bench --units 1000000 --items 100 --dir /tmp/abgate-bench
+
+1. Generates the same results three ways: a long CSV (unit_id,item_id,score), a wide Parquet
+   file (unit_id, item_ids, scores) and the final rows as COPY text (unit_id <TAB> JSON list).
+2. Baselines: ``psql \\copy`` of the long CSV into a plain 3-column table, and of the final rows
+   into a plain 2-column table (no index, no validation: the physical limit of moving the bytes).
+3. ``abgate batch load`` of the CSV and of the Parquet file, each in its own process, with its
+   wall time and peak RSS.
+4. Point reads (the gateway's SQL) on the loaded partition; DROP of a partition vs DELETE.
+5. ``abgate batch warm --top N`` vs ``redis-benchmark -P 16 -t set`` (3-byte values, and values
+   of the same size as the lists).
+
+Prints one JSON document of figures. Needs ABGATE_POSTGRES_DSN and ABGATE_REDIS_URL (defaults:
+the local servers); uses its own schema ``abgate_bench`` and key prefix ``abgate-bench:``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import asyncpg
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import redis.asyncio as aioredis
+
+from batch.frames import UnitBatch, json_lists
+
+SCHEMA = "abgate_bench"
+PREFIX = "abgate-bench:"
+CHUNK_UNITS = 10_000
+
+
+def generate(out: Path, units: int, items: int, seed: int = 7) -> dict[str, Path]:
+    """The long CSV, the wide Parquet file and the final COPY text of the same results."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"csv": out / "long.csv", "parquet": out / "wide.parquet", "final": out / "final.tsv"}
+    if all(p.exists() for p in paths.values()):
+        return paths
+    rng = np.random.default_rng(seed)
+    long_schema = pa.schema(
+        [("unit_id", pa.string()), ("item_id", pa.string()), ("score", pa.float64())]
+    )
+    wide_schema = pa.schema(
+        [
+            ("unit_id", pa.string()),
+            ("item_ids", pa.list_(pa.string())),
+            ("scores", pa.list_(pa.float64())),
+        ]
+    )
+    opts = pacsv.WriteOptions(include_header=True, quoting_style="none")
+    with (
+        paths["csv"].open("wb") as fcsv,
+        pacsv.CSVWriter(fcsv, long_schema, write_options=opts) as csv_writer,
+        pq.ParquetWriter(paths["parquet"], wide_schema) as pq_writer,
+        paths["final"].open("wb") as ffinal,
+    ):
+        for start in range(-1, units, CHUNK_UNITS):  # -1: the __default__ unit first
+            n = min(CHUNK_UNITS, units - max(start, 0)) if start >= 0 else 1
+            ids = pc.cast(pa.array(np.arange(max(start, 0), max(start, 0) + n)), pa.string())
+            unit_ids = (
+                pc.binary_join_element_wise("u", ids, "")
+                if start >= 0
+                else pa.array(["__default__"])
+            )
+            item_nums = rng.integers(0, 200_000, size=(n, items))
+            scores = np.round(-np.sort(-rng.random((n, items)), axis=1), 4)
+            flat_items = pc.binary_join_element_wise(
+                "sku-", pc.cast(pa.array(item_nums.ravel()), pa.string()), ""
+            )
+            flat_units = pc.take(unit_ids, pa.array(np.repeat(np.arange(n), items)))
+            csv_writer.write_table(
+                pa.table([flat_units, flat_items, pa.array(scores.ravel())], schema=long_schema)
+            )
+            offsets = pa.array(np.arange(0, n * items + 1, items, dtype=np.int32))
+            pq_writer.write_table(
+                pa.table(
+                    [
+                        unit_ids,
+                        pa.ListArray.from_arrays(offsets, flat_items),
+                        pa.ListArray.from_arrays(offsets, pa.array(scores.ravel())),
+                    ],
+                    schema=wide_schema,
+                )
+            )
+            if start >= 0:
+                batch = UnitBatch(
+                    unit_ids,
+                    np.arange(0, n * items + 1, items, dtype=np.int64),
+                    flat_items,
+                    pa.array(scores.ravel()),
+                    np.arange(n),
+                )
+                lists, _ = json_lists(batch)
+                lines = pc.binary_join_element_wise(unit_ids, lists, "\t")
+                ffinal.write(("\n".join(lines.to_pylist()) + "\n").encode())
+    return paths
+
+
+def _psql(dsn: str, *commands: str) -> float:
+    """Seconds to run ``commands`` (each its own -c: psql runs \\copy alone) in one psql."""
+    args = [a for c in commands for a in ("-c", c)]
+    started = time.perf_counter()
+    subprocess.run(
+        ["psql", dsn, "-v", "ON_ERROR_STOP=1", "-q", *args], check=True, capture_output=True
+    )
+    return time.perf_counter() - started
+
+
+def _timed_child(cmd: list[str], env: dict[str, str]) -> tuple[float, int]:
+    """Wall seconds and peak RSS (bytes) of a child process."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    took = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {err[-2000:]}")
+    return took, usage.ru_maxrss * 1024
+
+
+async def _reads(dsn: str, model: str, version: str, units: int, n: int = 5000) -> dict[str, float]:
+    conn = await asyncpg.connect(dsn, server_settings={"search_path": SCHEMA})
+    rng = np.random.default_rng(1)
+    sql = "SELECT items::text FROM results WHERE model = $1 AND version = $2 AND unit_id = $3"
+    lat = []
+    try:
+        stmt = await conn.prepare(sql)
+        for u in rng.integers(0, units, size=n):
+            t = time.perf_counter()
+            await stmt.fetchval(model, version, f"u{u}")
+            lat.append(time.perf_counter() - t)
+    finally:
+        await conn.close()
+    a = np.asarray(lat) * 1000
+    return {
+        "p50_ms": round(float(np.percentile(a, 50)), 3),
+        "p99_ms": round(float(np.percentile(a, 99)), 3),
+    }
+
+
+def _redis_benchmark(url: str, n: int, size: int) -> float:
+    u = urlparse(url)
+    out = subprocess.run(
+        [
+            "redis-benchmark",
+            "-h",
+            u.hostname or "127.0.0.1",
+            "-p",
+            str(u.port or 6379),
+            "-P",
+            "16",
+            "-t",
+            "set",
+            "-n",
+            str(n),
+            "-d",
+            str(size),
+            "-q",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    subprocess.run(
+        [
+            "redis-cli",
+            "-h",
+            u.hostname or "127.0.0.1",
+            "-p",
+            str(u.port or 6379),
+            "DEL",
+            "key:__rand_int__",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return float(re.findall(r"([\d.]+) requests per second", out)[-1])
+
+
+async def _drop_prefix(url: str) -> None:
+    client = aioredis.from_url(url)
+    try:
+        batch = []
+        async for k in client.scan_iter(match=PREFIX + "*", count=5000):
+            batch.append(k)
+            if len(batch) == 5000:
+                await client.unlink(*batch)
+                batch = []
+        if batch:
+            await client.unlink(*batch)
+    finally:
+        await client.aclose()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--units", type=int, default=1_000_000)
+    ap.add_argument("--items", type=int, default=100)
+    ap.add_argument("--dir", type=Path, default=Path("/tmp/abgate-bench"))
+    ap.add_argument("--warm", type=int, default=200_000, help="keys to warm (values ~ 3.5 KB each)")
+    ap.add_argument("--keep-files", action="store_true")
+    args = ap.parse_args()
+    dsn = os.environ.get("ABGATE_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+    url = os.environ.get("ABGATE_REDIS_URL", "redis://127.0.0.1:6379/0")
+    abgate = str(Path(sys.executable).parent / "abgate")
+    env = {
+        **os.environ,
+        "ABGATE_POSTGRES_DSN": dsn,
+        "ABGATE_POSTGRES_SCHEMA": SCHEMA,
+        "ABGATE_REDIS_URL": url,
+        "ABGATE_REDIS_PREFIX": PREFIX,
+    }
+    fig: dict[str, object] = {"units": args.units, "items_per_unit": args.items}
+    t = time.perf_counter()
+    paths = generate(args.dir, args.units, args.items)
+    fig["generate_s"] = round(time.perf_counter() - t, 1)
+    fig["bytes"] = {k: p.stat().st_size for k, p in paths.items()}
+    item_rows = args.units * args.items
+    _psql(dsn, f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE; CREATE SCHEMA {SCHEMA}")
+    s = _psql(
+        dsn,
+        f"CREATE TABLE {SCHEMA}.plain_long (unit_id text, item_id text, score float8)",
+        f"\\copy {SCHEMA}.plain_long FROM '{paths['csv']}' WITH (FORMAT csv, HEADER true)",
+    )
+    fig["psql_copy_long_csv"] = {"seconds": round(s, 1), "item_rows_per_s": round(item_rows / s)}
+    _psql(dsn, f"DROP TABLE {SCHEMA}.plain_long")
+    s = _psql(
+        dsn,
+        f"CREATE TABLE {SCHEMA}.plain_final (unit_id text, items text)",
+        f"\\copy {SCHEMA}.plain_final FROM '{paths['final']}'",
+    )
+    fig["psql_copy_final_rows"] = {"seconds": round(s, 1), "item_rows_per_s": round(item_rows / s)}
+    for name, version in (("csv", "1"), ("parquet", "2")):
+        took, rss = _timed_child(
+            [abgate, "batch", "load", str(paths[name]), "--model", "bench", "--version", version],
+            env,
+        )
+        fig[f"abgate_load_{name}"] = {
+            "seconds": round(took, 1),
+            "item_rows_per_s": round(item_rows / took),
+            "units_per_s": round(args.units / took),
+            "peak_rss_mib": round(rss / 2**20),
+        }
+    base = fig["psql_copy_long_csv"]["item_rows_per_s"]  # type: ignore[index]
+    fig["ratio_load_csv_vs_psql_long_csv"] = round(
+        fig["abgate_load_csv"]["item_rows_per_s"] / base, 2
+    )  # type: ignore[index]
+    fig["ratio_load_parquet_vs_psql_long_csv"] = round(
+        fig["abgate_load_parquet"]["item_rows_per_s"] / base, 2
+    )  # type: ignore[index]
+    fig["ratio_load_csv_vs_psql_final_rows"] = round(
+        fig["abgate_load_csv"]["item_rows_per_s"] / fig["psql_copy_final_rows"]["item_rows_per_s"],
+        2,
+    )  # type: ignore[index]
+    fig["point_reads"] = asyncio.run(_reads(dsn, "bench", "1", args.units))
+    # Warm-up against redis-benchmark (same number of keys; 3-byte values and list-sized values).
+    asyncio.run(_drop_prefix(url))
+    recent = args.dir / "recent.txt"
+    recent.write_text("\n".join(f"u{i}" for i in range(args.warm)) + "\n")
+    took, rss = _timed_child(
+        [
+            abgate,
+            "batch",
+            "warm",
+            "--model",
+            "bench",
+            "--version",
+            "1",
+            "--top",
+            str(args.warm),
+            "--activity",
+            str(recent),
+        ],
+        env,
+    )
+    asyncio.run(_drop_prefix(url))
+    value = round(paths["final"].stat().st_size / args.units)
+    fig["warm"] = {
+        "keys": args.warm,
+        "seconds": round(took, 1),
+        "keys_per_s": round(args.warm / took),
+        "peak_rss_mib": round(rss / 2**20),
+        "value_bytes": value,
+    }
+    fig["redis_benchmark_P16_set_3B"] = _redis_benchmark(url, args.warm, 3)
+    fig["redis_benchmark_P16_set_value_size"] = _redis_benchmark(url, args.warm, value)
+    fig["ratio_warm_vs_redis_benchmark_3B"] = round(
+        args.warm / took / fig["redis_benchmark_P16_set_3B"], 2
+    )  # type: ignore[operator]
+    fig["ratio_warm_vs_redis_benchmark_value_size"] = round(
+        args.warm / took / fig["redis_benchmark_P16_set_value_size"], 2
+    )  # type: ignore[operator]
+    # Bulk swap cost: dropping a version's partition vs deleting its rows from one big table.
+    leaf = subprocess.run(
+        [
+            "psql",
+            dsn,
+            "-Atc",
+            f"SELECT results_table FROM {SCHEMA}.model_versions WHERE version = '2'",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    fig["drop_partition_s"] = round(_psql(dsn, f'DROP TABLE {SCHEMA}."{leaf}"'), 2)
+    fig["delete_1m_rows_s"] = round(_psql(dsn, f"DELETE FROM {SCHEMA}.plain_final"), 2)
+    fig["sizes_mib"] = {
+        "partition_v1": round(
+            int(
+                subprocess.run(
+                    [
+                        "psql",
+                        dsn,
+                        "-Atc",
+                        f"SELECT pg_total_relation_size(quote_ident(results_table)) FROM {SCHEMA}.model_versions WHERE version = '1'",
+                    ],
+                    env={**os.environ, "PGOPTIONS": f"-c search_path={SCHEMA}"},
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                ).stdout.strip()
+                or 0
+            )
+            / 2**20
+        ),
+    }
+    _psql(dsn, f"DROP SCHEMA {SCHEMA} CASCADE")
+    if not args.keep_files:
+        shutil.rmtree(args.dir, ignore_errors=True)
+    print(json.dumps(fig, indent=2))
+
+
+if __name__ == "__main__":
+    main()
