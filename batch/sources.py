@@ -32,7 +32,8 @@ from batch.frames import UnitBatch, Where
 
 LONG = ("unit_id", "item_id", "score")
 BLOCK = 8 << 20  # bytes per CSV/JSON block
-BATCH_ROWS = 4_000  # Parquet rows per batch of wide files (units); long files: x 100
+WIDE_ROWS = 4_000  # Parquet rows (units) per batch of wide files
+LONG_ROWS = 400_000  # Parquet rows (items) per batch of long files
 
 _JSONL_SCHEMA = pa.schema(
     [
@@ -107,7 +108,7 @@ def _fmt(name: str) -> str:
 
 
 def open_input(
-    uri: str | Path, *, columns: Mapping[str, str] | None = None, batch_rows: int = BATCH_ROWS
+    uri: str | Path, *, columns: Mapping[str, str] | None = None, batch_rows: int | None = None
 ) -> Input:
     """Open a local path, ``gs://bucket/object`` or ``bq://project.dataset.table``."""
     text = str(uri)
@@ -233,7 +234,9 @@ def _jsonl_batches(
         ) from None
 
 
-def open_parquet(pf: pq.ParquetFile, uri: str, rename: Mapping[str, str], batch_rows: int) -> Input:
+def open_parquet(
+    pf: pq.ParquetFile, uri: str, rename: Mapping[str, str], batch_rows: int | None
+) -> Input:
     """A Parquet file (long or wide) as an Input."""
     where = Where(uri, "row")
     total = pf.metadata.num_rows
@@ -241,10 +244,10 @@ def open_parquet(pf: pq.ParquetFile, uri: str, rename: Mapping[str, str], batch_
     inp.done = lambda: inp.rows_read
     names = [rename.get(n, n) for n in pf.schema_arrow.names]
 
-    long = "item_id" in names
+    size = batch_rows or (LONG_ROWS if "item_id" in names else WIDE_ROWS)
 
     def record_batches() -> Iterator[pa.RecordBatch]:
-        for rb in pf.iter_batches(batch_size=batch_rows * (100 if long else 1)):
+        for rb in pf.iter_batches(batch_size=size):
             yield rb.rename_columns(names)
 
     inp.batches = arrow_batches(record_batches(), names, where, inp)
