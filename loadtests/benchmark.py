@@ -37,8 +37,8 @@ SHARED_BENCH = Path("/work/shared/bench")
 POST_LUA = SHARED_BENCH / "post.lua"
 UNITS_LUA = HERE / "lua" / "units.lua"
 FEAST_LUA = HERE / "lua" / "feast.lua"
-GW_PREFIX = "abgate-bench:"
-GW_COLD_PREFIX = "abgate-bench-cold:"
+GW_PREFIX = "abgate-loadbench:"
+GW_COLD_PREFIX = "abgate-loadbench-cold:"
 HOT_UNITS = 1000
 
 
@@ -279,9 +279,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=15.0, help="seconds per wrk run")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--pg-dsn", default="postgresql://postgres@127.0.0.1:5432/test")
-    p.add_argument("--schema", default="abgate_bench", help="dedicated schema, dropped at the end")
+    p.add_argument(
+        "--schema", default="abgate_loadbench", help="dedicated schema, dropped at the end"
+    )
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/13", help="dedicated database")
-    p.add_argument("--work", type=Path, default=Path("/tmp/abgate-bench"))
+    p.add_argument("--work", type=Path, default=Path("/tmp/abgate-loadbench"))
     p.add_argument("--feast-venv", type=Path, default=Path("/tmp/feastpeer"))
     p.add_argument("--no-feast", action="store_true")
     p.add_argument("--profile", action="store_true", help="py-spy the gateway cases")

@@ -5,7 +5,7 @@ list, drop exclusions, answer the first ``limit``), but the read is one primary-
 through an asyncpg pool on the gateway's own ``results`` table, so both read the same rows.
 The benchmark compares it with the gateway's cold-cache path.
 
-Run:  REF_PG_DSN=postgresql://postgres@127.0.0.1:5432/test REF_PG_SCHEMA=abgate_bench \\
+Run:  REF_PG_DSN=postgresql://postgres@127.0.0.1:5432/test REF_PG_SCHEMA=abgate_loadbench \\
       REF_PG_MODEL=home_recs uvicorn --factory loadtests.ref_pg_app:create_app --port 8002 \\
       --loop uvloop --http httptools --no-access-log
 """
