@@ -20,12 +20,15 @@ async def create_pool(
     timeout: float = 5.0,
     command_timeout: float = 5.0,
     prepare: bool = True,
+    reset_on_release: bool = True,
 ) -> asyncpg.Pool:
     """A pool whose connections use ``schema`` (created and migrated if needed).
 
     ``timeout`` bounds connecting; ``command_timeout`` bounds every query. With
     ``prepare=False`` (and ``min_size=0``) nothing connects now: for a replica that starts while
-    Postgres is down and must connect once it is back.
+    Postgres is down and must connect once it is back. ``reset_on_release=False`` skips the
+    ``RESET ALL; UNLISTEN *; ...`` round trip asyncpg makes when a connection returns to the
+    pool: only for pools that run single statements and change no session state.
     """
     if not _SCHEMA.match(schema):
         raise ValueError(f"postgres schema '{schema}' must match {_SCHEMA.pattern}")
@@ -44,7 +47,12 @@ async def create_pool(
         timeout=timeout,
         command_timeout=command_timeout,
         server_settings={"search_path": schema, "application_name": "abgate"},
+        reset=None if reset_on_release else _keep_session,
     )
     if pool is None:  # pragma: no cover - asyncpg returns None only when not awaited
         raise RuntimeError("asyncpg.create_pool returned no pool")
     return pool
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """A pool ``reset`` that sends nothing: the session holds no state worth resetting."""

@@ -35,7 +35,9 @@ class Settings(BaseSettings):
     cache_ttl: int = Field(3600, ge=1, description="TTL (s) of cached result lists in Redis")
     negative_cache_ttl: int = Field(60, ge=0, description="TTL (s) of 'unit has no list' markers")
     local_cache_size: int = Field(
-        100_000, ge=0, description="Entries of the in-process cache; 0 = off"
+        10_000,
+        ge=0,
+        description="Entries of the in-process cache (decoded lists, ~27 KB each at 100 items); 0 = off",
     )
     alias_refresh: float = Field(5.0, gt=0, description="Seconds between model alias refreshes")
 

@@ -170,7 +170,7 @@ def create_app(
         req = parse_recommendation(await read_body(request, max_body))
         gw = holder["gw"]
         answer = await gw.answer(req)
-        rid = request_id(request)
+        rid = request_id(request, gw.new_id)
         gw.log_exposure(answer, req.unit_id, rid)
         route = answer.route
         body = {
@@ -183,8 +183,8 @@ def create_app(
             "items": answer.items,
             "source": answer.source,
         }
-        metrics.served.labels(req.surface, answer.source).inc()
-        metrics.latency.labels("recommendations").observe(time.perf_counter() - started)
+        metrics.served_child(req.surface, answer.source).inc()
+        metrics.recommendation_latency.observe(time.perf_counter() - started)
         return json_response(body, headers={"x-request-id": rid})
 
     async def events(request: Request) -> Response:

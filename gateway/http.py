@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import uuid
+from collections.abc import Callable
 
 import orjson
 from starlette.requests import Request
@@ -25,12 +25,12 @@ def json_response(
     )
 
 
-def request_id(request: Request) -> str:
+def request_id(request: Request, new_id: Callable[[], str]) -> str:
     """The caller's ``X-Request-ID`` (if sane) or a new one."""
     given = request.headers.get("x-request-id")
     if given and len(given) <= 128 and given.isprintable():
         return given
-    return uuid.uuid4().hex
+    return new_id()
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes:

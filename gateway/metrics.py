@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
@@ -52,3 +54,28 @@ class Metrics:
         self.log_errors = Counter(
             "abgate_log_write_errors", "Failed sink writes (retried)", registry=r
         )
+        # labels() hashes its arguments and takes a lock on every call: keep the children.
+        self.lookup = {
+            (layer, result): self.cache_lookups.labels(layer, result)
+            for layer in ("local", "redis")
+            for result in ("hit", "miss", "error")
+        }
+        self.recommendation_latency = self.latency.labels("recommendations")
+        self._served: dict[tuple[str, str], Any] = {}
+        self._exposures: dict[tuple[str, str], Any] = {}
+
+    def served_child(self, surface: str, source: str) -> Any:
+        """The ``abgate_served`` counter of one surface and source."""
+        key = (surface, source)
+        child = self._served.get(key)
+        if child is None:
+            child = self._served[key] = self.served.labels(surface, source)
+        return child
+
+    def exposure_child(self, experiment: str, variant: str) -> Any:
+        """The ``abgate_exposures`` counter of one experiment and variant."""
+        key = (experiment, variant)
+        child = self._exposures.get(key)
+        if child is None:
+            child = self._exposures[key] = self.exposures.labels(experiment, variant)
+        return child

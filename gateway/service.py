@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from experiments import ConfigError, Exposure, ModelRef, ModelVersion, new_event_id, utc_timestamp
+from experiments import ConfigError, Exposure, ModelRef, ModelVersion
 from experiments.routing import Route, Router
 from experiments.source import ConfigSource
+from gateway.clock import UtcClock
 from gateway.errors import BackendUnavailable, BadRequest, NoAnswer, UnknownSurface
+from gateway.ids import IdGenerator
 from gateway.models import ModelDirectory, load_directory, save_directory_file
 from gateway.read_path import ReadPath, filter_items
 from gateway.requests import RecommendationRequest
@@ -68,6 +70,8 @@ class Gateway:
         self.logger = logger
         self.metrics = metrics
         self.directory_file = directory_file
+        self.new_id = IdGenerator()
+        self.clock = UtcClock()
         self._tasks: list[asyncio.Task[None]] = []
 
     async def answer(self, req: RecommendationRequest) -> Answer:
@@ -125,8 +129,8 @@ class Gateway:
             return
         self.logger.put(
             Exposure(
-                new_event_id(),
-                utc_timestamp(),
+                self.new_id(),
+                self.clock(),
                 route.experiment,
                 route.variant,
                 unit_id,
@@ -140,7 +144,7 @@ class Gateway:
                 route.forced,
             )
         )
-        self.metrics.exposures.labels(route.experiment, route.variant).inc()
+        self.metrics.exposure_child(route.experiment, route.variant).inc()
 
     # --- background refresh --------------------------------------------------------------------
 
@@ -154,7 +158,8 @@ class Gateway:
         )
 
     async def aclose(self) -> None:
-        """Cancel the background tasks."""
+        """Cancel the background tasks and let pending cache fills finish."""
+        await self.read_path.drain()
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:

@@ -31,10 +31,11 @@ def expected_variant(unit: str) -> str:
 
 
 async def test_first_request_reads_postgres_then_redis_serves(gateway_settings):
-    async with running_app(gateway_settings) as (_, client):
+    async with running_app(gateway_settings) as (app, client):
         first = await client.post(
             "/v1/recommendations", json={"surface": "home_top", "unit_id": "u1", "limit": 5}
         )
+        await app.state.holder["gw"].read_path.drain()  # the Redis fill runs after the answer
         second = await client.post(
             "/v1/recommendations", json={"surface": "home_top", "unit_id": "u1", "limit": 5}
         )

@@ -40,9 +40,10 @@ async def test_redis_stopped_mid_test_requests_are_served_from_postgres(
     settings = settings_for(
         pg_dsn, private_redis.url, schema, "abgate:", experiments_dir, archive_dir
     )
-    async with running_app(settings) as (_, client):
+    async with running_app(settings) as (app, client):
         body = {"surface": "home_top", "unit_id": "u1"}
         assert (await client.post("/v1/recommendations", json=body)).json()["source"] == "db"
+        await app.state.holder["gw"].read_path.drain()  # the Redis fill runs after the answer
         assert (await client.post("/v1/recommendations", json=body)).json()["source"] == "cache"
         private_redis.stop()
         statuses, sources = set(), set()
@@ -70,11 +71,12 @@ async def test_postgres_down_cached_units_still_served_others_get_defaults(
     settings = settings_for(
         dsn, redis_url, "abgate", redis_prefix, experiments_dir, archive_dir, postgres_timeout=0.5
     )
-    async with running_app(settings) as (_, client):
+    async with running_app(settings) as (app, client):
         warm = await client.post(
             "/v1/recommendations", json={"surface": "home_top", "unit_id": "u1"}
         )
         assert warm.json()["source"] == "db"
+        await app.state.holder["gw"].read_path.drain()  # the Redis fill runs after the answer
         private_postgres.cleanup()  # stops the server
         cached = await client.post(
             "/v1/recommendations", json={"surface": "home_top", "unit_id": "u1"}
