@@ -23,7 +23,6 @@ import asyncio
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -38,7 +37,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import redis.asyncio as aioredis
 
-from batch.frames import UnitBatch, json_lists
+from batch.frames import UnitBatch, _data_bytes, json_lists
 
 SCHEMA = "abgate_bench"
 PREFIX = "abgate-bench:"
@@ -51,6 +50,7 @@ def generate(out: Path, units: int, items: int, seed: int = 7) -> dict[str, Path
     paths = {"csv": out / "long.csv", "parquet": out / "wide.parquet", "final": out / "final.tsv"}
     if all(p.exists() for p in paths.values()):
         return paths
+    final_paths, paths = paths, {k: p.with_suffix(p.suffix + ".part") for k, p in paths.items()}
     rng = np.random.default_rng(seed)
     long_schema = pa.schema(
         [("unit_id", pa.string()), ("item_id", pa.string()), ("score", pa.float64())]
@@ -69,7 +69,7 @@ def generate(out: Path, units: int, items: int, seed: int = 7) -> dict[str, Path
         pq.ParquetWriter(paths["parquet"], wide_schema) as pq_writer,
         paths["final"].open("wb") as ffinal,
     ):
-        for start in range(-1, units, CHUNK_UNITS):  # -1: the __default__ unit first
+        for start in [-1, *range(0, units, CHUNK_UNITS)]:  # -1: the __default__ unit first
             n = min(CHUNK_UNITS, units - max(start, 0)) if start >= 0 else 1
             ids = pc.cast(pa.array(np.arange(max(start, 0), max(start, 0) + n)), pa.string())
             unit_ids = (
@@ -107,8 +107,10 @@ def generate(out: Path, units: int, items: int, seed: int = 7) -> dict[str, Path
                 )
                 lists, _ = json_lists(batch)
                 lines = pc.binary_join_element_wise(unit_ids, lists, "\t")
-                ffinal.write(("\n".join(lines.to_pylist()) + "\n").encode())
-    return paths
+                ffinal.write(_data_bytes(pc.binary_join_element_wise(lines, "\n", "")))
+    for k, p in paths.items():
+        p.rename(final_paths[k])
+    return final_paths
 
 
 def _psql(dsn: str, *commands: str) -> float:
@@ -212,7 +214,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--units", type=int, default=1_000_000)
     ap.add_argument("--items", type=int, default=100)
-    ap.add_argument("--dir", type=Path, default=Path("/tmp/abgate-bench"))
+    ap.add_argument("--dir", type=Path, default=Path("/tmp/abgate-batch-bench"))
     ap.add_argument("--warm", type=int, default=200_000, help="keys to warm (values ~ 3.5 KB each)")
     ap.add_argument("--keep-files", action="store_true")
     args = ap.parse_args()
@@ -341,8 +343,9 @@ def main() -> None:
         ),
     }
     _psql(dsn, f"DROP SCHEMA {SCHEMA} CASCADE")
-    if not args.keep_files:
-        shutil.rmtree(args.dir, ignore_errors=True)
+    if not args.keep_files:  # only the files generate() wrote: the folder may hold others'
+        for p in paths.values():
+            p.unlink(missing_ok=True)
     print(json.dumps(fig, indent=2))
 
 
