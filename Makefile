@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= embedded,analysis,gcp,dev,demo
+EXTRAS ?= embedded,analysis,gcp,dev,demo,batch,mlflow
 
 .PHONY: demo test lint venv clean
 
