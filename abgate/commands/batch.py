@@ -48,11 +48,12 @@ async def _pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
 def _run(main: Callable[[], Awaitable[T]]) -> T:
     """Run ``main``; print errors of our packages as one red line and exit 1."""
     from batch import BatchError
+    from experiments import ExperimentsError
     from registry import RegistryError
 
     try:
         return asyncio.run(main())  # type: ignore[arg-type]
-    except (BatchError, RegistryError) as exc:
+    except (BatchError, RegistryError, ExperimentsError) as exc:
         err.print(f"[red]error[/] {exc}", highlight=False)
         raise typer.Exit(1) from None
 
