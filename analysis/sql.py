@@ -37,7 +37,7 @@ EXPOSURES = "exposures"  # the reserved numerator/denominator name of ratio metr
 PAYLOAD_FIELDS: tuple[tuple[str, str], ...] = (
     ("type", "VARCHAR"),
     ("event_id", "VARCHAR"),
-    ("ts", "VARCHAR"),
+    ("ts", "TIMESTAMP"),  # read_json parses the ISO "...Z" form; BigQuery casts it
     ("experiment", "VARCHAR"),
     ("variant", "VARCHAR"),
     ("unit_id", "VARCHAR"),

@@ -109,13 +109,14 @@ def table(emulator: str, archive: Path) -> str:
 
     client = make_client("test", endpoint=emulator)
     f = bigquery.SchemaField
-    payload = [
-        f(name, {"VARCHAR": "STRING", "BOOLEAN": "BOOLEAN", "DOUBLE": "FLOAT"}[t])
-        for name, t in PAYLOAD_FIELDS
-    ]
-    payload = [
-        f("ts", "TIMESTAMP") if p.name == "ts" else p for p in payload
-    ]  # sinks type RFC 3339 strings
+    bq_type = {
+        "VARCHAR": "STRING",
+        "BOOLEAN": "BOOLEAN",
+        "DOUBLE": "FLOAT",
+        "TIMESTAMP": "TIMESTAMP",
+    }
+    # a logging sink types RFC 3339 strings such as ts as TIMESTAMP
+    payload = [f(name, bq_type[t]) for name, t in PAYLOAD_FIELDS]
     schema = [f("timestamp", "TIMESTAMP"), f("jsonPayload", "RECORD", fields=payload)]
     client.create_dataset("logs", exists_ok=True)
     client.create_table(bigquery.Table("test.logs.abgate_events", schema=schema))
