@@ -203,3 +203,34 @@ def test_bigquery_sql_uses_only_bigquery_functions() -> None:
     for duck in ("TIMESTAMPTZ", "ARG_MIN", "DOUBLE", "read_json"):
         assert duck not in sql
     sqlglot.parse_one(sql, read="bigquery")
+
+
+@needs_emulator
+def test_emulator_through_the_command_line(
+    emulator: str, table: str, archive: Path, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from abgate.cli import app
+    from tests.analysis.analysis_testkit import EXPERIMENT_YAML
+
+    config = tmp_path / "home.yaml"
+    config.write_text(EXPERIMENT_YAML, encoding="utf-8")
+    runner = CliRunner()
+    remote = runner.invoke(
+        app,
+        [
+            "report",
+            "-c",
+            str(config),
+            "--bigquery",
+            table,
+            "--bigquery-endpoint",
+            emulator,
+            "-f",
+            "json",
+        ],
+    )
+    assert remote.exit_code == 0, remote.output
+    local = runner.invoke(app, ["report", "-c", str(config), "-a", str(archive), "-f", "json"])
+    _close(json.loads(remote.stdout), json.loads(local.stdout))
