@@ -41,7 +41,7 @@ def open_gcs(uri: str, rename: Mapping[str, str], batch_rows: int | None) -> Inp
     digest = f"md5:{blob.md5_hash}" if blob.md5_hash else f"crc32c:{blob.crc32c}"
     f = blob.open("rb", chunk_size=8 << 20)
     if fmt == "parquet":
-        inp = open_parquet(pq.ParquetFile(f), uri, rename, batch_rows)
+        inp = open_parquet(pq.ParquetFile(f, pre_buffer=False), uri, rename, batch_rows)
     else:
         inp = open_stream(f, fmt, uri, rename)
         inp.total, inp.measure, inp.done = blob.size, "bytes", lambda: f.tell()

@@ -41,7 +41,7 @@ def feature_batches(path: Path, chunk_rows: int) -> tuple[Iterator[pa.RecordBatc
     if not path.is_file():
         raise SourceError(f"{path}: no such file")
     if path.suffix in (".parquet", ".pq"):
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(path, pre_buffer=False)
         return pf.iter_batches(batch_size=chunk_rows), pf.metadata.num_rows
     if path.suffix == ".csv":
         reader = pacsv.open_csv(

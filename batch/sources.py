@@ -126,7 +126,8 @@ def open_input(
         raise SourceError(f"{path}: no such file")
     fmt = _fmt(path.name)
     if fmt == "parquet":
-        inp = open_parquet(pq.ParquetFile(path), text, rename, batch_rows)
+        # pre_buffer would keep every row group read so far: memory would grow with the file.
+        inp = open_parquet(pq.ParquetFile(path, pre_buffer=False), text, rename, batch_rows)
         inp._hash = lambda: "sha256:" + _file_sha256(path)
         return inp
     reader = _HashingReader(path.open("rb"))
