@@ -30,11 +30,15 @@ def gcs(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
         server.stop()
 
 
-async def test_a_gcs_object_loads_with_its_lineage(pool: asyncpg.Pool, gcs: object, tmp_path: Path) -> None:
+async def test_a_gcs_object_loads_with_its_lineage(
+    pool: asyncpg.Pool, gcs: object, tmp_path: Path
+) -> None:
     gcs.blob("v1/results.csv").upload_from_string(long_csv(version_rows("1", units=40)))  # type: ignore[attr-defined]
     summary = await load_results(pool, open_input("gs://results/v1/results.csv"), "m", "1")
     assert summary.units == 40
-    text = await pool.fetchval("SELECT items::text FROM results WHERE model = 'm' AND unit_id = 'u39'")
+    text = await pool.fetchval(
+        "SELECT items::text FROM results WHERE model = 'm' AND unit_id = 'u39'"
+    )
     assert orjson.loads(text) == ranked("v1-u39")
     meta = orjson.loads(await pool.fetchval("SELECT metadata::text FROM model_versions"))
     assert meta["source"] == "gs://results/v1/results.csv"

@@ -36,7 +36,11 @@ def mlflow_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
 
     root = tmp_path_factory.mktemp("mlflow")
     registry = MlflowRegistry(f"sqlite:///{root / 'mlflow.db'}")
-    mlflow.set_experiment(experiment_id=mlflow.create_experiment("abgate", artifact_location=(root / "artifacts").as_uri()))
+    mlflow.set_experiment(
+        experiment_id=mlflow.create_experiment(
+            "abgate", artifact_location=(root / "artifacts").as_uri()
+        )
+    )
     inter = synthetic_interactions(units=300, items=120)
     log_example_model("home_recs", inter, alias="champion")
     features = root / "features.parquet"
@@ -67,24 +71,42 @@ async def test_predict_loads_the_resolved_version_with_lineage_everywhere(
     from batch.predict import predict
 
     registry, features = mlflow_registry
-    rv, summary = await predict(pool, registry, ModelRef.parse("models:/home_recs@champion"), features,
-                                top_k=7, chunk_rows=64, alias="champion")
-    assert (summary.model, summary.version, summary.units, summary.default_items) == ("home_recs", "1", 300, 7)
+    rv, summary = await predict(
+        pool,
+        registry,
+        ModelRef.parse("models:/home_recs@champion"),
+        features,
+        top_k=7,
+        chunk_rows=64,
+        alias="champion",
+    )
+    assert (summary.model, summary.version, summary.units, summary.default_items) == (
+        "home_recs",
+        "1",
+        300,
+        7,
+    )
     model = await registry.load_pyfunc(rv.version)
     import pandas as pd
 
     row = pd.read_parquet(features).head(1)
     expected = model.predict(row, params={"top_k": 7})
-    stored = orjson.loads(await pool.fetchval("SELECT items::text FROM results WHERE unit_id = $1", row["unit_id"][0]))
+    stored = orjson.loads(
+        await pool.fetchval("SELECT items::text FROM results WHERE unit_id = $1", row["unit_id"][0])
+    )
     assert [i["id"] for i in stored] == list(expected["item_ids"][0])
     meta = orjson.loads(await pool.fetchval("SELECT metadata::text FROM model_versions"))
     assert meta["input_hash"].startswith("sha256:") and meta["input_rows"] == 300
-    assert meta["mlflow"]["run_id"] == rv.run_id and meta["model_uri"] == "models:/home_recs@champion"
+    assert (
+        meta["mlflow"]["run_id"] == rv.run_id and meta["model_uri"] == "models:/home_recs@champion"
+    )
     tags = (await registry.resolve(ModelRef.parse("models:/home_recs/1"))).tags
     assert tags["abgate.results.input_hash"] == meta["input_hash"]
     assert tags["abgate.results.units"] == "300"
     # Chunking does not change the results: the same prediction in other chunks is a no-op.
-    _, again = await predict(pool, registry, ModelRef.parse("models:/home_recs/1"), features, top_k=7, chunk_rows=1000)
+    _, again = await predict(
+        pool, registry, ModelRef.parse("models:/home_recs/1"), features, top_k=7, chunk_rows=1000
+    )
     assert again.unchanged
 
 
@@ -104,7 +126,9 @@ async def test_sync_copies_mlflow_aliases_onto_active_versions_only(
     await load_results(pool, iter(rows), "home_recs", "1")
     report = await sync_aliases(pool, registry, "home_recs")
     assert report.moved == ["models:/home_recs@champion -> 1"]
-    assert report.skipped == [f"models:/home_recs@challenger -> {version2}: version {version2} has no active results in abgate"]
+    assert report.skipped == [
+        f"models:/home_recs@challenger -> {version2}: version {version2} has no active results in abgate"
+    ]
     with pytest.raises(AliasError, match="has no active results"):
         await promote(pool, registry, "home_recs", "champion", version2)
     await promote(pool, registry, "home_recs", "stable", "1")
