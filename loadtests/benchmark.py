@@ -28,7 +28,8 @@ import orjson
 
 from loadtests import bench_data, feast_peer
 from loadtests.profile import summarise, to_markdown
-from loadtests.runner import run
+from loadtests.runner import run, run_open_loop
+from loadtests.scenario import Scenario
 from loadtests.servers import Server, free_port, warm
 from loadtests.wrk import WrkResult, run_wrk
 
@@ -220,6 +221,35 @@ def profile(server: Server, case: Case, seconds: float, out: Path) -> str:
     return to_markdown(summarise(raw, top=15), title)
 
 
+def open_loop(active: dict[str, Server], args: argparse.Namespace) -> str:
+    """The reference and the gateway at the same arrival rate, open loop, alternating: latency
+    as users see it (queueing included), which wrk's closed loop hides."""
+    lines = [
+        f"Open loop (abgate loadtest) at {args.open_rate:g} req/s due, post.lua's mix, "
+        f"{args.duration:g} s each, {args.rounds} alternating rounds.",
+        "",
+        "| server | round | req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | failed |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    scenario = Scenario(units=args.units)
+    for rnd in range(args.rounds):
+        for name in ("ref", "gw"):
+            r = run(
+                run_open_loop(
+                    active[name].url, scenario, rate=args.open_rate, duration=args.duration,
+                    warmup=2.0, concurrency=256,
+                )
+            )  # fmt: skip
+            lat = r.latency_ms
+            lines.append(
+                f"| {name} | {rnd + 1} | {r.throughput:,.0f} | {lat['p50']:.2f} | "
+                f"{lat['p90']:.2f} | {lat['p99']:.2f} | {lat['p99.9']:.2f} | {lat['max']:.2f} | "
+                f"{r.failed} |"
+            )
+            say(f"open loop round {rnd + 1} {name}: p99 {lat['p99']:.2f} ms")
+    return "\n".join(lines)
+
+
 def say(msg: str) -> None:
     """Progress on stderr."""
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
@@ -250,8 +280,8 @@ def report(all_cases: list[Case], rss: dict[str, float], args: argparse.Namespac
     ]
     by_name = {c.name: c for c in all_cases}
     for title, a, b, goal_rps, goal_p99 in COMPARISONS:
-        ca, cb = by_name[a], by_name[b]
-        if not ca.results or not cb.results:
+        ca, cb = by_name.get(a), by_name.get(b)
+        if ca is None or cb is None or not ca.results or not cb.results:
             continue
         per = " / ".join(
             f"{x.rps / y.rps:.2f}" for x, y in zip(ca.results, cb.results, strict=False)
@@ -289,6 +319,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--profile", action="store_true", help="py-spy the gateway cases")
     p.add_argument("--keep", action="store_true", help="keep the schema and keys for a re-run")
     p.add_argument("--only", default="", help="comma-separated server names to run")
+    p.add_argument(
+        "--open-rate", type=float, default=0.0, help="also run ref and gw open loop at this rate"
+    )
     return p.parse_args(argv)
 
 
@@ -345,6 +378,8 @@ def main(argv: list[str] | None = None) -> None:
                 say(f"round {rnd + 1} {c.name}: {r.rps:,.0f} req/s, p99 {r.p99_ms:.2f} ms")
         rss = {k: s.rss_mb() for k, s in active.items()}
         text = report(all_cases, rss, args)
+        if args.open_rate and {"ref", "gw"} <= active.keys():
+            text += "\n\n" + open_loop(active, args)
         if args.profile:
             for c in all_cases:
                 if c.server.startswith("gw") and c.name != "gateway, 500 exclusions":
