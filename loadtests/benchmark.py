@@ -28,6 +28,7 @@ import orjson
 
 from loadtests import bench_data, feast_peer
 from loadtests.profile import summarise, to_markdown
+from loadtests.recorder import LoadResult
 from loadtests.runner import run, run_open_loop
 from loadtests.scenario import Scenario
 from loadtests.servers import Server, free_port, warm
@@ -228,8 +229,8 @@ def open_loop(active: dict[str, Server], args: argparse.Namespace) -> str:
         f"Open loop (abgate loadtest) at {args.open_rate:g} req/s due, post.lua's mix, "
         f"{args.duration:g} s each, {args.rounds} alternating rounds.",
         "",
-        "| server | round | req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | failed |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| server | round | req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | failed (kind) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     scenario = Scenario(units=args.units)
     for rnd in range(args.rounds):
@@ -244,10 +245,15 @@ def open_loop(active: dict[str, Server], args: argparse.Namespace) -> str:
             lines.append(
                 f"| {name} | {rnd + 1} | {r.throughput:,.0f} | {lat['p50']:.2f} | "
                 f"{lat['p90']:.2f} | {lat['p99']:.2f} | {lat['p99.9']:.2f} | {lat['max']:.2f} | "
-                f"{r.failed} |"
+                f"{r.failed} {_kinds(r)} |"
             )
             say(f"open loop round {rnd + 1} {name}: p99 {lat['p99']:.2f} ms")
     return "\n".join(lines)
+
+
+def _kinds(r: LoadResult) -> str:
+    kinds = {**{str(k): n for k, n in r.statuses.items() if not 200 <= k < 300}, **r.errors}
+    return "(" + ", ".join(f"{k}: {n}" for k, n in sorted(kinds.items())) + ")" if kinds else ""
 
 
 def say(msg: str) -> None:
