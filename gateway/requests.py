@@ -7,6 +7,7 @@ and each check gives the caller a precise ``field`` in the problem response.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -20,6 +21,7 @@ MAX_EXCLUSIONS = 1000
 MAX_EVENTS = 1000
 MAX_NAME = 128
 LIMIT_MAX = 200
+_EVENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,13 +155,18 @@ def parse_events(body: bytes) -> list[Outcome]:
             ):
                 raise BadRequest(f"'{where}value' must be a finite number", field=f"{where}value")
             value = float(value)
-        unknown = set(ev) - {"unit_id", "name", "value", "item_id", "ts"}
+        unknown = set(ev) - {"unit_id", "name", "value", "item_id", "ts", "event_id"}
         if unknown:
             field = f"{where}{sorted(unknown)[0]}"
             raise BadRequest(f"'{field}' is not a known field", field=field)
+        # A caller-chosen id makes retries idempotent: readers drop duplicates by event_id.
+        event_id = _string(ev, "event_id", required=False, max_len=64, where=where)
+        if event_id is not None and not _EVENT_ID.match(event_id):
+            field = f"{where}event_id"
+            raise BadRequest(f"'{field}' may hold only letters, digits, '-' and '_'", field=field)
         out.append(
             Outcome(
-                new_event_id(),
+                event_id or new_event_id(),
                 _timestamp(ev.get("ts"), f"{where}ts"),
                 unit_id,
                 name,

@@ -81,3 +81,12 @@ def test_disabled_local_cache_stores_nothing() -> None:
     cache = LocalCache(0)
     cache.put(("m", "1", "a"), ranked(1))
     assert len(cache) == 0
+
+
+def test_a_caller_event_id_is_kept_so_retries_deduplicate() -> None:
+    [a] = parse_events(b'{"unit_id": "u", "name": "p", "event_id": "order-123_1"}')
+    [b] = parse_events(b'{"unit_id": "u", "name": "p", "event_id": "order-123_1"}')
+    assert a.event_id == b.event_id == "order-123_1"
+    with pytest.raises(BadRequest) as info:
+        parse_events(b'{"unit_id": "u", "name": "p", "event_id": "bad id!"}')
+    assert info.value.field == "event_id"
