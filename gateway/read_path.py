@@ -52,6 +52,8 @@ class ReadPath:
         if found:
             self.metrics.lookup["local", "hit"].inc()
             return Lookup(items, "cache")
+        if self.local.max_entries:
+            self.metrics.lookup["local", "miss"].inc()
         try:
             raw = await self.cache.get(mv, unit_id)
         except CacheUnavailable:

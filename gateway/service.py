@@ -183,7 +183,7 @@ class Gateway:
             await asyncio.sleep(every)
             try:
                 await self.refresh_models()
-            except BackendUnavailable as exc:
+            except (BackendUnavailable, OSError) as exc:  # OSError: the disk copy failed
                 log.warning(
                     "model alias refresh failed; keeping the last known", extra={"error": str(exc)}
                 )
@@ -192,11 +192,19 @@ class Gateway:
         async for snapshot in source.changes():
             try:
                 router = Router(snapshot)
-                directory = await load_directory(self.store, router.model_refs())
-            except (ConfigError, BackendUnavailable, ValueError) as exc:
+            except (ConfigError, ValueError) as exc:
                 log.error(
                     "new configuration refused; serving the previous one", extra={"error": str(exc)}
                 )
                 continue
+            try:
+                directory = await load_directory(self.store, router.model_refs())
+            except BackendUnavailable as exc:
+                # The source will not yield this revision again: apply it with the aliases and
+                # default lists we have; the model refresh completes the directory later.
+                log.warning(
+                    "configuration applied with the last known models", extra={"error": str(exc)}
+                )
+                directory = self.state.directory
             self.state = ServingState(router, directory)
             log.info("configuration reloaded", extra={"origin": snapshot.origin})
