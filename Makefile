@@ -14,6 +14,10 @@ $(BIN)/abgate: pyproject.toml
 
 venv: $(BIN)/abgate
 
+# The BigQuery emulator the BigQuery-path tests run against (its own venv: it pins old sqlglot).
+$(VENV)/bqemulator/bin/bqemulator: tests/analysis/setup_bqemulator.sh
+	sh tests/analysis/setup_bqemulator.sh $(VENV)/bqemulator
+
 demo: venv
 	$(BIN)/abgate demo
 
@@ -22,7 +26,7 @@ lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy experiments analysis
 
-test: venv lint
+test: venv lint $(VENV)/bqemulator/bin/bqemulator
 	$(BIN)/pytest -q
 
 clean:
