@@ -43,7 +43,7 @@ from gateway.models import ModelDirectory, load_directory, read_directory_file, 
 from gateway.openapi import OPENAPI
 from gateway.read_path import ReadPath
 from gateway.requests import parse_events, parse_recommendation
-from gateway.results import LocalCache, PostgresResultsStore, RedisResultsCache
+from gateway.results import PG_FAILURES, LocalCache, PostgresResultsStore, RedisResultsCache
 from gateway.service import Gateway, ServingState
 from gateway.sinks import ArchiveSink, BatchingLogger, LogSink
 
@@ -62,9 +62,6 @@ def _default_source(settings: Settings) -> ConfigSource:
     )
 
 
-_UNREACHABLE = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
-
-
 async def _connect_results(
     settings: Settings, router: Router
 ) -> tuple[asyncpg.Pool, ModelDirectory]:
@@ -80,7 +77,7 @@ async def _connect_results(
     }
     try:
         pool = await create_pool(dsn, schema, min_size=settings.postgres_pool_min, **sizes)
-    except _UNREACHABLE as exc:
+    except PG_FAILURES as exc:
         kept = await asyncio.to_thread(read_directory_file, settings.directory_file)
         if kept is None:
             raise

@@ -21,6 +21,9 @@ from redis.exceptions import RedisError
 from experiments import ModelVersion
 from gateway.errors import CacheUnavailable, ResultsStoreUnavailable
 
+# What a Postgres call can raise when the server is down, slow or restarting.
+PG_FAILURES = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
 NO_LIST = b""  # cached marker: the unit has no list in this model version
 
 Items = list[dict[str, object]]
@@ -63,7 +66,7 @@ class PostgresResultsStore:
                 unit_id,
                 timeout=self.timeout,
             )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+        except PG_FAILURES as exc:
             raise ResultsStoreUnavailable(f"postgres: {type(exc).__name__}") from exc
         return None if text is None else text.encode()
 
@@ -81,7 +84,7 @@ class PostgresResultsStore:
                 [v.version for v in wanted],
                 timeout=self.timeout * 5,
             )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+        except PG_FAILURES as exc:
             raise ResultsStoreUnavailable(f"postgres: {type(exc).__name__}") from exc
         return {ModelVersion(r["model"], r["version"]): orjson.loads(r["items"]) for r in rows}
 
@@ -91,7 +94,7 @@ class PostgresResultsStore:
             rows = await self.pool.fetch(
                 "SELECT model, alias, version FROM model_aliases", timeout=self.timeout * 5
             )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+        except PG_FAILURES as exc:
             raise ResultsStoreUnavailable(f"postgres: {type(exc).__name__}") from exc
         return {(r["model"], r["alias"]): r["version"] for r in rows}
 
@@ -99,7 +102,7 @@ class PostgresResultsStore:
         """Raise ResultsStoreUnavailable unless Postgres answers."""
         try:
             await self.pool.fetchval("SELECT 1", timeout=self.timeout)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+        except PG_FAILURES as exc:
             raise ResultsStoreUnavailable(f"postgres: {type(exc).__name__}") from exc
 
 
