@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -48,6 +48,8 @@ from gateway.service import Gateway, ServingState
 from gateway.sinks import ArchiveSink, BatchingLogger, LogSink
 
 log = logging.getLogger("abgate.gateway")
+
+Handler = Callable[[Request], Awaitable[Response]]
 
 
 def _default_source(settings: Settings) -> ConfigSource:
@@ -161,8 +163,27 @@ def create_app(
             await client.aclose()
             await pool.close()
 
+    def counted(endpoint: str, handler: Handler) -> Handler:
+        """Count every answer of ``handler`` by status and time it, errors included."""
+        latency = metrics.latency.labels(endpoint)
+
+        async def wrapped(request: Request) -> Response:
+            started = time.perf_counter()
+            status = 500
+            try:
+                response = await handler(request)
+                status = response.status_code
+                return response
+            except ProblemError as exc:
+                status = exc.status
+                raise
+            finally:
+                metrics.request_child(endpoint, status).inc()
+                latency.observe(time.perf_counter() - started)
+
+        return wrapped
+
     async def recommendations(request: Request) -> Response:
-        started = time.perf_counter()
         check_auth(request, tokens)
         req = parse_recommendation(await read_body(request, max_body))
         gw = holder["gw"]
@@ -181,7 +202,6 @@ def create_app(
             "source": answer.source,
         }
         metrics.served_child(req.surface, answer.source).inc()
-        metrics.recommendation_latency.observe(time.perf_counter() - started)
         return json_response(body, headers={"x-request-id": rid})
 
     async def events(request: Request) -> Response:
@@ -239,8 +259,8 @@ def create_app(
         return json_response(OPENAPI)
 
     routes = [
-        Route("/v1/recommendations", recommendations, methods=["POST"]),
-        Route("/v1/events", events, methods=["POST"]),
+        Route("/v1/recommendations", counted("recommendations", recommendations), methods=["POST"]),
+        Route("/v1/events", counted("events", events), methods=["POST"]),
         Route("/v1/experiments", list_experiments, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),

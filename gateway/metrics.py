@@ -60,9 +60,17 @@ class Metrics:
             for layer in ("local", "redis")
             for result in ("hit", "miss", "error")
         }
-        self.recommendation_latency = self.latency.labels("recommendations")
         self._served: dict[tuple[str, str], Any] = {}
+        self._requests: dict[tuple[str, int], Any] = {}
         self._exposures: dict[tuple[str, str], Any] = {}
+
+    def request_child(self, endpoint: str, status: int) -> Any:
+        """The ``abgate_requests`` counter of one endpoint and status."""
+        key = (endpoint, status)
+        child = self._requests.get(key)
+        if child is None:
+            child = self._requests[key] = self.requests.labels(endpoint, str(status))
+        return child
 
     def served_child(self, surface: str, source: str) -> Any:
         """The ``abgate_served`` counter of one surface and source."""

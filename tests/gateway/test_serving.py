@@ -258,6 +258,11 @@ async def test_health_ready_metrics_and_openapi(gateway_settings):
         await client.post("/v1/recommendations", json={"surface": "home_top", "unit_id": "u1"})
         metrics = (await client.get("/metrics")).text
         assert 'abgate_served_total{source="db",surface="home_top"} 1.0' in metrics
+        await client.post("/v1/recommendations", json={"surface": "home_top"})
+        metrics = (await client.get("/metrics")).text
+        assert 'abgate_requests_total{endpoint="recommendations",status="200"} 1.0' in metrics
+        assert 'abgate_requests_total{endpoint="recommendations",status="400"} 1.0' in metrics
+        assert 'abgate_request_seconds_count{endpoint="recommendations"} 2.0' in metrics
         spec = (await client.get("/openapi.json")).json()
         assert "/v1/recommendations" in spec["paths"]
         listing = (await client.get("/v1/experiments")).json()
