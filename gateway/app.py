@@ -28,6 +28,7 @@ from experiments.routing import Router
 from experiments.settings import Settings
 from experiments.source import ConfigSource, YamlDirectorySource
 from gateway.errors import BackendUnavailable, ProblemError
+from gateway.fast_path import GatewayApp, RecommendationsEndpoint
 from gateway.http import (
     check_auth,
     http_exception_handler,
@@ -35,14 +36,13 @@ from gateway.http import (
     json_response,
     problem_handler,
     read_body,
-    request_id,
 )
 from gateway.listing import describe
 from gateway.metrics import Metrics
 from gateway.models import ModelDirectory, load_directory, read_directory_file, save_directory_file
 from gateway.openapi import OPENAPI
 from gateway.read_path import ReadPath
-from gateway.requests import parse_events, parse_recommendation
+from gateway.requests import parse_events
 from gateway.results import PG_FAILURES, LocalCache, PostgresResultsStore, RedisResultsCache
 from gateway.service import Gateway, ServingState
 from gateway.sinks import ArchiveSink, BatchingLogger, LogSink
@@ -73,7 +73,7 @@ async def _connect_results(
     lists it kept on disk, and connects once Postgres is back (the pool connects lazily).
     """
     dsn, schema = settings.postgres_dsn or "", settings.postgres_schema
-    sizes = {
+    sizes: dict[str, Any] = {
         "max_size": settings.postgres_pool_max,
         "command_timeout": settings.postgres_timeout * 5,
     }
@@ -183,27 +183,6 @@ def create_app(
 
         return wrapped
 
-    async def recommendations(request: Request) -> Response:
-        check_auth(request, tokens)
-        req = parse_recommendation(await read_body(request, max_body))
-        gw = holder["gw"]
-        answer = await gw.answer(req)
-        rid = request_id(request, gw.new_id)
-        gw.log_exposure(answer, req.unit_id, rid)
-        route = answer.route
-        body = {
-            "request_id": rid,
-            "surface": req.surface,
-            "unit_id": req.unit_id,
-            "experiment": route.experiment,
-            "variant": route.variant,
-            "model": {"name": answer.model.name, "version": answer.model.version},
-            "items": answer.items,
-            "source": answer.source,
-        }
-        metrics.served_child(req.surface, answer.source).inc()
-        return json_response(body, headers={"x-request-id": rid})
-
     async def events(request: Request) -> Response:
         check_auth(request, tokens)
         outcomes = parse_events(await read_body(request, max_body))
@@ -258,8 +237,9 @@ def create_app(
     async def openapi(request: Request) -> Response:
         return json_response(OPENAPI)
 
+    fast = RecommendationsEndpoint(holder, metrics, tokens, max_body)
     routes = [
-        Route("/v1/recommendations", counted("recommendations", recommendations), methods=["POST"]),
+        Route("/v1/recommendations", fast, methods=["POST"]),
         Route("/v1/events", counted("events", events), methods=["POST"]),
         Route("/v1/experiments", list_experiments, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
@@ -267,7 +247,7 @@ def create_app(
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
     ]
-    app = Starlette(
+    app = GatewayApp(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={
@@ -277,4 +257,5 @@ def create_app(
         },
     )
     app.state.holder = holder
+    app.fast = fast
     return app

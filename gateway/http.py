@@ -27,7 +27,11 @@ def json_response(
 
 def request_id(request: Request, new_id: Callable[[], str]) -> str:
     """The caller's ``X-Request-ID`` (if sane) or a new one."""
-    given = request.headers.get("x-request-id")
+    return pick_request_id(request.headers.get("x-request-id"), new_id)
+
+
+def pick_request_id(given: str | None, new_id: Callable[[], str]) -> str:
+    """``given`` if it is a sane request id, else a new one."""
     if given and len(given) <= 128 and given.isprintable():
         return given
     return new_id()
@@ -50,9 +54,12 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
 
 def check_auth(request: Request, tokens: frozenset[str]) -> None:
     """Require ``Authorization: Bearer <token>`` when tokens are configured."""
-    if not tokens:
-        return
-    header = request.headers.get("authorization", "")
+    if tokens:
+        check_bearer(request.headers.get("authorization", ""), tokens)
+
+
+def check_bearer(header: str, tokens: frozenset[str]) -> None:
+    """Check an ``Authorization`` header value against the accepted tokens."""
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("send 'Authorization: Bearer <token>'")
@@ -73,15 +80,22 @@ async def problem_handler(request: Request, exc: Exception) -> Response:
 
 async def internal_error_handler(request: Request, exc: Exception) -> Response:
     """Log an unexpected error with its trace; tell the caller nothing internal."""
-    log.error("unhandled error", exc_info=exc, extra={"path": request.url.path})
+    return Response(
+        internal_problem(request.url.path, exc), status_code=500, media_type=PROBLEM_JSON
+    )
+
+
+def internal_problem(path: str, exc: BaseException) -> bytes:
+    """Log ``exc`` with its trace and return the generic 500 problem body."""
+    log.error("unhandled error", exc_info=exc, extra={"path": path})
     problem = {
         "type": "https://abgate.dev/problems/internal",
         "title": "Internal error",
         "status": 500,
         "detail": "the gateway failed to answer; the error is logged",
-        "instance": request.url.path,
+        "instance": path,
     }
-    return Response(orjson.dumps(problem), status_code=500, media_type=PROBLEM_JSON)
+    return orjson.dumps(problem)
 
 
 async def http_exception_handler(request: Request, exc: Exception) -> Response:

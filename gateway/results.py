@@ -145,11 +145,11 @@ class RedisResultsCache:
         if not self.available:
             raise CacheUnavailable("redis: skipped after a recent failure")
         try:
-            raw: bytes | None = await self.client.get(self.key(mv, unit_id))
+            raw = await self.client.get(self.key(mv, unit_id))
         except (TimeoutError, RedisError, OSError) as exc:
             self._trip()
             raise CacheUnavailable(f"redis: {type(exc).__name__}") from exc
-        return raw
+        return raw if raw is None or isinstance(raw, bytes) else raw.encode()
 
     async def set(self, mv: ModelVersion, unit_id: str, raw: bytes) -> None:
         """Cache a list (or the NO_LIST marker with the shorter TTL); failures open the breaker."""
