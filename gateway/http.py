@@ -25,11 +25,6 @@ def json_response(
     )
 
 
-def request_id(request: Request, new_id: Callable[[], str]) -> str:
-    """The caller's ``X-Request-ID`` (if sane) or a new one."""
-    return pick_request_id(request.headers.get("x-request-id"), new_id)
-
-
 def pick_request_id(given: str | None, new_id: Callable[[], str]) -> str:
     """``given`` if it is a sane request id, else a new one."""
     if given and len(given) <= 128 and given.isprintable():
