@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from experiments import Experiment, parse_experiment
+from experiments import Experiment, parse_experiment, utc_timestamp
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
@@ -41,8 +41,8 @@ def experiment(yaml_text: str = EXPERIMENT_YAML) -> Experiment:
 
 
 def iso(ts: datetime) -> str:
-    """DESIGN.md's timestamp form: microseconds and a Z."""
-    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """DESIGN.md's timestamp form: microseconds and a Z (the records' own formatter)."""
+    return utc_timestamp(ts)
 
 
 @dataclass
