@@ -1,0 +1,105 @@
+"""The exposure/outcome logger: encoding on put, batching, retry after a failed write, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import orjson
+
+from experiments import Exposure, Outcome
+from gateway.metrics import Metrics
+from gateway.sinks import ArchiveSink, BatchingLogger, archive_path
+
+
+def exposure(n: int, ts: str) -> Exposure:
+    return Exposure(
+        f"e{n}",
+        ts,
+        "exp",
+        "control",
+        f"u{n}",
+        "home",
+        "m",
+        "1",
+        ("a", "b"),
+        "v1",
+        "cache",
+        "r",
+        False,
+    )
+
+
+def read_lines(path: Path) -> list[dict[str, object]]:
+    return [orjson.loads(line) for line in path.read_bytes().splitlines()]
+
+
+async def test_lines_go_to_the_file_of_their_hour_in_order(tmp_path: Path) -> None:
+    sink = ArchiveSink(tmp_path, project="p", log_id="abgate-events")
+    logger = BatchingLogger(sink, Metrics(), flush_interval=60, batch_size=3, queue_max=100)
+    records = [exposure(i, f"2026-01-02T0{3 + i % 2}:00:0{i}.000000Z") for i in range(7)]
+    records.append(Outcome("o1", "2026-01-02T03:59:59.999999Z", "u1", "purchase", 2.5, None))
+    assert all(logger.put(r) for r in records)
+    await logger.flush()
+    assert len(logger) == 0
+    three = read_lines(archive_path(tmp_path, "abgate-events", "2026-01-02T03"))
+    four = read_lines(archive_path(tmp_path, "abgate-events", "2026-01-02T04"))
+    assert [e["insertId"] for e in three] == ["e0", "e2", "e4", "e6", "o1"]
+    assert [e["insertId"] for e in four] == ["e1", "e3", "e5"]
+    first = three[0]
+    assert first["logName"] == "projects/p/logs/abgate-events"
+    assert first["timestamp"] == "2026-01-02T03:00:00.000000Z"
+    assert first["jsonPayload"] == records[0].as_payload()
+    assert three[-1]["jsonPayload"] == records[-1].as_payload()
+
+
+async def test_a_failed_write_keeps_its_batch_and_is_retried(tmp_path: Path) -> None:
+    # The archive root is a file at first, so the write fails for real (mkdir refuses).
+    root = tmp_path / "archive"
+    root.write_text("in the way")
+    metrics = Metrics()
+    logger = BatchingLogger(
+        ArchiveSink(root, project="p", log_id="l"),
+        metrics,
+        flush_interval=60,
+        batch_size=2,
+        queue_max=100,
+    )
+    for i in range(5):
+        logger.put(exposure(i, "2026-01-02T03:00:00.000000Z"))
+    await logger.flush()
+    assert len(logger) == 5  # nothing was lost
+    assert metrics.log_errors._value.get() == 1
+    root.unlink()
+    await logger.flush()
+    assert len(logger) == 0
+    lines = read_lines(archive_path(root, "l", "2026-01-02T03"))
+    assert [e["insertId"] for e in lines] == [f"e{i}" for i in range(5)]
+
+
+async def test_a_full_queue_refuses_and_counts(tmp_path: Path) -> None:
+    metrics = Metrics()
+    logger = BatchingLogger(
+        ArchiveSink(tmp_path, project="p", log_id="l"),
+        metrics,
+        flush_interval=60,
+        batch_size=10,
+        queue_max=2,
+    )
+    assert [logger.put(exposure(i, "2026-01-02T03:00:00Z")) for i in range(3)] == [
+        True,
+        True,
+        False,
+    ]
+    assert metrics.log_dropped._value.get() == 1
+
+
+async def test_close_writes_everything_accepted(tmp_path: Path) -> None:
+    sink = ArchiveSink(tmp_path, project="p", log_id="l")
+    logger = BatchingLogger(sink, Metrics(), flush_interval=60, batch_size=1000, queue_max=10_000)
+    logger.start()
+    for i in range(2500):
+        logger.put(exposure(i, "2026-01-02T03:00:00.000000Z"))
+    await asyncio.wait_for(logger.aclose(), 10)
+    lines = read_lines(archive_path(tmp_path, "l", "2026-01-02T03"))
+    assert [e["insertId"] for e in lines] == [f"e{i}" for i in range(2500)]
