@@ -133,6 +133,7 @@ def create_app(
             ttl=settings.cache_ttl,
             negative_ttl=settings.negative_cache_ttl,
             retry_after=settings.redis_retry_after,
+            on_fill_error=metrics.lookup["redis", "error"].inc,
         )
         logger = BatchingLogger(
             log_sink,

@@ -6,7 +6,6 @@ or None when the version has no list for the unit or no backend could tell.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -42,8 +41,6 @@ class ReadPath:
         self.cache = cache
         self.store = store
         self.metrics = metrics
-        self.max_pending_fills = 1000
-        self._fills: set[asyncio.Task[None]] = set()
 
     async def lookup(self, mv: ModelVersion, unit_id: str) -> Lookup:
         """The unit's list in ``mv``."""
@@ -75,30 +72,15 @@ class ReadPath:
             self.metrics.store_errors.inc()
             log.warning("results store unavailable", extra={"error": str(exc)})
             return Lookup(None, "unavailable")
-        if redis_ok:
-            self._fill_later(mv, unit_id, raw if raw is not None else NO_LIST)
+        if redis_ok:  # in the background: the answer does not wait for Redis
+            self.cache.fill(mv, unit_id, raw if raw is not None else NO_LIST)
         items = orjson.loads(raw) if raw is not None else None
         self.local.put(key, items)
         return Lookup(items, "db" if items is not None else "none")
 
-    def _fill_later(self, mv: ModelVersion, unit_id: str, raw: bytes) -> None:
-        """Cache ``raw`` in Redis without making the request wait for it (bounded, owned tasks)."""
-        if len(self._fills) >= self.max_pending_fills:
-            return  # Redis is slow: skipping a fill only costs a later miss
-        task = asyncio.create_task(self._fill(mv, unit_id, raw))
-        self._fills.add(task)
-        task.add_done_callback(self._fills.discard)
-
-    async def _fill(self, mv: ModelVersion, unit_id: str, raw: bytes) -> None:
-        try:
-            await self.cache.set(mv, unit_id, raw)
-        except CacheUnavailable:
-            self.metrics.lookup["redis", "error"].inc()
-
     async def drain(self) -> None:
         """Wait for the pending cache fills (at shutdown; tests use it to await a fill)."""
-        if self._fills:
-            await asyncio.gather(*self._fills, return_exceptions=True)
+        await self.cache.drain()
 
 
 def filter_items(items: Items, exclude: frozenset[str], limit: int) -> Items:

@@ -4,13 +4,18 @@ Lists are kept as the JSON bytes stored in Postgres (``[{"id": .., "score": ..},
 cached verbatim in Redis under ``{prefix}r:{model}:{version}:{unit}``: the key carries the model
 version, so activating a new version can never serve a stale list. A marker (empty bytes)
 caches "this unit has no list" for a shorter TTL so unknown units do not reach Postgres each time.
+
+Point reads are coalesced (gateway/coalesce.py): the units asked for in one event-loop turn
+are read with one ``MGET``, one ``unit_id = ANY($3)`` query per model version, and cache fills
+written with one pipeline.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 import asyncpg
@@ -19,6 +24,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from experiments import ModelVersion
+from gateway.coalesce import Coalescer
 from gateway.errors import CacheUnavailable, ResultsStoreUnavailable
 
 # What a Postgres call can raise when the server is down, slow or restarting.
@@ -44,8 +50,8 @@ class ResultsCache(Protocol):
         """Cached bytes (``NO_LIST`` for a known miss), or None when not cached."""
         ...
 
-    async def set(self, mv: ModelVersion, unit_id: str, raw: bytes) -> None:
-        """Cache ``raw`` (or the ``NO_LIST`` marker)."""
+    def fill(self, mv: ModelVersion, unit_id: str, raw: bytes) -> None:
+        """Cache ``raw`` (or the ``NO_LIST`` marker) in the background."""
         ...
 
 
@@ -55,20 +61,39 @@ class PostgresResultsStore:
     def __init__(self, pool: asyncpg.Pool, *, timeout: float) -> None:
         self.pool = pool
         self.timeout = timeout
+        self._reads: Coalescer[tuple[ModelVersion, str], bytes | None] = Coalescer(self._read)
 
     async def get(self, mv: ModelVersion, unit_id: str) -> bytes | None:
         """The unit's list, or None. Raises ResultsStoreUnavailable on any database failure."""
+        return await self._reads.get((mv, unit_id))
+
+    async def _read(self, keys: list[tuple[ModelVersion, str]]) -> list[bytes | None]:
+        units: dict[ModelVersion, list[str]] = {}
+        for mv, unit_id in keys:
+            units.setdefault(mv, []).append(unit_id)
         try:
-            text = await self.pool.fetchval(
-                "SELECT items::text FROM results WHERE model = $1 AND version = $2 AND unit_id = $3",
-                mv.name,
-                mv.version,
-                unit_id,
-                timeout=self.timeout,
-            )
+            found = await asyncio.gather(*(self._read_version(mv, u) for mv, u in units.items()))
         except PG_FAILURES as exc:
             raise ResultsStoreUnavailable(f"postgres: {type(exc).__name__}") from exc
-        return None if text is None else text.encode()
+        lists = {
+            (mv, unit_id): raw
+            for mv, rows in zip(units, found, strict=True)
+            for unit_id, raw in rows
+        }
+        return [lists.get(k) for k in keys]
+
+    async def _read_version(self, mv: ModelVersion, units: list[str]) -> list[asyncpg.Record]:
+        # convert_to(items::text) hands over the UTF-8 bytes as they are cached and served,
+        # without decoding each list into a str and encoding it back.
+        rows: list[asyncpg.Record] = await self.pool.fetch(
+            """SELECT unit_id, convert_to(items::text, 'UTF8') FROM results
+               WHERE model = $1 AND version = $2 AND unit_id = ANY($3::text[])""",
+            mv.name,
+            mv.version,
+            units,
+            timeout=self.timeout,
+        )
+        return rows
 
     async def default_lists(self, versions: Iterable[ModelVersion]) -> dict[ModelVersion, Items]:
         """Default lists of active ``versions`` (missing or inactive versions are absent)."""
@@ -120,13 +145,18 @@ class RedisResultsCache:
         ttl: int,
         negative_ttl: int,
         retry_after: float,
+        on_fill_error: Callable[[int], object] = lambda n: None,
     ) -> None:
         self.client = client
+        self.on_fill_error = on_fill_error
         self.prefix = prefix
         self.ttl = ttl
         self.negative_ttl = negative_ttl
         self.retry_after = retry_after
         self._down_until = 0.0
+        self._gets: Coalescer[str, bytes | str | None] = Coalescer(self._mget)
+        self._fills: Coalescer[tuple[str, bytes], None] = Coalescer(self._write_fills)
+        self.max_pending_fills = 1000
 
     def key(self, mv: ModelVersion, unit_id: str) -> str:
         """The Redis key of a unit's list (batch warm-up must use the same)."""
@@ -145,23 +175,44 @@ class RedisResultsCache:
         if not self.available:
             raise CacheUnavailable("redis: skipped after a recent failure")
         try:
-            raw = await self.client.get(self.key(mv, unit_id))
+            raw = await self._gets.get(self.key(mv, unit_id))
         except (TimeoutError, RedisError, OSError) as exc:
             self._trip()
             raise CacheUnavailable(f"redis: {type(exc).__name__}") from exc
         return raw if raw is None or isinstance(raw, bytes) else raw.encode()
 
-    async def set(self, mv: ModelVersion, unit_id: str, raw: bytes) -> None:
-        """Cache a list (or the NO_LIST marker with the shorter TTL); failures open the breaker."""
+    async def _mget(self, keys: list[str]) -> list[bytes | str | None]:
+        if len(keys) == 1:  # GET: Redis answers it without MGET's array reply
+            return [await self.client.get(keys[0])]
+        return await self.client.mget(keys)
+
+    def fill(self, mv: ModelVersion, unit_id: str, raw: bytes) -> None:
+        """Cache ``raw`` without waiting: written with the turn's other fills in one pipeline.
+
+        Skipped while the breaker is open or when ``max_pending_fills`` are already waiting (a
+        slow Redis; a skipped fill only costs a later miss). Failures open the breaker.
+        """
         if not self.available or (raw == NO_LIST and self.negative_ttl == 0):
             return
+        if self._fills.pending() >= self.max_pending_fills:
+            return
+        self._fills.add((self.key(mv, unit_id), raw))
+
+    async def _write_fills(self, fills: list[tuple[str, bytes]]) -> list[None]:
         try:
-            await self.client.set(
-                self.key(mv, unit_id), raw, ex=self.ttl if raw else self.negative_ttl
-            )
-        except (TimeoutError, RedisError, OSError) as exc:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for key, raw in fills:
+                    pipe.set(key, raw, ex=self.ttl if raw else self.negative_ttl)
+                await pipe.execute()
+        except (TimeoutError, RedisError, OSError):
+            self.on_fill_error(len(fills))
             self._trip()
-            raise CacheUnavailable(f"redis: {type(exc).__name__}") from exc
+        return [None] * len(fills)
+
+    async def drain(self) -> None:
+        """Wait for the reads and fills in flight (at shutdown; tests use it to await a fill)."""
+        await self._gets.drain()
+        await self._fills.drain()
 
     async def ping(self) -> None:
         """Raise CacheUnavailable unless Redis answers (ignores the breaker)."""
