@@ -10,7 +10,8 @@
    wall time and peak RSS.
 4. Point reads (the gateway's SQL) on the loaded partition; DROP of a partition vs DELETE.
 5. ``abgate batch warm --top N`` vs ``redis-benchmark -P 16 -t set`` (3-byte values, and values
-   of the same size as the lists).
+   of the same size as the lists, on one key and on N random keys: a warm-up writes N new
+   keys, which costs Redis about twice as much CPU as overwriting one).
 
 Prints one JSON document of figures. Needs ABGATE_POSTGRES_DSN and ABGATE_REDIS_URL (defaults:
 the local servers); uses its own schema ``abgate_bench`` and key prefix ``abgate-bench:``.
@@ -123,8 +124,8 @@ def _psql(dsn: str, *commands: str) -> float:
     return time.perf_counter() - started
 
 
-def _timed_child(cmd: list[str], env: dict[str, str]) -> tuple[float, int]:
-    """Wall seconds and peak RSS (bytes) of a child process."""
+def _timed_child(cmd: list[str], env: dict[str, str]) -> tuple[float, int, str]:
+    """Wall seconds, peak RSS (bytes) and stderr of a child process."""
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -133,7 +134,7 @@ def _timed_child(cmd: list[str], env: dict[str, str]) -> tuple[float, int]:
     err = proc.stderr.read().decode() if proc.stderr else ""
     if proc.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed: {err[-2000:]}")
-    return took, usage.ru_maxrss * 1024
+    return took, usage.ru_maxrss * 1024, err
 
 
 async def _reads(dsn: str, model: str, version: str, units: int, n: int = 5000) -> dict[str, float]:
@@ -156,7 +157,8 @@ async def _reads(dsn: str, model: str, version: str, units: int, n: int = 5000) 
     }
 
 
-def _redis_benchmark(url: str, n: int, size: int) -> float:
+def _redis_benchmark(url: str, n: int, size: int, keys: int = 0) -> float:
+    """SETs/s of ``redis-benchmark -P 16``: one key overwritten, or ``keys`` random keys."""
     u = urlparse(url)
     out = subprocess.run(
         [
@@ -173,26 +175,31 @@ def _redis_benchmark(url: str, n: int, size: int) -> float:
             str(n),
             "-d",
             str(size),
+            *(["-r", str(keys)] if keys else []),
             "-q",
         ],
         check=True,
         capture_output=True,
         text=True,
     ).stdout
-    subprocess.run(
-        [
-            "redis-cli",
-            "-h",
-            u.hostname or "127.0.0.1",
-            "-p",
-            str(u.port or 6379),
-            "DEL",
-            "key:__rand_int__",
-        ],
-        check=True,
-        capture_output=True,
-    )
+    cli = ["redis-cli", "-h", u.hostname or "127.0.0.1", "-p", str(u.port or 6379)]
+    subprocess.run([*cli, "DEL", "key:__rand_int__"], check=True, capture_output=True)
+    if keys:  # -r names keys key:<12 digits>
+        subprocess.run(
+            [*cli, "EVAL", _DEL_MATCHING, "0", "key:" + "[0-9]" * 12],
+            check=True,
+            capture_output=True,
+        )
     return float(re.findall(r"([\d.]+) requests per second", out)[-1])
+
+
+_DEL_MATCHING = """local n, cursor = 0, "0"
+repeat
+  local r = redis.call("SCAN", cursor, "MATCH", ARGV[1], "COUNT", 10000)
+  cursor = r[1]
+  for _, k in ipairs(r[2]) do redis.call("DEL", k); n = n + 1 end
+until cursor == "0"
+return n"""
 
 
 async def _drop_prefix(url: str) -> None:
@@ -202,10 +209,10 @@ async def _drop_prefix(url: str) -> None:
         async for k in client.scan_iter(match=PREFIX + "*", count=5000):
             batch.append(k)
             if len(batch) == 5000:
-                await client.unlink(*batch)
+                await client.delete(*batch)  # not UNLINK: no lazy freeing during what follows
                 batch = []
         if batch:
-            await client.unlink(*batch)
+            await client.delete(*batch)
     finally:
         await client.aclose()
 
@@ -249,7 +256,7 @@ def main() -> None:
     )
     fig["psql_copy_final_rows"] = {"seconds": round(s, 1), "item_rows_per_s": round(item_rows / s)}
     for name, version in (("csv", "1"), ("parquet", "2")):
-        took, rss = _timed_child(
+        took, rss, _ = _timed_child(
             [abgate, "batch", "load", str(paths[name]), "--model", "bench", "--version", version],
             env,
         )
@@ -275,7 +282,7 @@ def main() -> None:
     asyncio.run(_drop_prefix(url))
     recent = args.dir / "recent.txt"
     recent.write_text("\n".join(f"u{i}" for i in range(args.warm)) + "\n")
-    took, rss = _timed_child(
+    took, rss, err = _timed_child(
         [
             abgate,
             "batch",
@@ -297,16 +304,24 @@ def main() -> None:
         "keys": args.warm,
         "seconds": round(took, 1),
         "keys_per_s": round(args.warm / took),
+        # the command's own figure, without the process start-up (imports, connections)
+        "keys_per_s_reported": int(re.findall(r"([\d,]+) keys/s", err)[-1].replace(",", "")),
         "peak_rss_mib": round(rss / 2**20),
         "value_bytes": value,
     }
     fig["redis_benchmark_P16_set_3B"] = _redis_benchmark(url, args.warm, 3)
     fig["redis_benchmark_P16_set_value_size"] = _redis_benchmark(url, args.warm, value)
+    fig["redis_benchmark_P16_set_value_size_random_keys"] = _redis_benchmark(
+        url, args.warm, value, keys=args.warm
+    )
     fig["ratio_warm_vs_redis_benchmark_3B"] = round(
         args.warm / took / fig["redis_benchmark_P16_set_3B"], 2
     )  # type: ignore[operator]
     fig["ratio_warm_vs_redis_benchmark_value_size"] = round(
         args.warm / took / fig["redis_benchmark_P16_set_value_size"], 2
+    )  # type: ignore[operator]
+    fig["ratio_warm_vs_redis_benchmark_value_size_random_keys"] = round(
+        args.warm / took / fig["redis_benchmark_P16_set_value_size_random_keys"], 2
     )  # type: ignore[operator]
     # Bulk swap cost: dropping a version's partition vs deleting its rows from one big table.
     leaf = subprocess.run(

@@ -2,8 +2,13 @@
 
 The key is the gateway's (``{prefix}r:{model}:{version}:{unit}``, gateway/results.py) and the
 value the same bytes its read path caches (``items::text`` of ``results``), with the gateway's
-TTL. Postgres is read with a server-side cursor and Redis written with pipelines, two chunks in
-flight, so memory stays bounded by two chunks.
+TTL.
+
+Postgres builds the RESP ``SET key value EX ttl`` commands of a chunk of units itself (one
+``bytea`` per chunk), so the client only moves buffers from a Postgres socket to a Redis socket.
+Several workers, each with a Postgres and a Redis connection, copy chunks in parallel: slices of
+the asked-for units, or ranges of pages of the version's partition (TID Range Scans). Each keeps
+two pipelines in flight, so memory stays bounded by two chunks a worker.
 """
 
 from __future__ import annotations
@@ -19,10 +24,10 @@ import orjson
 import redis.asyncio as aioredis
 
 from batch.errors import BatchError, VersionError
+from batch.versions import ident
 from experiments import ModelVersion
 
 CHUNK = 2_000
-Row = tuple[str, bytes]
 
 
 def cache_key(prefix: str, mv: ModelVersion, unit_id: str) -> str:
@@ -35,7 +40,7 @@ class WarmSummary:
     """What a warm-up wrote."""
 
     keys: int
-    bytes: int
+    bytes: int  # written to Redis: keys, values and RESP framing
     missing: int  # asked-for units without a list in this version
     seconds: float
 
@@ -79,49 +84,104 @@ async def warm(
     ttl: int,
     units: Sequence[str] | None = None,
     chunk: int = CHUNK,
+    workers: int = 0,
     progress: object | None = None,
 ) -> WarmSummary:
-    """Write the lists of ``units`` (or of every unit) of active ``mv`` into Redis."""
+    """Write the lists of ``units`` (or of every unit) of active ``mv`` into Redis.
+
+    ``workers`` (default: the pool's size) pairs of a Postgres and a Redis connection each
+    copy one chunk at a time: a slice of ``units``, or a range of pages of the version's table.
+    """
     started = time.perf_counter()
-    status = await pool.fetchval(
-        "SELECT status FROM model_versions WHERE model = $1 AND version = $2", mv.name, mv.version
+    row = await pool.fetchrow(
+        "SELECT status, results_table, unit_count,"
+        " CASE WHEN to_regclass(quote_ident(results_table)) IS NOT NULL"
+        "  THEN pg_relation_size(quote_ident(results_table))"
+        "   / current_setting('block_size')::int END AS pages,"
+        " current_setting('server_encoding') = 'UTF8' AS utf8"
+        " FROM model_versions WHERE model = $1 AND version = $2",
+        mv.name,
+        mv.version,
     )
-    if status != "active":
-        raise VersionError(f"{mv} is {status or 'not loaded'}: only active versions can be warmed")
-    queue: asyncio.Queue[list[Row] | None] = asyncio.Queue(maxsize=2)
-    asked = 0 if units is None else len(units)
-    reader = asyncio.create_task(_read(pool, mv, units, chunk, queue), name="abgate-warm-read")
+    if row is None or row["status"] != "active" or not row["results_table"]:
+        status = row["status"] if row is not None else "not loaded"
+        raise VersionError(f"{mv} is {status}: only active versions can be warmed")
+    sql = _chunk_sql(row["results_table"], by_units=units is not None, utf8=row["utf8"])
+    if units is not None:
+        jobs: list[tuple[object, ...]] = [
+            (list(units[i : i + chunk]),) for i in range(0, len(units), chunk)
+        ]
+    else:
+        jobs = _page_ranges(row["pages"] or 0, row["unit_count"] or 0, chunk)
+    head = f"{prefix}r:{mv.name}:{mv.version}:"
+    tail = _command(b"EX", str(ttl).encode()).removeprefix(b"*2\r\n").decode()
     keys = size = 0
-    conn = await _RespConnection.open(client)
+    pending = iter(jobs)
+
+    async def worker() -> None:
+        nonlocal keys, size
+        async with pool.acquire() as conn:
+            stmt = await conn.prepare(sql)
+            redis = await _RespConnection.open(client)
+            try:
+                in_flight = 0
+                for job in pending:  # shared: each job goes to the first free worker
+                    rows = await stmt.fetch(head, tail, *job, timeout=60)
+                    n = len(rows)
+                    if n:
+                        data = b"".join([r[0] for r in rows])
+                        redis.send(data)
+                        size += len(data)
+                    if in_flight:  # two pipelines in flight: read the previous one's replies
+                        await redis.expect_ok(in_flight)
+                    in_flight = n
+                    keys += n
+                    if progress is not None:
+                        progress.update(units=keys, items=0, done=keys)  # type: ignore[attr-defined]
+                if in_flight:
+                    await redis.expect_ok(in_flight)
+            finally:
+                redis.close()
+
+    n = max(1, min(workers or pool.get_max_size(), len(jobs)))
     try:
-        in_flight = 0
-        while (rows := await queue.get()) is not None:
-            head = f"{prefix}r:{mv.name}:{mv.version}:".encode()
-            ex = str(ttl).encode()
-            parts = []
-            for unit_id, raw in rows:
-                key = head + unit_id.encode()
-                parts.append(
-                    b"*5\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$2\r\nEX\r\n$%d\r\n%s\r\n"
-                    % (len(key), key, len(raw), raw, len(ex), ex)
-                )
-                size += len(raw)
-            conn.send(b"".join(parts))
-            if in_flight:  # two pipelines in flight: read the previous one's replies now
-                await conn.expect_ok(in_flight)
-            in_flight = len(rows)
-            keys += len(rows)
-            if progress is not None:
-                progress.update(units=keys, items=0, done=keys)  # type: ignore[attr-defined]
-        if in_flight:
-            await conn.expect_ok(in_flight)
-        await reader
-    finally:
-        conn.close()
-        if not reader.done():
-            reader.cancel()
-    missing = asked - keys if units is not None else 0
+        async with asyncio.TaskGroup() as tg:
+            for i in range(n):
+                tg.create_task(worker(), name=f"abgate-warm-{i}")
+    except BaseExceptionGroup as group:  # the first failure is the one to report
+        raise group.exceptions[0] from None
+    missing = len(units) - keys if units is not None else 0
     return WarmSummary(keys, size, missing, time.perf_counter() - started)
+
+
+def _chunk_sql(table: str, *, by_units: bool, utf8: bool) -> str:
+    """The RESP ``SET`` command of each unit of a chunk, built by Postgres.
+
+    Postgres formats the RESP itself (in parallel over the workers' connections), so the client
+    only joins the rows of a chunk and moves the buffer from one socket to the other
+    (``string_agg`` in SQL would save the join but costs Postgres 3 times as much, measured). Each value is ``convert_to(items, 'UTF8')``: byte for byte what the
+    gateway caches (``items::text`` over a UTF-8 connection). ``octet_length`` of a compressed
+    value reads its header, not the data; on a non-UTF-8 server it must measure the UTF-8 form.
+    $1 is the key head, $2 the ``EX`` arguments in RESP.
+    """
+    size = "octet_length(items)" if utf8 else "octet_length(convert_to(items, 'UTF8'))"
+    where = "unit_id = ANY($3::text[])" if by_units else "ctid >= $3::tid AND ctid < $4::tid"
+    return (
+        "SELECT convert_to(format("
+        "E'*5\\r\\n$3\\r\\nSET\\r\\n$%s\\r\\n%s\\r\\n$%s\\r\\n%s\\r\\n%s',"
+        f" octet_length(convert_to($1::text || unit_id, 'UTF8')), $1 || unit_id, {size}, items, $2::text),"
+        f" 'UTF8') FROM {ident(table)} WHERE {where}"
+    )
+
+
+def _page_ranges(pages: int, units: int, chunk: int) -> list[tuple[object, ...]]:
+    """TID ranges ``[(first page, 0), (end page, 0))`` of about ``chunk`` rows each (TID Range
+    Scans, Postgres 14+). The last range is open-ended."""
+    per_page = max(units / pages, 1.0) if pages else 1.0
+    step = max(1, int(chunk / per_page))
+    starts = list(range(0, max(pages, 1), step))
+    ends = [*starts[1:], 2**32 - 1]  # (2^32-1, 0) is past the last page of any table
+    return [((a, 0), (b, 0)) for a, b in zip(starts, ends, strict=True)]
 
 
 class _RespConnection:
@@ -179,38 +239,3 @@ class RedisWarmError(BatchError):
 
 def _command(*args: bytes) -> bytes:
     return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
-
-
-async def _read(
-    pool: asyncpg.Pool,
-    mv: ModelVersion,
-    units: Sequence[str] | None,
-    chunk: int,
-    queue: asyncio.Queue[list[Row] | None],
-) -> None:
-    # convert_to(items::text) is byte for byte what the gateway caches (items::text, UTF-8),
-    # without decoding each list into a Python str and encoding it back.
-    select = "SELECT unit_id, convert_to(items::text, 'UTF8') FROM results WHERE model = $1 AND version = $2"
-    async with pool.acquire() as conn:
-        if units is None:
-            async with conn.transaction(readonly=True):
-                rows: list[Row] = []
-                async for r in conn.cursor(select, mv.name, mv.version, prefetch=chunk, timeout=60):
-                    rows.append((r[0], r[1]))
-                    if len(rows) == chunk:
-                        await queue.put(rows)
-                        rows = []
-                if rows:
-                    await queue.put(rows)
-        else:
-            for i in range(0, len(units), chunk):
-                got = await conn.fetch(
-                    select + " AND unit_id = ANY($3::text[])",
-                    mv.name,
-                    mv.version,
-                    list(units[i : i + chunk]),
-                    timeout=60,
-                )
-                if got:
-                    await queue.put([(r[0], r[1]) for r in got])
-    await queue.put(None)

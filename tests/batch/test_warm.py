@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 import asyncpg
@@ -9,6 +10,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from batch import cache_key, load_results, recent_units, warm
+from batch.warm import _page_ranges
 from experiments import ModelVersion
 from gateway.results import PostgresResultsStore, RedisResultsCache
 from tests.batch.conftest import version_rows
@@ -35,6 +37,39 @@ async def test_warm_writes_the_gateways_key_and_bytes(
         assert await client.exists(cache_key(redis_prefix, mv, "__default__")) == 0
     finally:
         await client.aclose()
+
+
+async def test_parallel_workers_write_every_unit_once_with_its_utf8_bytes(
+    pool: asyncpg.Pool, redis_url: str, redis_prefix: str
+) -> None:
+    rows = version_rows("1", units=400)
+    rows[3] = ("ünit-3", [{"id": "crème-brûlée", "score": 1.0}, {"id": "日本", "score": 0.5}])
+    await load_results(pool, iter(rows), "m", "1")
+    mv = ModelVersion("m", "1")
+    client = aioredis.from_url(redis_url)
+    try:
+        summary = await warm(pool, client, mv, prefix=redis_prefix, ttl=600, chunk=9, workers=3)
+        assert summary.keys == 400
+        keys = [k async for k in client.scan_iter(match=cache_key(redis_prefix, mv, "*"))]
+        assert len(keys) == 400
+        store = PostgresResultsStore(pool, timeout=2)
+        gateway_cache = RedisResultsCache(
+            client, prefix=redis_prefix, ttl=600, negative_ttl=60, retry_after=1
+        )
+        for unit, _ in rows[:-1]:
+            assert await gateway_cache.get(mv, unit) == await store.get(mv, unit), unit
+        raw = await client.get(cache_key(redis_prefix, mv, "ünit-3"))
+        assert orjson.loads(raw) == rows[3][1]
+    finally:
+        await client.aclose()
+
+
+def test_page_ranges_cover_the_table_without_overlap() -> None:
+    ranges = _page_ranges(pages=100, units=600, chunk=50)  # 6 units a page: 8 pages a range
+    assert ranges[0][0] == (0, 0) and ranges[1][0] == (8, 0)
+    assert all(a[1] == b[0] for a, b in pairwise(ranges))
+    assert ranges[-1][1] == (2**32 - 1, 0)  # open-ended: pages added since are read too
+    assert _page_ranges(pages=0, units=0, chunk=50) == [((0, 0), (2**32 - 1, 0))]
 
 
 async def test_warm_top_units_from_a_file(
