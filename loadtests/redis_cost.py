@@ -7,9 +7,8 @@ to the client's CPU cost) for:
 - redis.asyncio (hiredis parser), one GET at a time, then 32 concurrent tasks on its pool;
 - a minimal RESP client (asyncio protocol + hiredis.Reader) on ONE connection, 32 GETs in
   flight (requests pipelined on the socket, answers matched in order);
-- one MGET of 32 keys per call (what batching concurrent requests' GETs would cost);
-- the gateway's path: 32 concurrent tasks whose GETs ``gateway.coalesce.Coalescer`` turns into
-  one MGET per event-loop turn (gateway/results.py).
+- one MGET of 32 keys per call: what the gateway pays, since it coalesces the GETs of one
+  event-loop turn into one MGET (gateway/coalesce.py).
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ from time import perf_counter
 import hiredis
 import redis.asyncio as aioredis
 
-from gateway.coalesce import Coalescer
 from loadtests.runner import run
 
 PREFIX = "abgate-redis-cost:"
@@ -93,8 +91,6 @@ async def measure(url: str, n: int, size: int) -> dict[str, float]:
         for _ in range(n // 32):
             await client.mget(keys)
         out["redis.asyncio MGET of 32 keys, per key"] = (perf_counter() - t) / (n // 32 * 32) * 1e6
-        coalesced: Coalescer[bytes, object] = Coalescer(client.mget)
-        out["gateway: Coalescer -> MGET, 32 concurrent"] = await _concurrent(n, 32, coalesced.get)
     finally:
         await client.delete(*(f"{PREFIX}{i}" for i in range(1000)))
         await client.aclose()
