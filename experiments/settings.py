@@ -35,9 +35,13 @@ class Settings(BaseSettings):
     cache_ttl: int = Field(3600, ge=1, description="TTL (s) of cached result lists in Redis")
     negative_cache_ttl: int = Field(60, ge=0, description="TTL (s) of 'unit has no list' markers")
     local_cache_size: int = Field(
-        10_000,
+        100_000, ge=0, description="Entries of the in-process cache at most; 0 = off"
+    )
+    local_cache_mb: float = Field(
+        256,
         ge=0,
-        description="Entries of the in-process cache (decoded lists, ~27 KB each at 100 items); 0 = off",
+        description="Memory of the in-process cache at most (MiB, estimated: ~27 KB per "
+        "100-item list); 0 = off",
     )
     alias_refresh: float = Field(5.0, gt=0, description="Seconds between model alias refreshes")
 

@@ -144,7 +144,12 @@ def create_app(
         )
         gw = Gateway(
             ServingState(router, directory),
-            ReadPath(LocalCache(settings.local_cache_size), cache, store, metrics),
+            ReadPath(
+                LocalCache(settings.local_cache_size, int(settings.local_cache_mb * 1024 * 1024)),
+                cache,
+                store,
+                metrics,
+            ),
             store,
             cache,
             logger,

@@ -14,7 +14,14 @@ import orjson
 from experiments import ModelVersion
 from gateway.errors import CacheUnavailable, ResultsStoreUnavailable
 from gateway.metrics import Metrics
-from gateway.results import NO_LIST, Items, LocalCache, PostgresResultsStore, RedisResultsCache
+from gateway.results import (
+    NO_LIST,
+    Items,
+    LocalCache,
+    PostgresResultsStore,
+    RedisResultsCache,
+    decoded_size,
+)
 
 log = logging.getLogger("abgate.gateway")
 
@@ -62,7 +69,7 @@ class ReadPath:
         if raw is not None:
             self.metrics.lookup["redis", "hit"].inc()
             items = orjson.loads(raw) if raw != NO_LIST else None
-            self.local.put(key, items)
+            self.local.put(key, items, decoded_size(items, len(raw)))
             return Lookup(items, "cache")
         if redis_ok:
             self.metrics.lookup["redis", "miss"].inc()
@@ -75,7 +82,7 @@ class ReadPath:
         if redis_ok:  # in the background: the answer does not wait for Redis
             self.cache.fill(mv, unit_id, raw if raw is not None else NO_LIST)
         items = orjson.loads(raw) if raw is not None else None
-        self.local.put(key, items)
+        self.local.put(key, items, decoded_size(items, len(raw or b"")))
         return Lookup(items, "db" if items is not None else "none")
 
     async def drain(self) -> None:

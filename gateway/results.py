@@ -222,16 +222,26 @@ class RedisResultsCache:
             raise CacheUnavailable(f"redis: {type(exc).__name__}") from exc
 
 
+def decoded_size(items: Items | None, raw_len: int) -> int:
+    """Estimated bytes of a decoded list in memory: ~240 per ``{"id", "score"}`` item (dict,
+    float, id string, list slot) plus the JSON length for the ids' characters. Within -5%/+20%
+    of what tracemalloc measures for 10- to 500-item lists (tests/gateway/test_units.py)."""
+    return 100 if items is None else 240 * len(items) + raw_len
+
+
 class LocalCache:
     """A bounded in-process LRU of decoded lists.
 
     Always correct: a model version's results never change once active, and keys carry the
-    version. ``None`` entries remember units without a list.
+    version. ``None`` entries remember units without a list. Bounded both by entries and by
+    estimated memory (``decoded_size``), whichever is reached first.
     """
 
-    def __init__(self, max_entries: int) -> None:
-        self.max_entries = max_entries
-        self._data: OrderedDict[tuple[str, str, str], Items | None] = OrderedDict()
+    def __init__(self, max_entries: int, max_bytes: int | None = None) -> None:
+        self.max_entries = max_entries if max_bytes != 0 else 0
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._data: OrderedDict[tuple[str, str, str], tuple[Items | None, int]] = OrderedDict()
 
     def get(self, key: tuple[str, str, str]) -> tuple[bool, Items | None]:
         """``(found, items)``."""
@@ -240,16 +250,23 @@ class LocalCache:
         except KeyError:
             return False, None
         self._data.move_to_end(key)
-        return True, value
+        return True, value[0]
 
-    def put(self, key: tuple[str, str, str], items: Items | None) -> None:
-        """Remember ``items`` for ``key``, evicting the least recently used entry when full."""
+    def put(self, key: tuple[str, str, str], items: Items | None, size: int = 0) -> None:
+        """Remember ``items`` (``size`` bytes, see ``decoded_size``) for ``key``, evicting the
+        least recently used entries while over a bound."""
         if self.max_entries <= 0:
             return
-        self._data[key] = items
-        self._data.move_to_end(key)
-        if len(self._data) > self.max_entries:
-            self._data.popitem(last=False)
+        old = self._data.pop(key, None)
+        if old is not None:
+            self.bytes -= old[1]
+        self._data[key] = (items, size)
+        self.bytes += size
+        data = self._data
+        while len(data) > self.max_entries or (
+            self.max_bytes is not None and self.bytes > self.max_bytes and len(data) > 1
+        ):
+            self.bytes -= data.popitem(last=False)[1][1]
 
     def __len__(self) -> int:
         return len(self._data)

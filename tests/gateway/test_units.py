@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from pathlib import Path
 
 import orjson
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 from gateway.errors import BadRequest
 from gateway.read_path import filter_items
 from gateway.requests import parse_events, parse_recommendation
-from gateway.results import LocalCache
+from gateway.results import LocalCache, decoded_size
 from gateway.sinks import archive_path
 
 
@@ -78,9 +79,32 @@ def test_local_cache_evicts_the_least_recently_used() -> None:
 
 
 def test_disabled_local_cache_stores_nothing() -> None:
-    cache = LocalCache(0)
-    cache.put(("m", "1", "a"), ranked(1))
-    assert len(cache) == 0
+    for cache in (LocalCache(0), LocalCache(100, max_bytes=0)):
+        cache.put(("m", "1", "a"), ranked(1), 10)
+        assert len(cache) == 0
+
+
+def test_local_cache_keeps_within_its_memory_budget() -> None:
+    cache = LocalCache(1000, max_bytes=250)
+    for unit in "abcde":
+        cache.put(("m", "1", unit), ranked(1), 100)
+    assert len(cache) == 2 and cache.bytes == 200  # the three oldest were evicted
+    assert cache.get(("m", "1", "d"))[0] and cache.get(("m", "1", "e"))[0]
+    cache.put(("m", "1", "e"), ranked(2), 50)  # replacing an entry counts its new size only
+    assert cache.bytes == 150
+    cache.put(("m", "1", "big"), ranked(3), 400)  # larger than the budget: kept alone
+    assert len(cache) == 1 and cache.bytes == 400
+
+
+@pytest.mark.parametrize(("n", "id_len"), [(10, 9), (100, 5), (100, 36), (500, 16)])
+def test_decoded_size_estimates_the_memory_of_a_list(n: int, id_len: int) -> None:
+    items = [{"id": f"{k:0{id_len}d}", "score": 1 / (k + 1)} for k in range(n)]
+    raw = b"[" + b", ".join(orjson.dumps(it).replace(b",", b", ") for it in items) + b"]"
+    tracemalloc.start()
+    lists = [orjson.loads(raw) for _ in range(20)]
+    measured = tracemalloc.get_traced_memory()[0] / len(lists)
+    tracemalloc.stop()
+    assert 0.95 <= decoded_size(lists[0], len(raw)) / measured <= 1.3
 
 
 def test_a_caller_event_id_is_kept_so_retries_deduplicate() -> None:
