@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -28,7 +29,7 @@ from experiments.routing import Router
 from experiments.settings import Settings
 from experiments.source import ConfigSource, YamlDirectorySource
 from gateway.errors import BackendUnavailable, ProblemError
-from gateway.fast_path import GatewayApp, RecommendationsEndpoint
+from gateway.fast_path import GatewayApp, RecommendationsEndpoint, RequestIdMiddleware
 from gateway.http import (
     check_auth,
     http_exception_handler,
@@ -256,6 +257,7 @@ def create_app(
     app = GatewayApp(
         routes=routes,
         lifespan=lifespan,
+        middleware=[Middleware(RequestIdMiddleware)],
         exception_handlers={
             ProblemError: problem_handler,
             HTTPException: http_exception_handler,

@@ -18,6 +18,7 @@ from starlette.applications import Starlette
 
 from gateway.errors import PayloadTooLarge, ProblemError
 from gateway.http import PROBLEM_JSON, check_bearer, internal_problem, pick_request_id
+from gateway.ids import IdGenerator
 from gateway.metrics import Metrics
 from gateway.requests import parse_recommendation
 
@@ -63,6 +64,7 @@ class RecommendationsEndpoint:
         self.tokens = tokens
         self.max_body = max_body
         self.latency = metrics.latency.labels("recommendations")
+        self.new_id = IdGenerator()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -75,13 +77,13 @@ class RecommendationsEndpoint:
                 auth = value
             elif name == b"x-request-id":
                 given_id = value
+        rid = pick_request_id(given_id.decode("latin-1") if given_id else None, self.new_id)
         try:
             if self.tokens:
                 check_bearer(auth.decode("latin-1") if auth else "", self.tokens)
             req = parse_recommendation(await _read_body(receive, declared, self.max_body))
             gw = self.holder["gw"]
             answer = await gw.answer(req)
-            rid = pick_request_id(given_id.decode("latin-1") if given_id else None, gw.new_id)
             gw.log_exposure(answer, req.unit_id, rid)
             route, model = answer.route, answer.model
             body = orjson.dumps(
@@ -98,23 +100,43 @@ class RecommendationsEndpoint:
             )
             self.metrics.served_child(req.surface, answer.source).inc()
             status = 200
-            headers = [
-                _JSON,
-                (b"content-length", b"%d" % len(body)),
-                (b"x-request-id", rid.encode()),
-            ]
+            kind = _JSON
         except ProblemError as exc:
             status = exc.status
             body = orjson.dumps(exc.to_problem(PATH))
-            headers = [_PROBLEM, (b"content-length", b"%d" % len(body))]
+            kind = _PROBLEM
         except Exception as exc:  # never a trace to the caller
             body = internal_problem(PATH, exc)
-            headers = [_PROBLEM, (b"content-length", b"%d" % len(body))]
+            kind = _PROBLEM
         finally:
             self.metrics.request_child("recommendations", status).inc()
             self.latency.observe(time.perf_counter() - started)
+        headers = [kind, (b"content-length", b"%d" % len(body)), (b"x-request-id", rid.encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+class RequestIdMiddleware:
+    """Echo the caller's ``X-Request-ID`` (or a new one) on every other endpoint's answer,
+    errors included, so that any response can be correlated."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
+        self.app = app
+        self.new_id = IdGenerator()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = next((v for k, v in scope["headers"] if k == b"x-request-id"), None)
+        rid = pick_request_id(given.decode("latin-1") if given else None, self.new_id).encode()
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", rid)]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
 
 
 class GatewayApp(Starlette):

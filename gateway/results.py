@@ -71,8 +71,11 @@ class PostgresResultsStore:
         units: dict[ModelVersion, list[str]] = {}
         for mv, unit_id in keys:
             units.setdefault(mv, []).append(unit_id)
-        try:
-            found = await asyncio.gather(*(self._read_version(mv, u) for mv, u in units.items()))
+        try:  # the timeout bounds the wait for a pool connection too, not only the query
+            async with asyncio.timeout(self.timeout):
+                found = await asyncio.gather(
+                    *(self._read_version(mv, u) for mv, u in units.items())
+                )
         except PG_FAILURES as exc:
             raise ResultsStoreUnavailable(f"postgres: {type(exc).__name__}") from exc
         lists = {

@@ -306,3 +306,20 @@ def test_invalid_experiment_folder_refuses_to_start(gateway_settings, experiment
         asyncio.run(start())
     text = str(info.value)
     assert "broken.yaml:4" in text and "variants[0].model" in text
+
+
+async def test_every_answer_carries_the_request_id(gateway_settings):
+    async with running_app(gateway_settings) as (_, client):
+        given = {"x-request-id": "trace-9"}
+        bad = await client.post("/v1/recommendations", json={"surface": "nowhere"}, headers=given)
+        event = await client.post(
+            "/v1/events", json={"unit_id": "u1", "name": "click"}, headers=given
+        )
+        bad_event = await client.post("/v1/events", content=b"{", headers=given)
+        missing = await client.get("/v2/nothing", headers=given)
+        made = await client.post("/v1/recommendations", json={})
+    assert bad.status_code == 400 and bad.headers["x-request-id"] == "trace-9"
+    assert event.status_code == 202 and event.headers["x-request-id"] == "trace-9"
+    assert bad_event.status_code == 400 and bad_event.headers["x-request-id"] == "trace-9"
+    assert missing.status_code == 404 and missing.headers["x-request-id"] == "trace-9"
+    assert made.status_code == 400 and len(made.headers["x-request-id"]) == 32
