@@ -168,3 +168,16 @@ async def test_a_failed_store_read_reaches_every_waiter(pool: asyncpg.Pool) -> N
     mv = ModelVersion("m", "1")
     results = await asyncio.gather(*(store.get(mv, u) for u in "ab"), return_exceptions=True)
     assert [type(r) for r in results] == [ResultsStoreUnavailable] * 2
+
+
+async def test_the_store_timeout_bounds_the_wait_for_a_pool_connection(
+    pg_dsn: str, schema: str
+) -> None:
+    small = await create_pool(pg_dsn, schema, min_size=1, max_size=1)
+    try:
+        store = PostgresResultsStore(small, timeout=0.2)
+        async with small.acquire():  # every connection busy
+            with pytest.raises(ResultsStoreUnavailable, match="TimeoutError"):
+                await asyncio.wait_for(store.get(ModelVersion("m", "1"), "u1"), 5)
+    finally:
+        await small.close()
