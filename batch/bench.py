@@ -78,7 +78,10 @@ def generate(out: Path, units: int, items: int, seed: int = 7) -> dict[str, Path
                 if start >= 0
                 else pa.array(["__default__"])
             )
-            item_nums = rng.integers(0, 200_000, size=(n, items))
+            # distinct items in each list: a random start and stride over 200,000 items
+            start_item = rng.integers(0, 200_000, size=(n, 1))
+            stride = rng.integers(1, max(2, 200_000 // items), size=(n, 1))
+            item_nums = (start_item + np.arange(items) * stride) % 200_000
             scores = np.round(-np.sort(-rng.random((n, items)), axis=1), 4)
             flat_items = pc.binary_join_element_wise(
                 "sku-", pc.cast(pa.array(item_nums.ravel()), pa.string()), ""

@@ -74,7 +74,7 @@ def _first(mask: pa.Array) -> int | None:
 
 def check(batch: UnitBatch, where: Where, *, min_items: int, max_items: int) -> None:
     """Raise a LoadError naming the first invalid row: empty unit or item id, empty or too
-    long list, missing or non-finite score."""
+    long list, missing or non-finite score, an item twice in one list."""
     units = batch.units
     i = _first(pc.or_kleene(pc.is_null(units), pc.equal(pc.utf8_length(units), 0)))
     if i is not None:
@@ -98,6 +98,47 @@ def check(batch: UnitBatch, where: Where, *, min_items: int, max_items: int) -> 
     if j is not None:
         value = batch.scores[j].as_py()
         raise _item_error(batch, where, j, "score", f"is {value}, not a finite number")
+    j = _first_repeated_item(batch)
+    if j is not None:
+        raise _repeated_item_error(batch, where, j)
+
+
+def _first_repeated_item(batch: UnitBatch) -> int | None:
+    """Index in ``item_ids`` of the first item whose id is already earlier in its unit's list.
+
+    Ids become dictionary codes (one hash pass over the strings, in C++), each item the integer
+    ``unit * n + code``; a list repeats an item exactly when these integers are not distinct.
+    """
+    lo, n = int(batch.offsets[0]), batch.item_count
+    if n == 0:
+        return None
+    codes = pc.dictionary_encode(batch.item_ids.slice(lo, n)).indices
+    unit = np.repeat(np.arange(len(batch), dtype=np.int64), np.diff(batch.offsets))
+    keys = unit * n + codes.to_numpy(zero_copy_only=False).astype(np.int64)
+    if pc.count_distinct(pa.array(keys)).as_py() == n:
+        return None
+    _, first = np.unique(keys, return_index=True)  # only on the error path: sorts
+    repeated = np.ones(n, bool)
+    repeated[first] = False
+    return lo + int(np.flatnonzero(repeated)[0])
+
+
+def _repeated_item_error(batch: UnitBatch, where: Where, j: int) -> LoadError:
+    u = int(np.searchsorted(batch.offsets, j, side="right") - 1)
+    lo = int(batch.offsets[u])
+    item = batch.item_ids[j].as_py()
+    first = lo + batch.item_ids.slice(lo, j - lo).to_pylist().index(item)
+    unit = batch.units[u].as_py()
+    if batch.item_rows is not None:
+        a, b = sorted((int(batch.item_rows[first]), int(batch.item_rows[j])))  # rank may reorder
+        return where.error(
+            b, f"unit '{unit}': item '{item}' appears twice in its list ({where.label}s {a}, {b})"
+        )
+    return where.error(
+        batch.rows[u],
+        f"unit '{unit}': item '{item}' appears twice in its list "
+        f"(items[{first - lo}] and items[{j - lo}])",
+    )
 
 
 def _item_error(batch: UnitBatch, where: Where, j: int, field: str, what: str) -> LoadError:

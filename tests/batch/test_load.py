@@ -115,6 +115,10 @@ def _csv(tmp_path: Path, body: str) -> Path:
             "__default__,d,1\nu1,a,1\nu1,b,1\nu1,c,1\n",
             "bad.csv: line 3: unit 'u1' has 3 items; lists must have 1 to 2 items",
         ),
+        (
+            "__default__,d,1\nu1,a,1\nu1,a,0.5\n",
+            "bad.csv: line 4: unit 'u1': item 'a' appears twice in its list (lines 3, 4)",
+        ),
         ("u1,a,1\n", "bad.csv: no default list: add a unit '__default__'"),
     ],
 )
@@ -149,6 +153,26 @@ async def test_python_rows_errors_name_the_row(pool: asyncpg.Pool) -> None:
         await load_results(pool, iter(rows), "m", "1")
     with pytest.raises(LoadError, match=r"demo: row 1: unit 'u1' has an empty list"):
         await load_results(pool, iter([("u1", [])]), "m", "1", source="demo")
+
+
+async def test_an_item_twice_in_one_list_is_refused_but_not_across_lists(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    x, y = {"id": "x", "score": 0.9}, {"id": "y", "score": 0.5}
+    with pytest.raises(
+        LoadError,
+        match=r"<rows>: row 2: unit 'u2': item 'x' appears twice in its list "
+        r"\(items\[0\] and items\[2\]\)",
+    ):
+        await load_results(pool, iter([("u1", [x]), ("u2", [x, y, x])]), "m", "1")
+    ranked_csv = "unit_id,item_id,score,rank\n__default__,d,1,1\nu1,b,0.5,2\nu1,b,0.9,1\n"
+    with pytest.raises(
+        LoadError, match=r"bad.csv: line 4: unit 'u1': item 'b' appears twice .*\(lines 3, 4\)"
+    ):
+        (tmp_path / "bad.csv").write_text(ranked_csv)
+        await load_results(pool, open_input(tmp_path / "bad.csv"), "m", "1")
+    summary = await load_results(pool, iter([("__default__", [x, y]), ("u1", [x, y])]), "m", "1")
+    assert summary.units == 1
 
 
 async def test_reloading_the_same_results_is_a_no_op(pool: asyncpg.Pool) -> None:
