@@ -1,4 +1,5 @@
-"""Inputs of a load: local files, ``gs://`` objects and ``bq://`` tables, as UnitBatches.
+"""Inputs of a load: local files and folders of Parquet parts, ``gs://`` objects and ``bq://``
+tables, as UnitBatches.
 
 Column contract (names can be mapped with ``columns={"unit_id": "user_id", ...}``):
 
@@ -122,7 +123,9 @@ def open_input(
 
         return open_bigquery(text, rename, batch_rows)
     path = Path(text)
-    if not path.exists() or path.is_dir():
+    if path.is_dir():
+        return open_parquet_folder(path, rename, batch_rows)
+    if not path.exists():
         raise SourceError(f"{path}: no such file")
     fmt = _fmt(path.name)
     if fmt == "parquet":
@@ -252,6 +255,43 @@ def open_parquet(
             yield rb.rename_columns(names)
 
     inp.batches = arrow_batches(record_batches(), names, where, inp)
+    return inp
+
+
+def open_parquet_folder(path: Path, rename: Mapping[str, str], batch_rows: int | None) -> Input:
+    """A folder of Parquet part files (Spark's output) as one Input: the parts in name order,
+    rows numbered across them; files starting with ``.`` or ``_`` (``_SUCCESS``) are skipped."""
+    parts = sorted(
+        p
+        for p in path.iterdir()
+        if p.is_file() and p.suffix in (".parquet", ".pq") and not p.name.startswith((".", "_"))
+    )
+    if not parts:
+        raise SourceError(f"{path}: a folder without .parquet files")
+    schema = pq.read_schema(parts[0])
+    names = [rename.get(n, n) for n in schema.names]
+    where = Where(str(path), "row")
+    total = sum(pq.read_metadata(p).num_rows for p in parts)
+    inp = Input(str(path), "parquet", iter(()), where, total, "rows", lambda: 0)
+    inp.done = lambda: inp.rows_read
+    size = batch_rows or (LONG_ROWS if "item_id" in names else WIDE_ROWS)
+
+    def record_batches() -> Iterator[pa.RecordBatch]:
+        for p in parts:
+            pf = pq.ParquetFile(p, pre_buffer=False)
+            if pf.schema_arrow.names != schema.names:
+                raise SourceError(f"{p}: columns {pf.schema_arrow.names} differ from {parts[0]}")
+            for rb in pf.iter_batches(batch_size=size):
+                yield rb.rename_columns(names)
+
+    def folder_hash() -> str:
+        sha = hashlib.sha256()
+        for p in parts:
+            sha.update(f"{p.name}\0{_file_sha256(p)}\n".encode())
+        return "sha256:" + sha.hexdigest()
+
+    inp.batches = arrow_batches(record_batches(), names, where, inp)
+    inp._hash = folder_hash
     return inp
 
 

@@ -3,7 +3,7 @@
     spark-submit ... -c 'from batch.spark import spark_predict; spark_predict(spark, ...)'
 
 writes a wide Parquet folder (``unit_id, item_ids, scores``, with the ``__default__`` unit) that
-``abgate batch load FOLDER_PART.parquet`` (or a ``gs://`` object) loads like any other input.
+``abgate batch load FOLDER`` loads like any other input (its part files, in name order).
 The partitioning rule below keeps each task's pandas batch bounded, as ``--chunk-rows`` does
 locally; it is pure and unit-tested, Spark itself is not run by the test suite (a local Spark
 session costs ~20 s of the 90 s budget; see docs/ml-engineers.md for the command).

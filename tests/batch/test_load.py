@@ -74,6 +74,35 @@ async def test_every_input_shape_loads_the_same_lists(
     )
 
 
+def write_wide(path: Path, rows: list[tuple[str, list[dict[str, object]]]]) -> None:
+    table = pa.table(
+        {
+            "unit_id": [u for u, _ in rows],
+            "item_ids": [[it["id"] for it in items] for _, items in rows],
+            "scores": [[it["score"] for it in items] for _, items in rows],
+        }
+    )
+    pq.write_table(table, path)
+
+
+async def test_a_folder_of_parquet_parts_loads_as_one_input(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    rows = version_rows("1", units=30)
+    out = tmp_path / "spark-out"
+    out.mkdir()
+    write_wide(out / "part-00001-a.snappy.parquet", rows[20:])
+    write_wide(out / "part-00000-a.snappy.parquet", rows[:20])
+    (out / "_SUCCESS").write_text("")
+    (out / ".part-00000-a.snappy.parquet.crc").write_bytes(b"\0")
+    summary = await load_results(pool, open_input(out), "m", "1")
+    assert (summary.units, summary.default_items) == (30, 5)
+    assert await stored(pool, "m", "1", "u25") == ranked("v1-u25")
+    write_wide(out / "part-00002-a.snappy.parquet", [("u3", ranked("again"))])
+    with pytest.raises(LoadError, match=r"spark-out: row 32: unit 'u3' appears more than once"):
+        await load_results(pool, open_input(out), "m", "2")
+
+
 async def test_column_mapping_reads_other_names(pool: asyncpg.Pool, tmp_path: Path) -> None:
     path = tmp_path / "r.csv"
     path.write_text(
