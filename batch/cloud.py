@@ -5,14 +5,17 @@
   ``STORAGE_EMULATOR_HOST`` variable points the client at an emulator. Lineage: the object's
   generation and md5 (or crc32c) as GCS computed them, so the object is not read twice.
 - ``bq://PROJECT.DATASET.TABLE`` pages through the table as Arrow record batches
-  (``list_rows(...).to_arrow_iterable``, the BigQuery Storage Read API when
-  google-cloud-bigquery-storage is installed). Lineage: the table's etag and modification time.
-  The table follows the same column contract (long or wide); a long table must be ordered by
-  unit (export it with ``ORDER BY unit_id, rank``).
+  (``list_rows(...).to_arrow_iterable``: the REST ``tabledata.list`` API, JSON pages converted
+  to Arrow; the Storage Read API is not used, so google-cloud-bigquery-storage is not needed
+  and emulators without it work). The ``BIGQUERY_EMULATOR_HOST`` variable (read by the client
+  library) points the client at an emulator, with anonymous credentials. Lineage: the table's
+  etag and modification time. The table follows the same column contract (long or wide); a
+  long table must be ordered by unit (export it with ``ORDER BY unit_id, rank``).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
 
 import pyarrow as pa
@@ -59,7 +62,12 @@ def open_bigquery(uri: str, rename: Mapping[str, str], batch_rows: int | None) -
     ref = uri.removeprefix("bq://")
     if ref.count(".") != 2:
         raise SourceError(f"{uri}: use bq://PROJECT.DATASET.TABLE")
-    client = bigquery.Client(project=ref.split(".")[0])
+    if os.environ.get("BIGQUERY_EMULATOR_HOST"):  # the library's own variable: no credentials
+        from google.auth.credentials import AnonymousCredentials
+
+        client = bigquery.Client(project=ref.split(".")[0], credentials=AnonymousCredentials())
+    else:
+        client = bigquery.Client(project=ref.split(".")[0])
     try:
         table = client.get_table(ref)
     except Exception as exc:  # google.api_core errors
