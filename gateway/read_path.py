@@ -7,7 +7,7 @@ or None when the version has no list for the unit or no backend could tell.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import orjson
 
@@ -26,8 +26,7 @@ from gateway.results import (
 log = logging.getLogger("abgate.gateway")
 
 
-@dataclass(frozen=True, slots=True)
-class Lookup:
+class Lookup(NamedTuple):
     """A unit's list and its source; ``items`` is None when there is no list to serve."""
 
     items: Items | None

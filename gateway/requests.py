@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import orjson
 
@@ -24,8 +24,7 @@ LIMIT_MAX = 200
 _EVENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
-@dataclass(frozen=True, slots=True)
-class RecommendationRequest:
+class RecommendationRequest(NamedTuple):
     """A validated ``POST /v1/recommendations`` body (limit checked later against the surface)."""
 
     surface: str

@@ -11,7 +11,7 @@ import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from experiments import ConfigError, Exposure, ModelRef, ModelVersion
 from experiments.routing import Route, Router
@@ -39,8 +39,7 @@ class ServingState:
     directory: ModelDirectory
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
+class Answer(NamedTuple):
     """The outcome of a recommendation request, before it is encoded."""
 
     route: Route
