@@ -51,7 +51,13 @@ class CoOccurrenceRecommender(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
         index = {it: i for i, it in enumerate(self.items)}
         seen = np.zeros((len(model_input), len(self.items)), np.float32)
         for r, h in enumerate(model_input["history"]):
-            ids = h.split() if isinstance(h, str) else ([] if h is None else list(h))
+            # a missing history is None, or NaN once Spark's Arrow batches become pandas
+            if isinstance(h, str):
+                ids = h.split()
+            elif isinstance(h, list | tuple | np.ndarray):
+                ids = list(h)
+            else:
+                ids = []
             cols = [index[i] for i in ids if i in index]
             seen[r, cols] = 1.0
         scores = seen @ self.cooc + POPULARITY_WEIGHT * self.popularity

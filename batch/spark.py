@@ -5,8 +5,9 @@
 writes a wide Parquet folder (``unit_id, item_ids, scores``, with the ``__default__`` unit) that
 ``abgate batch load FOLDER`` loads like any other input (its part files, in name order).
 The partitioning rule below keeps each task's pandas batch bounded, as ``--chunk-rows`` does
-locally; it is pure and unit-tested, Spark itself is not run by the test suite (a local Spark
-session costs ~20 s of the 90 s budget; see docs/ml-engineers.md for the command).
+locally; it is pure and unit-tested. tests/batch/test_spark.py also runs the example model
+through a local Spark session when pyspark is installed (the ``spark`` extra, not part of
+``make test``: ~20 s, and a 320 MB install); see docs/ml-engineers.md for the command.
 """
 
 from __future__ import annotations
