@@ -7,9 +7,10 @@ from pathlib import Path
 
 import asyncpg
 import orjson
+import pytest
 import redis.asyncio as aioredis
 
-from batch import cache_key, load_results, recent_units, warm
+from batch import VersionError, cache_key, load_results, recent_units, warm
 from batch.warm import _page_ranges
 from experiments import ModelVersion
 from gateway.results import PostgresResultsStore, RedisResultsCache
@@ -60,6 +61,19 @@ async def test_parallel_workers_write_every_unit_once_with_its_utf8_bytes(
             assert await gateway_cache.get(mv, unit) == await store.get(mv, unit), unit
         raw = await client.get(cache_key(redis_prefix, mv, "ünit-3"))
         assert orjson.loads(raw) == rows[3][1]
+    finally:
+        await client.aclose()
+
+
+async def test_only_an_active_version_is_warmed(
+    pool: asyncpg.Pool, redis_url: str, redis_prefix: str
+) -> None:
+    await load_results(pool, iter(version_rows("2")), "m", "2", activate=False)
+    client = aioredis.from_url(redis_url)
+    try:
+        for version, state in (("2", "not loaded"), ("3", "not loaded")):
+            with pytest.raises(VersionError, match=f"models:/m/{version} is {state}"):
+                await warm(pool, client, ModelVersion("m", version), prefix=redis_prefix, ttl=60)
     finally:
         await client.aclose()
 
