@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     postgres_pool_min: int = Field(1, ge=0)
     postgres_pool_max: int = Field(10, ge=1)
     postgres_timeout: float = Field(2.0, gt=0, description="Seconds per query on the request path")
+    postgres_retry_after: float = Field(
+        1.0, ge=0, description="Seconds to skip Postgres result reads after one failed"
+    )
     redis_url: str | None = Field(None, description="Redis URL; unset: embedded server in data_dir")
     redis_prefix: str = Field("abgate:", description="Prefix of every Redis key")
     redis_timeout: float = Field(

@@ -127,7 +127,9 @@ def create_app(
             max_connections=settings.redis_pool_max,
             retry_on_timeout=False,
         )
-        store = PostgresResultsStore(pool, timeout=settings.postgres_timeout)
+        store = PostgresResultsStore(
+            pool, timeout=settings.postgres_timeout, retry_after=settings.postgres_retry_after
+        )
         cache = RedisResultsCache(
             client,
             prefix=settings.redis_prefix,

@@ -94,3 +94,7 @@ class ResultsStoreUnavailable(BackendUnavailable):
 
 class CacheUnavailable(BackendUnavailable):
     """Redis failed or timed out."""
+
+
+class ResultsStoreSkipped(ResultsStoreUnavailable):
+    """Postgres was not asked: its breaker is open after a recent failure."""

@@ -12,7 +12,7 @@ from typing import NamedTuple
 import orjson
 
 from experiments import ModelVersion
-from gateway.errors import CacheUnavailable, ResultsStoreUnavailable
+from gateway.errors import CacheUnavailable, ResultsStoreSkipped, ResultsStoreUnavailable
 from gateway.metrics import Metrics
 from gateway.results import (
     NO_LIST,
@@ -76,7 +76,8 @@ class ReadPath:
             raw = await self.store.get(mv, unit_id)
         except ResultsStoreUnavailable as exc:
             self.metrics.store_errors.inc()
-            log.warning("results store unavailable", extra={"error": str(exc)})
+            if not isinstance(exc, ResultsStoreSkipped):  # one line per failure, not per skip
+                log.warning("results store unavailable", extra={"error": str(exc)})
             return Lookup(None, "unavailable")
         if redis_ok:  # in the background: the answer does not wait for Redis
             self.cache.fill(mv, unit_id, raw if raw is not None else NO_LIST)

@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 
 from experiments import ModelVersion
 from gateway.coalesce import Coalescer
-from gateway.errors import CacheUnavailable, ResultsStoreUnavailable
+from gateway.errors import CacheUnavailable, ResultsStoreSkipped, ResultsStoreUnavailable
 
 # What a Postgres call can raise when the server is down, slow or restarting.
 PG_FAILURES = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
@@ -58,13 +58,24 @@ class ResultsCache(Protocol):
 class PostgresResultsStore:
     """Result lists, default lists and aliases from Postgres (tables of migration 0001)."""
 
-    def __init__(self, pool: asyncpg.Pool, *, timeout: float) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, timeout: float, retry_after: float = 0.0) -> None:
         self.pool = pool
         self.timeout = timeout
+        self.retry_after = retry_after
+        self._down_until = 0.0
         self._reads: Coalescer[tuple[ModelVersion, str], bytes | None] = Coalescer(self._read)
 
+    @property
+    def available(self) -> bool:
+        """False for ``retry_after`` seconds after a failed read (the breaker is open)."""
+        return time.monotonic() >= self._down_until
+
     async def get(self, mv: ModelVersion, unit_id: str) -> bytes | None:
-        """The unit's list, or None. Raises ResultsStoreUnavailable on any database failure."""
+        """The unit's list, or None. Raises ResultsStoreUnavailable on any database failure,
+        and at once while the breaker is open: during an outage requests fall back without
+        each waiting ``timeout`` for Postgres."""
+        if not self.available:
+            raise ResultsStoreSkipped("postgres: skipped after a recent failure")
         return await self._reads.get((mv, unit_id))
 
     async def _read(self, keys: list[tuple[ModelVersion, str]]) -> list[bytes | None]:
@@ -77,6 +88,7 @@ class PostgresResultsStore:
                     *(self._read_version(mv, u) for mv, u in units.items())
                 )
         except PG_FAILURES as exc:
+            self._down_until = time.monotonic() + self.retry_after
             raise ResultsStoreUnavailable(f"postgres: {type(exc).__name__}") from exc
         lists = {
             (mv, unit_id): raw

@@ -162,12 +162,21 @@ async def test_concurrent_store_reads_across_versions_answer_each_unit(
     assert got[2] is None
 
 
-async def test_a_failed_store_read_reaches_every_waiter(pool: asyncpg.Pool) -> None:
-    store = PostgresResultsStore(pool, timeout=5)
+async def test_a_failed_store_read_reaches_every_waiter_and_opens_the_breaker(
+    pool: asyncpg.Pool,
+) -> None:
+    store = PostgresResultsStore(pool, timeout=5, retry_after=60)
     await pool.close()
     mv = ModelVersion("m", "1")
     results = await asyncio.gather(*(store.get(mv, u) for u in "ab"), return_exceptions=True)
     assert [type(r) for r in results] == [ResultsStoreUnavailable] * 2
+    assert not store.available
+    with pytest.raises(ResultsStoreUnavailable, match="skipped"):
+        await store.get(mv, "c")
+    closed = PostgresResultsStore(pool, timeout=5)  # no breaker: every read tries
+    with pytest.raises(ResultsStoreUnavailable, match="InterfaceError"):
+        await closed.get(mv, "c")
+    assert closed.available
 
 
 async def test_the_store_timeout_bounds_the_wait_for_a_pool_connection(

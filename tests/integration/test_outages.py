@@ -84,12 +84,18 @@ async def test_postgres_down_cached_units_still_served_others_get_defaults(
         uncached = await client.post(
             "/v1/recommendations", json={"surface": "home_top", "unit_id": "u2"}
         )
+        store = app.state.holder["gw"].store
+        assert not store.available  # the breaker: the next misses fall back without waiting
+        skipped = await client.post(
+            "/v1/recommendations", json={"surface": "home_top", "unit_id": "u3"}
+        )
         ready = await client.get("/readyz")
     assert cached.status_code == 200 and cached.json()["source"] == "cache"
     assert cached.json()["items"] == warm.json()["items"]
     assert uncached.status_code == 200 and uncached.json()["source"] == "fallback"
     assert uncached.json()["items"][0]["id"].endswith("-default-0")
-    assert ready.json()["checks"]["postgres"].startswith("down")
+    assert skipped.status_code == 200 and skipped.json()["source"] == "fallback"
+    assert ready.json()["checks"]["postgres"].startswith("down")  # /readyz asks for real
 
 
 async def test_replica_started_during_postgres_outage_serves_last_known_config(
