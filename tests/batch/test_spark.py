@@ -88,6 +88,7 @@ async def test_spark_predictions_load_and_match_the_model_run_locally(
     )
     from batch.spark import spark_predict
 
+    monkeypatch.chdir(tmp_path)  # mlflow writes artifacts to ./mlruns
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
     inter = synthetic_interactions(units=300, items=120, seed=2)
