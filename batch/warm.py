@@ -159,9 +159,10 @@ def _chunk_sql(table: str, *, by_units: bool, utf8: bool) -> str:
 
     Postgres formats the RESP itself (in parallel over the workers' connections), so the client
     only joins the rows of a chunk and moves the buffer from one socket to the other
-    (``string_agg`` in SQL would save the join but costs Postgres 3 times as much, measured). Each value is ``convert_to(items, 'UTF8')``: byte for byte what the
-    gateway caches (``items::text`` over a UTF-8 connection). ``octet_length`` of a compressed
-    value reads its header, not the data; on a non-UTF-8 server it must measure the UTF-8 form.
+    (``string_agg`` in SQL would save the join but costs Postgres 3 times as much, measured).
+    Each value is ``convert_to(items, 'UTF8')``: byte for byte what the gateway caches
+    (``items::text`` over a UTF-8 connection). ``octet_length`` of a compressed value reads its
+    header, not the data; on a non-UTF-8 server it must measure the UTF-8 form.
     $1 is the key head, $2 the ``EX`` arguments in RESP.
     """
     size = "octet_length(items)" if utf8 else "octet_length(convert_to(items, 'UTF8'))"
