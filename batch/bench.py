@@ -11,7 +11,8 @@
 4. Point reads (the gateway's SQL) on the loaded partition; DROP of a partition vs DELETE.
 5. ``abgate batch warm --top N`` vs ``redis-benchmark -P 16 -t set`` (3-byte values, and values
    of the same size as the lists, on one key and on N random keys: a warm-up writes N new
-   keys, which costs Redis about twice as much CPU as overwriting one).
+   keys, which costs Redis about twice as much CPU as overwriting one), and vs replaying
+   prebuilt ``SET ... EX`` pipelines of as many new keys from memory (Redis's own share).
 
 Prints one JSON document of figures. Needs ABGATE_POSTGRES_DSN and ABGATE_REDIS_URL (defaults:
 the local servers); uses its own schema ``abgate_bench`` and key prefix ``abgate-bench:``.
@@ -39,6 +40,7 @@ import pyarrow.parquet as pq
 import redis.asyncio as aioredis
 
 from batch.frames import UnitBatch, _data_bytes, json_lists
+from batch.warm import _command, _RespConnection
 
 SCHEMA = "abgate_bench"
 PREFIX = "abgate-bench:"
@@ -196,6 +198,42 @@ def _redis_benchmark(url: str, n: int, size: int, keys: int = 0) -> float:
     return float(re.findall(r"([\d.]+) requests per second", out)[-1])
 
 
+async def _redis_replay(url: str, n: int, size: int, ttl: int = 86_400) -> float:
+    """SETs/s of replaying prebuilt ``SET key value EX ttl`` pipelines (2,000 commands, four
+    connections) of ``n`` new keys: what Redis alone takes for the warm-up's writes."""
+    client = aioredis.from_url(url)
+    value = b"x" * size
+    chunks = []
+    for start in range(0, n, 2000):
+        cmds = []
+        for i in range(start, min(start + 2000, n)):
+            key = f"{PREFIX}replay:{i}".encode()
+            cmds.append(_command(b"SET", key, value, b"EX", str(ttl).encode()))
+        chunks.append((len(cmds), b"".join(cmds)))
+    pending = iter(chunks)
+
+    async def writer() -> None:
+        conn = await _RespConnection.open(client)
+        try:
+            in_flight = 0
+            for count, data in pending:
+                conn.send(data)
+                if in_flight:
+                    await conn.expect_ok(in_flight)
+                in_flight = count
+            if in_flight:
+                await conn.expect_ok(in_flight)
+        finally:
+            conn.close()
+
+    try:
+        started = time.perf_counter()
+        await asyncio.gather(*(writer() for _ in range(4)))
+        return n / (time.perf_counter() - started)
+    finally:
+        await client.aclose()
+
+
 _DEL_MATCHING = """local n, cursor = 0, "0"
 repeat
   local r = redis.call("SCAN", cursor, "MATCH", ARGV[1], "COUNT", 10000)
@@ -317,6 +355,14 @@ def main() -> None:
     fig["redis_benchmark_P16_set_value_size_random_keys"] = _redis_benchmark(
         url, args.warm, value, keys=args.warm
     )
+    fig["redis_replay_set_ex_value_size"] = round(asyncio.run(_redis_replay(url, args.warm, value)))
+    asyncio.run(_drop_prefix(url))
+    fig["ratio_warm_vs_redis_replay"] = round(
+        args.warm / took / fig["redis_replay_set_ex_value_size"], 2
+    )  # type: ignore[operator]
+    fig["ratio_warm_reported_vs_redis_replay"] = round(
+        fig["warm"]["keys_per_s_reported"] / fig["redis_replay_set_ex_value_size"], 2
+    )  # type: ignore[index, operator]
     fig["ratio_warm_vs_redis_benchmark_3B"] = round(
         args.warm / took / fig["redis_benchmark_P16_set_3B"], 2
     )  # type: ignore[operator]
