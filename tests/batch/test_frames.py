@@ -6,7 +6,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batch.frames import Where, copy_lines, from_python, json_lists
+from batch.frames import Where, _first_repeated_item, copy_lines, from_python, json_lists
 
 ids = st.text(min_size=1, max_size=12)
 scores = st.floats(allow_nan=False, allow_infinity=False, width=64)
@@ -32,3 +32,21 @@ def test_copy_lines_escape_tabs_newlines_and_backslashes() -> None:
     assert row == b"7"
     # COPY's text format turns "\\" back into "\"; what remains is the JSON of the list.
     assert orjson.loads(items.replace(b"\\\\", b"\\")) == [{"id": 'a"\\b\nc', "score": 0.5}]
+
+
+@settings(deadline=None, max_examples=100)
+@given(st.lists(st.lists(st.sampled_from("abcde"), min_size=1, max_size=5), min_size=1, max_size=8))
+def test_the_first_repeated_item_is_the_first_one_seen_again_in_its_list(
+    id_lists: list[list[str]],
+) -> None:
+    rows = [(f"u{i}", [{"id": x, "score": 1.0} for x in ids]) for i, ids in enumerate(id_lists)]
+    batch = from_python(rows, 1, Where("<t>"))
+    expected, pos = None, 0
+    for ids in id_lists:  # the naive rule: per list, the first id already seen in that list
+        seen: set[str] = set()
+        for k, x in enumerate(ids):
+            if x in seen and expected is None:
+                expected = pos + k
+            seen.add(x)
+        pos += len(ids)
+    assert _first_repeated_item(batch) == expected
