@@ -18,6 +18,11 @@ venv: $(BIN)/abgate
 $(VENV)/bqemulator/bin/bqemulator: tests/analysis/setup_bqemulator.sh
 	sh tests/analysis/setup_bqemulator.sh $(VENV)/bqemulator
 
+# pyspark for the Spark test (~320 MB; only `make test` installs it, `make demo` does not).
+$(VENV)/.spark-installed: pyproject.toml $(BIN)/abgate
+	$(BIN)/pip install --quiet -e ".[$(EXTRAS),spark]"
+	touch $@
+
 demo: venv
 	$(BIN)/abgate demo
 
@@ -26,7 +31,7 @@ lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy experiments analysis
 
-test: venv lint $(VENV)/bqemulator/bin/bqemulator
+test: venv lint $(VENV)/bqemulator/bin/bqemulator $(VENV)/.spark-installed
 	$(BIN)/pytest -q
 
 clean:

@@ -1,9 +1,10 @@
 """Spark: the partitioning rule, and one local run of the example model through spark_udf
-(skipped unless pyspark is installed: it is not in ``make test``'s extras)."""
+(``make test`` installs pyspark; skipped where pyspark or a Java runtime is missing)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,6 +50,8 @@ def test_partitions_bound_memory_and_fill_every_core(rows: int, cores: int) -> N
 def spark() -> Iterator[Any]:
     """A local Spark session (two cores) whose Python workers run this interpreter."""
     pytest.importorskip("pyspark", reason="pyspark is not installed (pip install 'abgate[spark]')")
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        pytest.skip("no Java runtime for Spark (apt-get install -y default-jre-headless)")
     from pyspark.sql import SparkSession
 
     before = os.environ.get("PYSPARK_PYTHON")
