@@ -30,6 +30,16 @@ def exposure(n: int, ts: str) -> Exposure:
     )
 
 
+def archive_logger(
+    root: Path, metrics: Metrics, *, batch_size: int, queue_max: int = 10_000
+) -> BatchingLogger:
+    """A logger writing to an archive under ``root``, flushed by the test (not by time)."""
+    sink = ArchiveSink(root, project="p", log_id="l")
+    return BatchingLogger(
+        sink, metrics, flush_interval=60, batch_size=batch_size, queue_max=queue_max
+    )
+
+
 def read_lines(path: Path) -> list[dict[str, object]]:
     return [orjson.loads(line) for line in path.read_bytes().splitlines()]
 
@@ -58,13 +68,7 @@ async def test_a_failed_write_keeps_its_batch_and_is_retried(tmp_path: Path) -> 
     root = tmp_path / "archive"
     root.write_text("in the way")
     metrics = Metrics()
-    logger = BatchingLogger(
-        ArchiveSink(root, project="p", log_id="l"),
-        metrics,
-        flush_interval=60,
-        batch_size=2,
-        queue_max=100,
-    )
+    logger = archive_logger(root, metrics, batch_size=2)
     for i in range(5):
         logger.put(exposure(i, "2026-01-02T03:00:00.000000Z"))
     await logger.flush()
@@ -79,13 +83,7 @@ async def test_a_failed_write_keeps_its_batch_and_is_retried(tmp_path: Path) -> 
 
 async def test_a_full_queue_refuses_and_counts(tmp_path: Path) -> None:
     metrics = Metrics()
-    logger = BatchingLogger(
-        ArchiveSink(tmp_path, project="p", log_id="l"),
-        metrics,
-        flush_interval=60,
-        batch_size=10,
-        queue_max=2,
-    )
+    logger = archive_logger(tmp_path, metrics, batch_size=10, queue_max=2)
     assert [logger.put(exposure(i, "2026-01-02T03:00:00Z")) for i in range(3)] == [
         True,
         True,
@@ -95,8 +93,7 @@ async def test_a_full_queue_refuses_and_counts(tmp_path: Path) -> None:
 
 
 async def test_close_writes_everything_accepted(tmp_path: Path) -> None:
-    sink = ArchiveSink(tmp_path, project="p", log_id="l")
-    logger = BatchingLogger(sink, Metrics(), flush_interval=60, batch_size=1000, queue_max=10_000)
+    logger = archive_logger(tmp_path, Metrics(), batch_size=1000)
     logger.start()
     for i in range(2500):
         logger.put(exposure(i, "2026-01-02T03:00:00.000000Z"))
