@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +31,7 @@ def private_postgres() -> Iterator[object]:
     server = pgserver.get_server(folder / "pg", cleanup_mode="delete")
     yield server
     server.cleanup()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 async def test_redis_stopped_mid_test_requests_are_served_from_postgres(
