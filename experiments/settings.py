@@ -7,6 +7,7 @@ from it) through constructors; nothing else reads the environment.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -61,6 +62,14 @@ class Settings(BaseSettings):
     )
 
     # Logging sink
+    log_sink: Literal["archive", "cloud-logging"] = Field(
+        "archive",
+        description="Where exposures and outcomes go: the local archive, or Cloud Logging's API",
+    )
+    cloud_logging_endpoint: str = Field(
+        "https://logging.googleapis.com",
+        description="Cloud Logging API root (with log_sink=cloud-logging)",
+    )
     archive_dir: Path = Field(Path(".abgate/archive"), description="Root of the local log archive")
     gcp_project: str = Field("local", description="Project id in logName")
     log_id: str = Field("abgate-events", description="Log id: logName and archive top folder")

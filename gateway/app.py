@@ -95,6 +95,19 @@ async def _connect_results(
     return pool, directory
 
 
+def build_sink(settings: Settings) -> LogSink:
+    """The log sink that ``settings.log_sink`` names."""
+    if settings.log_sink == "cloud-logging":
+        from gateway.cloud_logging import CloudLoggingSink
+
+        return CloudLoggingSink(
+            project=settings.gcp_project,
+            log_id=settings.log_id,
+            endpoint=settings.cloud_logging_endpoint,
+        )
+    return ArchiveSink(settings.archive_dir, project=settings.gcp_project, log_id=settings.log_id)
+
+
 def create_app(
     settings: Settings, *, source: ConfigSource | None = None, sink: LogSink | None = None
 ) -> Starlette:
@@ -105,9 +118,7 @@ def create_app(
     """
     if not settings.postgres_dsn or not settings.redis_url:
         raise ValueError("create_app needs settings.postgres_dsn and settings.redis_url")
-    log_sink = sink or ArchiveSink(
-        settings.archive_dir, project=settings.gcp_project, log_id=settings.log_id
-    )
+    log_sink = sink or build_sink(settings)
     metrics = Metrics()
     tokens = settings.tokens
     max_body = settings.max_body_bytes
@@ -267,5 +278,6 @@ def create_app(
         },
     )
     app.state.holder = holder
+    app.state.sink = log_sink
     app.fast = fast
     return app

@@ -28,7 +28,7 @@ import logging
 import os
 import time
 from collections import defaultdict, deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -58,8 +58,9 @@ class LogSink(Protocol):
         """The record as written."""
         ...
 
-    def write(self, lines: Sequence[Line]) -> None:
-        """Write every line or raise."""
+    def write(self, lines: Sequence[Line]) -> Awaitable[None] | None:
+        """Write every line or raise; a sink that sends over the network returns an awaitable
+        (it must not block the event loop while it waits)."""
         ...
 
 
@@ -70,15 +71,11 @@ def archive_path(root: Path, log_id: str, ts: str) -> Path:
     return root / log_id / y / mo / d / f"{h}:00:00_{h}:59:59_S0.json"
 
 
-class ArchiveSink:
-    """Appends LogEntry lines to hourly files under ``root``.
+class LogEntryEncoder:
+    """Records as Cloud Logging ``LogEntry`` JSON, the form of both the archive's lines and the
+    entries sent to the Cloud Logging API."""
 
-    Each file gets one ``write`` per batch under an exclusive ``flock`` with ``O_APPEND``, so
-    several gateway processes can share one archive folder without interleaving lines.
-    """
-
-    def __init__(self, root: Path, *, project: str, log_id: str) -> None:
-        self.root = root
+    def __init__(self, *, project: str, log_id: str) -> None:
         self.log_id = log_id
         self.log_name = f"projects/{project}/logs/{log_id}"
         # The constant parts of a LogEntry line, encoded once.
@@ -86,7 +83,6 @@ class ArchiveSink:
         self._middle = (
             b',"severity":"INFO","resource":{"type":"generic_task","labels":{}},"jsonPayload":'
         )
-        self._made: set[Path] = set()
 
     def line(self, record: Record) -> bytes:
         """The LogEntry of one record as one JSON line (keys in the export's order)."""
@@ -105,6 +101,19 @@ class ArchiveSink:
     def encode(self, record: Record) -> Line:
         """The record's hour (``YYYY-MM-DDTHH``) and its line."""
         return record.ts[:13], self.line(record)
+
+
+class ArchiveSink(LogEntryEncoder):
+    """Appends LogEntry lines to hourly files under ``root``.
+
+    Each file gets one ``write`` per batch under an exclusive ``flock`` with ``O_APPEND``, so
+    several gateway processes can share one archive folder without interleaving lines.
+    """
+
+    def __init__(self, root: Path, *, project: str, log_id: str) -> None:
+        super().__init__(project=project, log_id=log_id)
+        self.root = root
+        self._made: set[Path] = set()
 
     def write(self, lines: Sequence[Line]) -> None:
         """Append every line to the file of its hour."""
@@ -180,16 +189,18 @@ class BatchingLogger:
             batch = list(itertools.islice(self._queue, n))
             started = time.perf_counter()
             try:
-                self.sink.write(batch)
+                pending = self.sink.write(batch)
+                blocked = time.perf_counter() - started  # the event loop waited this long
+                if pending is not None:
+                    await pending
             except Exception:
                 self.metrics.log_errors.inc()
                 log.exception("log sink write failed; will retry", extra={"records": n})
                 return
-            elapsed = time.perf_counter() - started
-            if elapsed > SLOW_WRITE:
+            if blocked > SLOW_WRITE:
                 log.warning(
                     "slow log write: is the archive on a local disk?",
-                    extra={"records": n, "seconds": round(elapsed, 3)},
+                    extra={"records": n, "seconds": round(blocked, 3)},
                 )
             for _ in range(n):
                 self._queue.popleft()

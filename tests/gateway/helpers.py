@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -87,9 +88,12 @@ def settings_for(
 
 
 @contextlib.asynccontextmanager
-async def running_app(settings: Settings) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient]]:
-    """The app with its lifespan running, and an httpx client over ASGI."""
-    app = create_app(settings)
+async def running_app(
+    settings: Settings, **kw: Any
+) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient]]:
+    """The app (``create_app(settings, **kw)``) with its lifespan running, and an httpx client
+    over ASGI."""
+    app = create_app(settings, **kw)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
