@@ -11,10 +11,14 @@ import orjson
 import pytest
 
 from batch import load_results, open_input
-from tests.analysis.test_bigquery import emulator, needs_emulator
 from tests.batch.conftest import ranked, version_rows
 
 bigquery = pytest.importorskip("google.cloud.bigquery")
+# The emulator fixture lives with the analysis tests, which need the analysis extra.
+pytest.importorskip("duckdb", reason="the BigQuery emulator fixture needs the analysis extra")
+pytest.importorskip("sqlglot", reason="the BigQuery emulator fixture needs the analysis extra")
+from tests.analysis.test_bigquery import emulator, needs_emulator  # noqa: E402
+
 pytestmark = needs_emulator
 __all__ = ["emulator"]  # the fixture, imported so that this module can use it
 
