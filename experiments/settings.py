@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     # HTTP
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(
+        1, ge=1, description="Gateway processes sharing the port (one per vCPU); 1: no supervisor"
+    )
     api_tokens: str = Field("", description="Comma-separated bearer tokens; empty: no auth")
     max_body_bytes: int = Field(64 * 1024, ge=1)
 

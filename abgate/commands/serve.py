@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -26,12 +28,18 @@ def serve(
     experiments_dir: Path = typer.Option(
         None, help="Folder of experiment YAML [env ABGATE_EXPERIMENTS_DIR]"
     ),
+    workers: int = typer.Option(
+        None,
+        help="Gateway processes sharing the port, one per vCPU [env ABGATE_WORKERS, default 1]",
+    ),
     log_level: str = typer.Option("info", help="Log level of the JSON logs on stderr"),
 ) -> None:
-    """Run the gateway (uvicorn, uvloop, httptools; one process).
+    """Run the gateway (uvicorn, uvloop, httptools; one process, or --workers under uvicorn's
+    supervisor).
 
     Services come from ABGATE_POSTGRES_DSN and ABGATE_REDIS_URL; when unset, embedded servers
-    start in ABGATE_DATA_DIR. SIGTERM/SIGINT flush every accepted log record before exit.
+    start in ABGATE_DATA_DIR. SIGTERM/SIGINT flush every accepted log record before exit (in
+    every worker: they share the archive folder safely, each batch under an exclusive flock).
     """
     import uvicorn
 
@@ -41,7 +49,12 @@ def serve(
 
     overrides = {
         k: v
-        for k, v in {"host": host, "port": port, "experiments_dir": experiments_dir}.items()
+        for k, v in {
+            "host": host,
+            "port": port,
+            "experiments_dir": experiments_dir,
+            "workers": workers,
+        }.items()
         if v is not None
     }
     settings = Settings(**overrides)  # type: ignore[arg-type]
@@ -65,18 +78,41 @@ def serve(
             "using embedded servers", extra={"data_dir": str(settings.data_dir)}
         )
     settings = settings.model_copy(update={"postgres_dsn": dsn, "redis_url": redis_url})
-    app = create_app(settings)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        proxy_headers=False,  # the gateway never reads client addresses; saves ~1% per request
-        log_config=None,
-        timeout_graceful_shutdown=10,
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "access_log": False,
+        "proxy_headers": False,  # the gateway never reads client addresses; ~1% per request
+        "log_config": None,
+        "timeout_graceful_shutdown": 10,
+    }
+    if settings.workers == 1:
+        uvicorn.run(create_app(settings), **options)
+        return
+    # Each worker is a fresh interpreter that builds its app from the environment: hand it the
+    # resolved services and the command-line overrides through ABGATE_* variables.
+    os.environ.update(
+        {
+            "ABGATE_POSTGRES_DSN": dsn,
+            "ABGATE_REDIS_URL": redis_url,
+            **{f"ABGATE_{k.upper()}": str(v) for k, v in overrides.items()},
+            "ABGATE_SERVE_LOG_LEVEL": log_level.upper(),
+        }
     )
+    uvicorn.run(
+        "abgate.commands.serve:worker_app", factory=True, workers=settings.workers, **options
+    )
+
+
+def worker_app() -> Any:
+    """The app of one ``--workers`` process, built from ABGATE_* variables (see ``serve``)."""
+    from abgate.logs import configure_logging
+    from gateway import create_app
+
+    configure_logging(os.environ.get("ABGATE_SERVE_LOG_LEVEL", "INFO"))
+    return create_app(Settings())
 
 
 def demo(

@@ -103,3 +103,62 @@ def test_invalid_config_stops_serve_with_the_file_and_field(tmp_path: Path, pg_d
     assert "exp.yaml:3: field 'traffic'" in err
     assert "exp.yaml:4: field 'variants'" in err
     assert "Traceback" not in err
+
+
+def _children(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid`` (from /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the process ended meanwhile
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+async def test_workers_share_the_port_and_flush_every_record_on_sigterm(
+    pg_dsn, redis_url, schema, redis_prefix, experiments_dir, archive_dir
+):
+    await load_demo_data(pg_dsn, schema, units=20)
+    write_config(experiments_dir)
+    port = free_port()
+    env = {
+        **os.environ,
+        "ABGATE_POSTGRES_DSN": pg_dsn,
+        "ABGATE_POSTGRES_SCHEMA": schema,
+        "ABGATE_REDIS_URL": redis_url,
+        "ABGATE_REDIS_PREFIX": redis_prefix,
+        "ABGATE_EXPERIMENTS_DIR": str(experiments_dir),
+        "ABGATE_ARCHIVE_DIR": str(archive_dir),
+        "ABGATE_PORT": str(port),
+        "ABGATE_LOG_FLUSH_INTERVAL": "600",
+    }
+    log = archive_dir.parent / "serve.log"
+    with log.open("wb") as f:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "abgate", "serve", "--workers", "2"],
+            env=env,
+            stdout=f,
+            stderr=f,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url, proc, log)
+        workers = _children(proc.pid)
+        for i in range(60):  # a new connection each: the workers take turns accepting
+            async with httpx.AsyncClient(base_url=url) as client:
+                r = await client.post(
+                    "/v1/recommendations", json={"surface": "home_top", "unit_id": f"u{i % 20}"}
+                )
+                assert r.status_code == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(30)
+    assert code in (0, -signal.SIGTERM), log.read_text()
+    assert len([w for w in workers if w != proc.pid]) >= 2, workers  # + the spawn helper, if any
+    entries = read_archive(archive_dir)
+    assert [e["jsonPayload"]["type"] for e in entries].count("exposure") == 60
+    assert len({e["insertId"] for e in entries}) == 60
+    assert "Traceback" not in log.read_text()
