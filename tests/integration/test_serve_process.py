@@ -32,11 +32,31 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
     raise AssertionError("gateway did not become ready in 30 s")
 
 
-def _serve(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def _serve(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
     with log.open("wb") as f:
         return subprocess.Popen(
-            [sys.executable, "-m", "abgate", "serve"], env=env, stdout=f, stderr=f
+            [sys.executable, "-m", "abgate", "serve", *args], env=env, stdout=f, stderr=f
         )
+
+
+def _gateway_env(
+    pg_dsn: str, redis_url: str, schema: str, prefix: str, experiments: Path, archive: Path
+) -> tuple[dict[str, str], str]:
+    """The environment of a test gateway on a free port, and its URL. Nothing is flushed on
+    the timer during a test: only shutdown can write the records."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "ABGATE_POSTGRES_DSN": pg_dsn,
+        "ABGATE_POSTGRES_SCHEMA": schema,
+        "ABGATE_REDIS_URL": redis_url,
+        "ABGATE_REDIS_PREFIX": prefix,
+        "ABGATE_EXPERIMENTS_DIR": str(experiments),
+        "ABGATE_ARCHIVE_DIR": str(archive),
+        "ABGATE_PORT": str(port),
+        "ABGATE_LOG_FLUSH_INTERVAL": "600",
+    }
+    return env, f"http://127.0.0.1:{port}"
 
 
 async def test_sigterm_flushes_every_accepted_record(
@@ -44,22 +64,9 @@ async def test_sigterm_flushes_every_accepted_record(
 ):
     await load_demo_data(pg_dsn, schema, units=20)
     write_config(experiments_dir)
-    port = free_port()
-    env = {
-        **os.environ,
-        "ABGATE_POSTGRES_DSN": pg_dsn,
-        "ABGATE_POSTGRES_SCHEMA": schema,
-        "ABGATE_REDIS_URL": redis_url,
-        "ABGATE_REDIS_PREFIX": redis_prefix,
-        "ABGATE_EXPERIMENTS_DIR": str(experiments_dir),
-        "ABGATE_ARCHIVE_DIR": str(archive_dir),
-        "ABGATE_PORT": str(port),
-        # Nothing is flushed on the timer during the test: only shutdown can write the records.
-        "ABGATE_LOG_FLUSH_INTERVAL": "600",
-    }
+    env, url = _gateway_env(pg_dsn, redis_url, schema, redis_prefix, experiments_dir, archive_dir)
     log = archive_dir.parent / "serve.log"
     proc = _serve(env, log)
-    url = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(url, proc, log)
         async with httpx.AsyncClient(base_url=url) as client:
@@ -123,27 +130,9 @@ async def test_workers_share_the_port_and_flush_every_record_on_sigterm(
 ):
     await load_demo_data(pg_dsn, schema, units=20)
     write_config(experiments_dir)
-    port = free_port()
-    env = {
-        **os.environ,
-        "ABGATE_POSTGRES_DSN": pg_dsn,
-        "ABGATE_POSTGRES_SCHEMA": schema,
-        "ABGATE_REDIS_URL": redis_url,
-        "ABGATE_REDIS_PREFIX": redis_prefix,
-        "ABGATE_EXPERIMENTS_DIR": str(experiments_dir),
-        "ABGATE_ARCHIVE_DIR": str(archive_dir),
-        "ABGATE_PORT": str(port),
-        "ABGATE_LOG_FLUSH_INTERVAL": "600",
-    }
+    env, url = _gateway_env(pg_dsn, redis_url, schema, redis_prefix, experiments_dir, archive_dir)
     log = archive_dir.parent / "serve.log"
-    with log.open("wb") as f:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "abgate", "serve", "--workers", "2"],
-            env=env,
-            stdout=f,
-            stderr=f,
-        )
-    url = f"http://127.0.0.1:{port}"
+    proc = _serve(env, log, "--workers", "2")
     try:
         _wait_ready(url, proc, log)
         workers = _children(proc.pid)
