@@ -67,8 +67,7 @@ class ReadPath:
             redis_ok = True
         if raw is not None:
             self.metrics.lookup["redis", "hit"].inc()
-            items = orjson.loads(raw) if raw != NO_LIST else None
-            self.local.put(key, items, decoded_size(items, len(raw)))
+            items = self._remember(key, raw if raw != NO_LIST else None)
             return Lookup(items, "cache")
         if redis_ok:
             self.metrics.lookup["redis", "miss"].inc()
@@ -81,9 +80,14 @@ class ReadPath:
             return Lookup(None, "unavailable")
         if redis_ok:  # in the background: the answer does not wait for Redis
             self.cache.fill(mv, unit_id, raw if raw is not None else NO_LIST)
+        items = self._remember(key, raw)
+        return Lookup(items, "db" if items is not None else "none")
+
+    def _remember(self, key: tuple[str, str, str], raw: bytes | None) -> Items | None:
+        """Decode a list (None: the unit has none) and keep it in the in-process cache."""
         items = orjson.loads(raw) if raw is not None else None
         self.local.put(key, items, decoded_size(items, len(raw or b"")))
-        return Lookup(items, "db" if items is not None else "none")
+        return items
 
     async def drain(self) -> None:
         """Wait for the pending cache fills (at shutdown; tests use it to await a fill)."""

@@ -35,6 +35,24 @@ NO_LIST = b""  # cached marker: the unit has no list in this model version
 Items = list[dict[str, object]]
 
 
+class Breaker:
+    """After a failure, tell callers to skip a backend for ``retry_after`` seconds, so that a
+    down or hung server does not add its timeout to every request."""
+
+    def __init__(self, retry_after: float) -> None:
+        self.retry_after = retry_after
+        self._down_until = 0.0
+
+    @property
+    def closed(self) -> bool:
+        """True when the backend may be called (no recent failure)."""
+        return time.monotonic() >= self._down_until
+
+    def trip(self) -> None:
+        """Record a failure: open for ``retry_after`` seconds from now."""
+        self._down_until = time.monotonic() + self.retry_after
+
+
 class ResultsStore(Protocol):
     """The source of truth for result lists."""
 
@@ -61,14 +79,13 @@ class PostgresResultsStore:
     def __init__(self, pool: asyncpg.Pool, *, timeout: float, retry_after: float = 0.0) -> None:
         self.pool = pool
         self.timeout = timeout
-        self.retry_after = retry_after
-        self._down_until = 0.0
+        self.breaker = Breaker(retry_after)
         self._reads: Coalescer[tuple[ModelVersion, str], bytes | None] = Coalescer(self._read)
 
     @property
     def available(self) -> bool:
         """False for ``retry_after`` seconds after a failed read (the breaker is open)."""
-        return time.monotonic() >= self._down_until
+        return self.breaker.closed
 
     async def get(self, mv: ModelVersion, unit_id: str) -> bytes | None:
         """The unit's list, or None. Raises ResultsStoreUnavailable on any database failure,
@@ -88,7 +105,7 @@ class PostgresResultsStore:
                     *(self._read_version(mv, u) for mv, u in units.items())
                 )
         except PG_FAILURES as exc:
-            self._down_until = time.monotonic() + self.retry_after
+            self.breaker.trip()
             raise ResultsStoreUnavailable(f"postgres: {type(exc).__name__}") from exc
         lists = {
             (mv, unit_id): raw
@@ -167,8 +184,7 @@ class RedisResultsCache:
         self.prefix = prefix
         self.ttl = ttl
         self.negative_ttl = negative_ttl
-        self.retry_after = retry_after
-        self._down_until = 0.0
+        self.breaker = Breaker(retry_after)
         self._gets: Coalescer[str, bytes | str | None] = Coalescer(self._mget)
         self._fills: Coalescer[tuple[str, bytes], None] = Coalescer(self._write_fills)
         self.max_pending_fills = 1000
@@ -180,10 +196,7 @@ class RedisResultsCache:
     @property
     def available(self) -> bool:
         """False while the breaker is open."""
-        return time.monotonic() >= self._down_until
-
-    def _trip(self) -> None:
-        self._down_until = time.monotonic() + self.retry_after
+        return self.breaker.closed
 
     async def get(self, mv: ModelVersion, unit_id: str) -> bytes | None:
         """Cached bytes or None; raises CacheUnavailable (and opens the breaker) on failure."""
@@ -192,7 +205,7 @@ class RedisResultsCache:
         try:
             raw = await self._gets.get(self.key(mv, unit_id))
         except (TimeoutError, RedisError, OSError) as exc:
-            self._trip()
+            self.breaker.trip()
             raise CacheUnavailable(f"redis: {type(exc).__name__}") from exc
         return raw if raw is None or isinstance(raw, bytes) else raw.encode()
 
@@ -221,7 +234,7 @@ class RedisResultsCache:
                 await pipe.execute()
         except (TimeoutError, RedisError, OSError):
             self.on_fill_error(len(fills))
-            self._trip()
+            self.breaker.trip()
         return [None] * len(fills)
 
     async def drain(self) -> None:
