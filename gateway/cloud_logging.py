@@ -1,9 +1,10 @@
 """A log sink that sends exposures and outcomes to Cloud Logging's ``entries:write`` API.
 
 On Cloud Run the local disk is memory and disappears with the instance, so the archive sink
-loses what it wrote; this sink sends the same ``LogEntry`` lines to Cloud Logging, whose log
-sink to Cloud Storage then writes the export layout that ``abgate report`` reads (DESIGN.md,
-"The archive"). The request body is assembled from the already encoded lines (no re-encoding)
+loses what it wrote; this sink sends the same ``LogEntry`` lines to Cloud Logging. A log sink
+routes them on: to BigQuery, which ``abgate report --bigquery`` reads, or to Cloud Storage in
+the export layout of DESIGN.md ("The archive"), which ``abgate report --archive`` reads once
+copied down (it does not read ``gs://`` itself). The request body is assembled from the already encoded lines (no re-encoding)
 and posted from a worker thread through google-auth's ``AuthorizedSession`` (Application
 Default Credentials, scope ``logging.write``), so the event loop never waits on the network.
 
