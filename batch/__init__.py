@@ -11,6 +11,7 @@ from batch.errors import (
     SourceError,
     VersionError,
     VersionInUse,
+    WarmError,
 )
 from batch.frames import DEFAULT_UNIT, UnitBatch
 from batch.load import Limits, LoadSummary, Progress, load_results, read_results, rows_input
@@ -43,6 +44,7 @@ __all__ = [
     "VersionError",
     "VersionInUse",
     "VersionInfo",
+    "WarmError",
     "WarmSummary",
     "activate",
     "cache_key",

@@ -6,7 +6,9 @@ BatchError
  ├── LoadConflict       another load of the same version runs, or the version is already active
  ├── VersionError       a version command cannot run: unknown version, nothing staged
  │    └── VersionInUse  drop refused: an alias, a surface or a running experiment serves it
- └── PredictError       the model's output breaks the contract (names the chunk and the row)
+ ├── PredictError       the model's output breaks the contract (names the chunk and the row)
+ └── WarmError          a warm-up stopped (Redis refused a write or went away, Postgres failed);
+                        says how many keys were written
 """
 
 from __future__ import annotations
@@ -48,3 +50,11 @@ class VersionInUse(VersionError):
 
 class PredictError(BatchError):
     """The model's predictions do not follow the output contract."""
+
+
+class WarmError(BatchError):
+    """A warm-up stopped; ``keys`` were written (and confirmed by Redis) before it did."""
+
+    def __init__(self, message: str, keys: int) -> None:
+        super().__init__(message)
+        self.keys = keys

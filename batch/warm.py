@@ -9,11 +9,17 @@ Postgres builds the RESP ``SET key value EX ttl`` commands of a chunk of units i
 Several workers, each with a Postgres and a Redis connection, copy chunks in parallel: slices of
 the asked-for units, or ranges of pages of the version's partition (TID Range Scans). Each keeps
 two pipelines in flight, so memory stays bounded by two chunks a worker.
+
+A failure of any worker (Redis refusing a write, a lost connection, a Postgres error) stops them
+all and raises :class:`WarmError` with the number of keys Redis confirmed. Every key written is
+whole (one SET each) and exactly what the gateway caches, so a stopped warm-up leaves nothing
+to clean up: running it again finishes the job.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,7 +29,7 @@ import asyncpg
 import orjson
 import redis.asyncio as aioredis
 
-from batch.errors import BatchError, VersionError
+from batch.errors import BatchError, VersionError, WarmError
 from batch.versions import ident
 from experiments import ModelVersion
 
@@ -115,7 +121,7 @@ async def warm(
         jobs = _page_ranges(row["pages"] or 0, row["unit_count"] or 0, chunk)
     head = f"{prefix}r:{mv.name}:{mv.version}:"
     tail = _command(b"EX", str(ttl).encode()).removeprefix(b"*2\r\n").decode()
-    keys = size = 0
+    keys = size = 0  # keys: confirmed by Redis (+OK)
     pending = iter(jobs)
 
     async def worker() -> None:
@@ -134,22 +140,28 @@ async def warm(
                         size += len(data)
                     if in_flight:  # two pipelines in flight: read the previous one's replies
                         await redis.expect_ok(in_flight)
+                        keys += in_flight
                     in_flight = n
-                    keys += n
                     if progress is not None:
                         progress.update(units=keys, items=0, done=keys)  # type: ignore[attr-defined]
                 if in_flight:
                     await redis.expect_ok(in_flight)
+                    keys += in_flight
             finally:
-                redis.close()
+                await redis.close()
 
     n = max(1, min(workers or pool.get_max_size(), len(jobs)))
     try:
         async with asyncio.TaskGroup() as tg:
             for i in range(n):
                 tg.create_task(worker(), name=f"abgate-warm-{i}")
-    except BaseExceptionGroup as group:  # the first failure is the one to report
-        raise group.exceptions[0] from None
+    except ExceptionGroup as group:  # the first failure is the one to report
+        first = group.exceptions[0]
+        raise WarmError(
+            f"{mv}: warm-up stopped after {keys:,} keys: {_reason(first)}. The keys written "
+            "are whole and the gateway's own; run the warm-up again to finish",
+            keys,
+        ) from first
     missing = len(units) - keys if units is not None else 0
     return WarmSummary(keys, size, missing, time.perf_counter() - started)
 
@@ -192,20 +204,23 @@ class _RespConnection:
     only needs "+OK" replies, so it writes RESP itself and checks the replies in bulk (~1 µs).
     """
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, address: str
+    ) -> None:
+        self.reader, self.writer, self.address = reader, writer, address
 
     @classmethod
     async def open(cls, client: aioredis.Redis) -> _RespConnection:
         kw = client.connection_pool.connection_kwargs
         tls = "SSL" in client.connection_pool.connection_class.__name__
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(
-                kw.get("host", "127.0.0.1"), kw.get("port", 6379), ssl=tls or None
-            ),
-            timeout=10,
-        )
-        conn = cls(reader, writer)
+        host, port = kw.get("host", "127.0.0.1"), kw.get("port", 6379)
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(host, port, ssl=tls or None), timeout=10
+            )
+        except (OSError, TimeoutError) as exc:
+            raise RedisWarmError(f"cannot connect to redis at {host}:{port}: {exc}") from exc
+        conn = cls(reader, writer, f"{host}:{port}")
         if kw.get("password"):
             auth = [
                 b"AUTH",
@@ -224,18 +239,38 @@ class _RespConnection:
 
     async def expect_ok(self, n: int) -> None:
         """Read ``n`` replies; raise on any that is not +OK."""
-        got = await asyncio.wait_for(self.reader.readexactly(5 * n), timeout=60)
+        try:
+            got = await asyncio.wait_for(self.reader.readexactly(5 * n), timeout=60)
+        except asyncio.IncompleteReadError:
+            raise RedisWarmError(f"redis at {self.address} closed the connection") from None
+        except TimeoutError:
+            raise RedisWarmError(f"redis at {self.address} did not answer in 60 s") from None
+        except OSError as exc:
+            raise RedisWarmError(f"redis at {self.address}: {exc}") from exc
         if got != b"+OK\r\n" * n:
             start = got.find(b"-")
             line = got[start:].split(b"\r\n")[0] if start >= 0 else got[:80]
             raise RedisWarmError(f"redis refused a write: {line.decode(errors='replace')}")
 
-    def close(self) -> None:
+    async def close(self) -> None:
         self.writer.close()
+        with contextlib.suppress(OSError, TimeoutError):
+            await asyncio.wait_for(self.writer.wait_closed(), timeout=5)
 
 
 class RedisWarmError(BatchError):
-    """Redis answered a warm-up write with an error."""
+    """Redis refused a warm-up write or could not be reached."""
+
+
+def _reason(exc: BaseException) -> str:
+    """One line on why a worker stopped: ours say it; Postgres's get its name; others their type."""
+    if isinstance(exc, BatchError):
+        return str(exc)
+    if isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError):
+        return f"postgres: {type(exc).__name__}: {exc}"
+    if isinstance(exc, OSError | TimeoutError):
+        return f"{type(exc).__name__}: {exc}"
+    raise exc  # a bug of ours: keep its traceback
 
 
 def _command(*args: bytes) -> bytes:

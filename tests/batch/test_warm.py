@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
 
@@ -9,8 +11,11 @@ import asyncpg
 import orjson
 import pytest
 import redis.asyncio as aioredis
+from typer.testing import CliRunner
 
-from batch import VersionError, cache_key, load_results, recent_units, warm
+from abgate.cli import app
+from abgate.embedded import RedisProcess
+from batch import VersionError, WarmError, cache_key, load_results, recent_units, warm
 from batch.warm import _page_ranges
 from experiments import ModelVersion
 from gateway.results import PostgresResultsStore, RedisResultsCache
@@ -133,3 +138,97 @@ async def test_the_gateway_serves_warmed_lists_from_the_cache(
     finally:
         await client.aclose()
         await pool.close()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisProcess]:
+    """A redis-server of this test's own, which it may fill up or stop."""
+    proc = RedisProcess(tmp_path / "redis")
+    yield proc
+    proc.stop()
+
+
+async def _assert_written_keys_are_whole(
+    pool: asyncpg.Pool, client: aioredis.Redis, mv: ModelVersion
+) -> int:
+    """Every key in ``client``'s Redis holds the gateway's bytes of its unit; returns how many."""
+    store = PostgresResultsStore(pool, timeout=2)
+    cache = RedisResultsCache(client, prefix="", ttl=600, negative_ttl=60, retry_after=1)
+    keys = [k.decode() async for k in client.scan_iter(match=cache_key("", mv, "*"))]
+    for key in keys:
+        unit = key.removeprefix(cache_key("", mv, ""))
+        assert await cache.get(mv, unit) == await store.get(mv, unit), unit
+    return len(keys)
+
+
+async def test_a_redis_that_refuses_writes_stops_every_worker_with_its_reason(
+    pool: asyncpg.Pool, private_redis: RedisProcess
+) -> None:
+    await load_results(pool, iter(version_rows("1", units=400, n=50)), "m", "1")  # ~1.5 KB lists
+    mv = ModelVersion("m", "1")
+    client = aioredis.from_url(private_redis.url)
+    try:
+        used = (await client.info("memory"))["used_memory"]
+        await client.config_set("maxmemory", used + 300_000)  # room for about a third of them
+        await client.config_set("maxmemory-policy", "noeviction")
+        with pytest.raises(
+            WarmError, match=r"stopped after [\d,]+ keys: redis refused a write: -OOM"
+        ):
+            await warm(pool, client, mv, prefix="", ttl=600, chunk=9, workers=3)
+        written = await _assert_written_keys_are_whole(pool, client, mv)
+        assert 0 < written < 400
+        assert pool.get_idle_size() == pool.get_size()  # every worker gave its connection back
+    finally:
+        await client.aclose()
+
+
+async def test_redis_lost_mid_warm_up_is_reported_with_the_keys_written(
+    pool: asyncpg.Pool, private_redis: RedisProcess
+) -> None:
+    await load_results(pool, iter(version_rows("1", units=400)), "m", "1")
+    mv = ModelVersion("m", "1")
+    client = aioredis.from_url(private_redis.url)
+    written: list[int] = []
+
+    class StopRedisAfterFirstChunks:
+        def update(self, *, units: int, items: int, done: int) -> None:
+            written.append(done)
+            if len(written) == 3:
+                private_redis.stop()
+
+    try:
+        with pytest.raises(WarmError) as caught:
+            await warm(
+                pool,
+                client,
+                mv,
+                prefix="",
+                ttl=600,
+                chunk=9,
+                workers=2,
+                progress=StopRedisAfterFirstChunks(),
+            )
+    finally:
+        await client.aclose()
+    message = str(caught.value)
+    assert f"redis at 127.0.0.1:{private_redis.port}" in message, message
+    assert caught.value.keys >= written[2] > 0  # the keys Redis confirmed before it stopped
+    assert "run the warm-up again" in message
+    assert pool.get_idle_size() == pool.get_size()
+
+
+async def test_the_cli_names_an_unreachable_redis_without_a_traceback(
+    pg_dsn: str, schema: str, pool: asyncpg.Pool
+) -> None:
+    await load_results(pool, iter(version_rows("1")), "m", "1")
+    env = {
+        "ABGATE_POSTGRES_DSN": pg_dsn,
+        "ABGATE_POSTGRES_SCHEMA": schema,
+        "ABGATE_REDIS_URL": "redis://127.0.0.1:1/0",
+        "COLUMNS": "200",
+    }
+    args = ["batch", "warm", "--model", "m", "--version", "1"]
+    result = await asyncio.to_thread(CliRunner().invoke, app, args, env=env)  # it runs its own loop
+    assert result.exit_code == 1, result.output
+    assert "cannot connect to redis at 127.0.0.1:1" in result.output
+    assert "Traceback" not in result.output
