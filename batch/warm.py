@@ -158,7 +158,7 @@ async def warm(
     except ExceptionGroup as group:  # the first failure is the one to report
         first = group.exceptions[0]
         raise WarmError(
-            f"{mv}: warm-up stopped after {keys:,} keys: {_reason(first)}. The keys written "
+            f"{mv}: warm-up stopped after {keys:,} keys: {_reason(first).rstrip('.')}. The keys written "
             "are whole and the gateway's own; run the warm-up again to finish",
             keys,
         ) from first

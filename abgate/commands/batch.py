@@ -31,13 +31,13 @@ T = TypeVar("T")
 
 
 @contextlib.asynccontextmanager
-async def _pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+async def _pool(settings: Settings, size: int = 4) -> AsyncIterator[asyncpg.Pool]:
     from abgate.embedded import start_postgres
     from experiments.postgres import create_pool
 
     dsn = settings.postgres_dsn or start_postgres(settings.data_dir)
     pool = await create_pool(
-        dsn, settings.postgres_schema, min_size=1, max_size=4, command_timeout=60
+        dsn, settings.postgres_schema, min_size=1, max_size=size, command_timeout=60
     )
     try:
         yield pool
@@ -339,8 +339,18 @@ def warm_cmd(
     ttl: int = typer.Option(
         0, help="Seconds to keep the keys (0: ABGATE_CACHE_TTL, as the gateway)"
     ),
+    workers: int = typer.Option(
+        4,
+        min=1,
+        max=64,
+        help="Parallel copies, each with a Postgres and a Redis connection (more help when "
+        "Redis and Postgres have cores of their own)",
+    ),
 ) -> None:
-    """Pipeline a version's lists into Redis under the gateway's keys, with the gateway's bytes."""
+    """Pipeline a version's lists into Redis under the gateway's keys, with the gateway's bytes.
+
+    Stops at the first failure (exit 1) saying how many keys were written; every key written
+    is whole, so running it again finishes the job."""
     import redis.asyncio as aioredis
 
     from abgate.embedded import start_redis
@@ -354,7 +364,7 @@ def warm_cmd(
         units = recent_units(activity or settings.archive_dir, top) if top else None
         client = aioredis.from_url(settings.redis_url or start_redis(settings.data_dir))
         try:
-            async with _pool(settings) as pool:
+            async with _pool(settings, workers) as pool:
                 total = (
                     len(units)
                     if units is not None
@@ -372,6 +382,7 @@ def warm_cmd(
                         prefix=settings.redis_prefix,
                         ttl=ttl or settings.cache_ttl,
                         units=units,
+                        workers=workers,
                         progress=bar,
                     )
         finally:

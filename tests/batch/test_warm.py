@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
@@ -161,6 +162,17 @@ async def _assert_written_keys_are_whole(
     return len(keys)
 
 
+async def _assert_every_connection_comes_back(pool: asyncpg.Pool) -> None:
+    """The pool can hand out all its connections at once: no worker kept one. (A cancelled
+    worker's release may finish just after the warm-up returns: asyncpg shields it.)"""
+    async with contextlib.AsyncExitStack() as stack:
+        held = [
+            await stack.enter_async_context(pool.acquire(timeout=5))
+            for _ in range(pool.get_max_size())
+        ]
+        assert all([await c.fetchval("SELECT 1") == 1 for c in held])
+
+
 async def test_a_redis_that_refuses_writes_stops_every_worker_with_its_reason(
     pool: asyncpg.Pool, private_redis: RedisProcess
 ) -> None:
@@ -177,7 +189,7 @@ async def test_a_redis_that_refuses_writes_stops_every_worker_with_its_reason(
             await warm(pool, client, mv, prefix="", ttl=600, chunk=9, workers=3)
         written = await _assert_written_keys_are_whole(pool, client, mv)
         assert 0 < written < 400
-        assert pool.get_idle_size() == pool.get_size()  # every worker gave its connection back
+        await _assert_every_connection_comes_back(pool)
     finally:
         await client.aclose()
 
@@ -214,7 +226,31 @@ async def test_redis_lost_mid_warm_up_is_reported_with_the_keys_written(
     assert f"redis at 127.0.0.1:{private_redis.port}" in message, message
     assert caught.value.keys >= written[2] > 0  # the keys Redis confirmed before it stopped
     assert "run the warm-up again" in message
-    assert pool.get_idle_size() == pool.get_size()
+    await _assert_every_connection_comes_back(pool)
+
+
+async def test_the_cli_warms_with_its_workers_and_ttl(
+    pg_dsn: str, schema: str, pool: asyncpg.Pool, redis_url: str, redis_prefix: str
+) -> None:
+    await load_results(pool, iter(version_rows("1", units=30)), "m", "1")
+    env = {
+        "ABGATE_POSTGRES_DSN": pg_dsn,
+        "ABGATE_POSTGRES_SCHEMA": schema,
+        "ABGATE_REDIS_URL": redis_url,
+        "ABGATE_REDIS_PREFIX": redis_prefix,
+        "COLUMNS": "200",
+    }
+    args = ["batch", "warm", "--model", "m", "--version", "1", "--ttl", "120", "--workers", "2"]
+    result = await asyncio.to_thread(CliRunner().invoke, app, args, env=env)
+    assert result.exit_code == 0, result.output
+    assert "warmed 30 keys" in result.output
+    client = aioredis.from_url(redis_url)
+    try:
+        key = cache_key(redis_prefix, ModelVersion("m", "1"), "u29")
+        assert orjson.loads(await client.get(key)) == version_rows("1", units=30)[29][1]
+        assert 110 < await client.ttl(key) <= 120
+    finally:
+        await client.aclose()
 
 
 async def test_the_cli_names_an_unreachable_redis_without_a_traceback(
