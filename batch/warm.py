@@ -157,9 +157,10 @@ async def warm(
                 tg.create_task(worker(), name=f"abgate-warm-{i}")
     except ExceptionGroup as group:  # the first failure is the one to report
         first = group.exceptions[0]
+        reason = _reason(first).rstrip(".")
         raise WarmError(
-            f"{mv}: warm-up stopped after {keys:,} keys: {_reason(first).rstrip('.')}. The keys written "
-            "are whole and the gateway's own; run the warm-up again to finish",
+            f"{mv}: warm-up stopped after {keys:,} keys: {reason}. The keys written are whole "
+            "and the gateway's own; run the warm-up again to finish",
             keys,
         ) from first
     missing = len(units) - keys if units is not None else 0
