@@ -1,5 +1,5 @@
-"""Inputs of a load: local files and folders of Parquet parts, ``gs://`` objects and ``bq://``
-tables, as UnitBatches.
+"""Inputs of a load: local files, folders of Parquet parts (local or ``gs://``), ``gs://``
+objects and ``bq://`` tables, as UnitBatches.
 
 Column contract (names can be mapped with ``columns={"unit_id": "user_id", ...}``):
 
@@ -11,6 +11,7 @@ Column contract (names can be mapped with ``columns={"unit_id": "user_id", ...}`
 The unit ``__default__`` holds the version's default list. Inputs are read in bounded chunks,
 so memory does not grow with the input. Each input also reports lineage: its URI, a content
 hash (sha256 of the bytes for files; the object's md5 for gs://; the table's etag for bq://).
+A folder of Parquet parts, local or ``gs://``, is one input: see ``batch/parts.py``.
 """
 
 from __future__ import annotations
@@ -111,7 +112,8 @@ def _fmt(name: str) -> str:
 def open_input(
     uri: str | Path, *, columns: Mapping[str, str] | None = None, batch_rows: int | None = None
 ) -> Input:
-    """Open a local path, ``gs://bucket/object`` or ``bq://project.dataset.table``."""
+    """Open a local file or folder, ``gs://bucket/object``, ``gs://bucket/folder/`` or
+    ``bq://project.dataset.table``."""
     text = str(uri)
     rename = {v: k for k, v in (columns or {}).items()}
     if text.startswith("gs://"):
@@ -124,6 +126,8 @@ def open_input(
         return open_bigquery(text, rename, batch_rows)
     path = Path(text)
     if path.is_dir():
+        from batch.parts import open_parquet_folder  # batch.parts builds on this module
+
         return open_parquet_folder(path, rename, batch_rows)
     if not path.exists():
         raise SourceError(f"{path}: no such file")
@@ -255,43 +259,6 @@ def open_parquet(
             yield rb.rename_columns(names)
 
     inp.batches = arrow_batches(record_batches(), names, where, inp)
-    return inp
-
-
-def open_parquet_folder(path: Path, rename: Mapping[str, str], batch_rows: int | None) -> Input:
-    """A folder of Parquet part files (Spark's output) as one Input: the parts in name order,
-    rows numbered across them; files starting with ``.`` or ``_`` (``_SUCCESS``) are skipped."""
-    parts = sorted(
-        p
-        for p in path.iterdir()
-        if p.is_file() and p.suffix in (".parquet", ".pq") and not p.name.startswith((".", "_"))
-    )
-    if not parts:
-        raise SourceError(f"{path}: a folder without .parquet files")
-    schema = pq.read_schema(parts[0])
-    names = [rename.get(n, n) for n in schema.names]
-    where = Where(str(path), "row")
-    total = sum(pq.read_metadata(p).num_rows for p in parts)
-    inp = Input(str(path), "parquet", iter(()), where, total, "rows", lambda: 0)
-    inp.done = lambda: inp.rows_read
-    size = batch_rows or (LONG_ROWS if "item_id" in names else WIDE_ROWS)
-
-    def record_batches() -> Iterator[pa.RecordBatch]:
-        for p in parts:
-            pf = pq.ParquetFile(p, pre_buffer=False)
-            if pf.schema_arrow.names != schema.names:
-                raise SourceError(f"{p}: columns {pf.schema_arrow.names} differ from {parts[0]}")
-            for rb in pf.iter_batches(batch_size=size):
-                yield rb.rename_columns(names)
-
-    def folder_hash() -> str:
-        sha = hashlib.sha256()
-        for p in parts:
-            sha.update(f"{p.name}\0{_file_sha256(p)}\n".encode())
-        return "sha256:" + sha.hexdigest()
-
-    inp.batches = arrow_batches(record_batches(), names, where, inp)
-    inp._hash = folder_hash
     return inp
 
 

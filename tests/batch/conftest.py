@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import asyncpg
+import pyarrow as pa
 import pytest
 
 from experiments.postgres import create_pool
@@ -40,3 +41,14 @@ def long_csv(rows: list[tuple[str, list[dict[str, object]]]], rank: bool = False
         for r, it in reversed(seq) if rank else seq:
             lines.append(f"{unit},{it['id']},{it['score']}" + (f",{r + 1}" if rank else ""))
     return head + "\n".join(lines) + "\n"
+
+
+def wide_table(rows: list[tuple[str, list[dict[str, object]]]]) -> pa.Table:
+    """``rows`` as a wide table: ``unit_id, item_ids: list<string>, scores: list<double>``."""
+    return pa.table(
+        {
+            "unit_id": [u for u, _ in rows],
+            "item_ids": [[it["id"] for it in items] for _, items in rows],
+            "scores": [[it["score"] for it in items] for _, items in rows],
+        }
+    )

@@ -10,8 +10,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from batch import Limits, LoadConflict, LoadError, activate, list_versions, load_results, open_input
-from tests.batch.conftest import long_csv, ranked, version_rows
+from batch import (
+    Limits,
+    LoadConflict,
+    LoadError,
+    SourceError,
+    activate,
+    list_versions,
+    load_results,
+    open_input,
+)
+from tests.batch.conftest import long_csv, ranked, version_rows, wide_table
 
 
 async def stored(pool: asyncpg.Pool, model: str, version: str, unit: str) -> object:
@@ -50,13 +59,7 @@ async def test_every_input_shape_loads_the_same_lists(
                 {k: [r[i] for r in flat] for i, k in enumerate(("unit_id", "item_id", "score"))}
             )
         elif shape == "parquet-wide":
-            table = pa.table(
-                {
-                    "unit_id": [u for u, _ in rows],
-                    "item_ids": [[it["id"] for it in items] for _, items in rows],
-                    "scores": [[it["score"] for it in items] for _, items in rows],
-                }
-            )
+            table = wide_table(rows)
         else:
             table = pa.table(
                 {"unit_id": [u for u, _ in rows], "items": [items for _, items in rows]}
@@ -75,14 +78,7 @@ async def test_every_input_shape_loads_the_same_lists(
 
 
 def write_wide(path: Path, rows: list[tuple[str, list[dict[str, object]]]]) -> None:
-    table = pa.table(
-        {
-            "unit_id": [u for u, _ in rows],
-            "item_ids": [[it["id"] for it in items] for _, items in rows],
-            "scores": [[it["score"] for it in items] for _, items in rows],
-        }
-    )
-    pq.write_table(table, path)
+    pq.write_table(wide_table(rows), path)
 
 
 async def test_a_folder_of_parquet_parts_loads_as_one_input(
@@ -101,6 +97,11 @@ async def test_a_folder_of_parquet_parts_loads_as_one_input(
     write_wide(out / "part-00002-a.snappy.parquet", [("u3", ranked("again"))])
     with pytest.raises(LoadError, match=r"spark-out: row 32: unit 'u3' appears more than once"):
         await load_results(pool, open_input(out), "m", "2")
+    pq.write_table(pa.table({"unit_id": ["u9"]}), out / "part-00003-a.snappy.parquet")
+    with pytest.raises(
+        SourceError, match=r"part-00003-a.snappy.parquet: columns \['unit_id'\] differ from "
+    ):
+        open_input(out)  # before anything is read: every footer is checked when opening
 
 
 async def test_column_mapping_reads_other_names(pool: asyncpg.Pool, tmp_path: Path) -> None:
