@@ -13,6 +13,7 @@ written with one pipeline.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -21,11 +22,13 @@ from typing import Protocol
 import asyncpg
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from experiments import ModelVersion
 from gateway.coalesce import Coalescer
 from gateway.errors import CacheUnavailable, ResultsStoreSkipped, ResultsStoreUnavailable
+
+log = logging.getLogger("abgate.gateway")
 
 # What a Postgres call can raise when the server is down, slow or restarting.
 PG_FAILURES = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
@@ -188,6 +191,7 @@ class RedisResultsCache:
         self._gets: Coalescer[str, bytes | str | None] = Coalescer(self._mget)
         self._fills: Coalescer[tuple[str, bytes], None] = Coalescer(self._write_fills)
         self.max_pending_fills = 1000
+        self._refusal_logged_at = -3600.0
 
     def key(self, mv: ModelVersion, unit_id: str) -> str:
         """The Redis key of a unit's list (batch warm-up must use the same)."""
@@ -218,7 +222,9 @@ class RedisResultsCache:
         """Cache ``raw`` without waiting: written with the turn's other fills in one pipeline.
 
         Skipped while the breaker is open or when ``max_pending_fills`` are already waiting (a
-        slow Redis; a skipped fill only costs a later miss). Failures open the breaker.
+        slow Redis; a skipped fill only costs a later miss). A lost or slow Redis opens the
+        breaker; a refusal (``-OOM`` under ``noeviction``, ``-READONLY`` from a replica) does
+        not, since reads still work: it is counted and logged at most once a minute.
         """
         if not self.available or (raw == NO_LIST and self.negative_ttl == 0):
             return
@@ -232,6 +238,13 @@ class RedisResultsCache:
                 for key, raw in fills:
                     pipe.set(key, raw, ex=self.ttl if raw else self.negative_ttl)
                 await pipe.execute()
+        except ResponseError as exc:  # Redis answered: it refuses writes, not reads
+            self.on_fill_error(len(fills))
+            now = time.monotonic()
+            if now - self._refusal_logged_at >= 60:
+                self._refusal_logged_at = now
+                error = f"{type(exc).__name__}: {str(exc)[:200]}"  # the message quotes the value
+                log.warning("redis refused cache fills; reads go on", extra={"error": error})
         except (TimeoutError, RedisError, OSError):
             self.on_fill_error(len(fills))
             self.breaker.trip()

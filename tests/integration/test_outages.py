@@ -8,8 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 
 from abgate.embedded import RedisProcess
+from experiments import ModelVersion
+from gateway.results import RedisResultsCache
 from tests.gateway.helpers import load_demo_data, running_app, settings_for, write_config
 
 pytestmark = pytest.mark.slow
@@ -143,3 +146,34 @@ async def test_replica_started_during_postgres_outage_serves_last_known_config(
     assert ready["config"]["from_disk_cache"] is True
     assert ready["config"]["origin"].startswith("disk-cache:")
     assert ready["checks"]["config"].startswith("stale")
+
+
+async def test_a_full_redis_refusing_fills_keeps_serving_reads_from_it(
+    private_redis: RedisProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    """-OOM under noeviction refuses writes, not reads: no breaker, one warning, counted."""
+    client = aioredis.from_url(private_redis.url)
+    refused: list[int] = []
+    cache = RedisResultsCache(
+        client,
+        prefix="",
+        ttl=60,
+        negative_ttl=10,
+        retry_after=30,
+        on_fill_error=refused.append,
+    )
+    mv = ModelVersion("m", "1")
+    try:
+        cache.fill(mv, "cached", b'[{"id": "a"}]')
+        await cache.drain()
+        await client.config_set("maxmemory", 1)  # below what Redis uses: every write refused
+        for unit in ("u1", "u2"):
+            cache.fill(mv, unit, b'[{"id": "b"}]')
+            await cache.drain()
+        assert refused == [1, 1]
+        assert cache.available  # the breaker stays closed: Redis still answers reads
+        assert await cache.get(mv, "cached") == b'[{"id": "a"}]'
+        warnings = [r for r in caplog.records if r.getMessage().startswith("redis refused")]
+        assert len(warnings) == 1 and "OutOfMemoryError" in warnings[0].error  # type: ignore[attr-defined]
+    finally:
+        await client.aclose()
