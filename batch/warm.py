@@ -33,7 +33,7 @@ from batch.errors import BatchError, VersionError, WarmError
 from batch.versions import ident
 from experiments import ModelVersion
 
-CHUNK = 2_000
+CHUNK = 500  # units a pipeline: ~1.7 MB of 3.4 KB lists; 2,000 cost the client ~30% more CPU a key
 
 
 def cache_key(prefix: str, mv: ModelVersion, unit_id: str) -> str:
