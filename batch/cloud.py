@@ -14,13 +14,24 @@
   generation listed.
 - Client errors (no bucket, no object, Forbidden, transport) are SourceErrors naming the URI,
   or the part, when they happen during the load.
-- ``bq://PROJECT.DATASET.TABLE`` pages through the table as Arrow record batches
-  (``list_rows(...).to_arrow_iterable``: the REST ``tabledata.list`` API, JSON pages converted
-  to Arrow; the Storage Read API is not used, so google-cloud-bigquery-storage is not needed
-  and emulators without it work). The ``BIGQUERY_EMULATOR_HOST`` variable (read by the client
-  library) points the client at an emulator, with anonymous credentials. Lineage: the table's
-  etag and modification time. The table follows the same column contract (long or wide); a
-  long table must be ordered by unit (export it with ``ORDER BY unit_id, rank``).
+- ``bq://PROJECT.DATASET.TABLE`` is read as Arrow record batches through the BigQuery Storage
+  Read API (gRPC) when google-cloud-bigquery-storage is installed (the gcp extra installs it),
+  else through the REST ``tabledata.list`` API (JSON pages converted to Arrow, many times
+  slower); both by ``list_rows(...).to_arrow_iterable``. Lineage: the table's etag and
+  modification time, and ``bq_read_api``: ``storage`` or ``rest``. The table follows the same
+  column contract (long or wide); a long table must be ordered by unit (write it with
+  ``ORDER BY unit_id, rank``). The Storage Read API reads one stream (``max_stream_count=1``):
+  several interleave their rows, which would split a long table's units, and would deliver a
+  wide table's rows in another order at each load, so that ``results_sha256`` would differ and
+  loading the same version again would be a conflict instead of a no-op. Its pages are sliced
+  (without copies) into chunks of ``batch_rows``, or of the Parquet defaults. Client errors
+  while reading (PermissionDenied: the Storage Read API needs ``bigquery.readsessions.create``)
+  are SourceErrors naming the URI.
+- Emulators: ``BIGQUERY_EMULATOR_HOST`` (read by the client library) points the REST client at
+  one, with anonymous credentials. ``BIGQUERY_STORAGE_EMULATOR_HOST=HOST:PORT`` (ours: the
+  library has no such variable) points the Storage Read client at the emulator's gRPC port,
+  over an insecure channel; with ``BIGQUERY_EMULATOR_HOST`` alone the table is read through
+  REST, never through Google's own gRPC endpoint.
 """
 
 from __future__ import annotations
@@ -36,7 +47,15 @@ import pyarrow.parquet as pq
 from batch.errors import SourceError
 from batch.frames import Where
 from batch.parts import Part, is_part, open_parts, parts_digest
-from batch.sources import Input, _fmt, arrow_batches, open_parquet, open_stream
+from batch.sources import (
+    LONG_ROWS,
+    WIDE_ROWS,
+    Input,
+    _fmt,
+    arrow_batches,
+    open_parquet,
+    open_stream,
+)
 
 CHUNK = 8 << 20  # bytes per ranged read of an object
 
@@ -167,7 +186,8 @@ def _source_error(uri: str, exc: Exception) -> SourceError:
 
 
 def open_bigquery(uri: str, rename: Mapping[str, str], batch_rows: int | None) -> Input:
-    """A ``bq://project.dataset.table`` results table."""
+    """A ``bq://project.dataset.table`` results table, read through the Storage Read API when
+    google-cloud-bigquery-storage is installed, else through the REST ``tabledata.list`` API."""
     try:
         from google.cloud import bigquery
     except ImportError:
@@ -183,19 +203,67 @@ def open_bigquery(uri: str, rename: Mapping[str, str], batch_rows: int | None) -
         client = bigquery.Client(project=ref.split(".")[0])
     try:
         table = client.get_table(ref)
-    except Exception as exc:  # google.api_core errors
+        read_client = _read_client()
+    except Exception as exc:  # google.api_core errors; google.auth: no credentials
         raise _source_error(uri, exc) from None
     names = [rename.get(f.name, f.name) for f in table.schema]
     where = Where(uri, "row")
     inp = Input(uri, "bigquery", iter(()), where, table.num_rows, "rows", lambda: 0)
     inp.done = lambda: inp.rows_read
 
+    def pages() -> Iterator[pa.RecordBatch]:
+        if read_client is None:
+            yield from client.list_rows(table, page_size=batch_rows or 50_000).to_arrow_iterable()
+            return
+        # One stream: the table's order, which a long table needs (several streams interleave
+        # their rows), and the same order at every load, which results_sha256 needs.
+        rows = client.list_rows(table).to_arrow_iterable(
+            bqstorage_client=read_client, max_stream_count=1
+        )
+        size = batch_rows or (LONG_ROWS if "item_id" in names else WIDE_ROWS)
+        for rb in rows:  # the server sizes its pages; slices (no copies) bound the chunks
+            for start in range(0, rb.num_rows, size):
+                yield rb.slice(start, size)
+
     def record_batches() -> Iterator[pa.RecordBatch]:
-        rows = client.list_rows(table, page_size=batch_rows or 50_000)
-        for rb in rows.to_arrow_iterable():
-            yield rb.rename_columns(names)
+        try:
+            for rb in pages():
+                yield rb.rename_columns(names)
+        except Exception as exc:  # google.api_core errors: Forbidden, transport errors
+            raise _source_error(uri, exc) from None
 
     inp.batches = arrow_batches(record_batches(), names, where, inp)
-    inp.lineage = {"bq_modified": table.modified.isoformat() if table.modified else None}
+    inp.lineage = {
+        "bq_modified": table.modified.isoformat() if table.modified else None,
+        "bq_read_api": "rest" if read_client is None else "storage",
+    }
     inp._hash = lambda: f"bq-etag:{table.etag}"
     return inp
+
+
+def _read_client() -> Any | None:
+    """A BigQuery Storage Read API client, or None to read through REST: the package is not
+    installed, or ``BIGQUERY_EMULATOR_HOST`` names an emulator and no gRPC endpoint is given
+    (never Google's real endpoint then)."""
+    try:
+        from google.cloud import bigquery_storage
+    except ImportError:
+        return None
+    emulator = os.environ.get("BIGQUERY_STORAGE_EMULATOR_HOST")  # ours: the library has none
+    if emulator:
+        import grpc
+        from google.cloud.bigquery_storage_v1.services.big_query_read.transports import (
+            BigQueryReadGrpcTransport,
+        )
+
+        # The limits of the library's own channel: a page of long lists exceeds gRPC's 4 MiB.
+        channel = grpc.insecure_channel(
+            emulator,
+            options=[("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)],
+        )
+        return bigquery_storage.BigQueryReadClient(
+            transport=BigQueryReadGrpcTransport(channel=channel)
+        )
+    if os.environ.get("BIGQUERY_EMULATOR_HOST"):
+        return None
+    return bigquery_storage.BigQueryReadClient()

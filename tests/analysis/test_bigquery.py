@@ -12,10 +12,12 @@ import json
 import os
 import socket
 import subprocess
+import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import duckdb
 import pytest
@@ -65,8 +67,16 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    """Where a running emulator listens."""
+
+    rest: str  # http://127.0.0.1:PORT: the client's api_endpoint, or BIGQUERY_EMULATOR_HOST
+    grpc: str  # 127.0.0.1:PORT: the Storage Read API
+
+
 @pytest.fixture(scope="module")
-def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def emulator_endpoints(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoints]:
     rest, grpc = _free_port(), _free_port()
     log = tmp_path_factory.mktemp("bqemu") / "bqemulator.log"
     args = [
@@ -84,21 +94,40 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     proc = subprocess.Popen(
         args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=log.parent
     )
+    drain = None
     try:
         assert proc.stdout is not None
         seen = []
-        for line in proc.stdout:  # wait for the server's own "listening" line, not a timer
+        for line in proc.stdout:  # wait for the server's own "listening" lines, not a timer
             seen.append(line)
-            if '"rest.listen"' in line:
+            if '"grpc.listen"' in line:  # logged after "rest.listen": both servers are up
                 break
         else:
             pytest.fail("bqemulator exited before listening:\n" + "".join(seen[-20:]))
-        yield f"http://127.0.0.1:{rest}"
+        # It logs every gRPC call: keep reading, or it blocks once the pipe is full.
+        drain = threading.Thread(
+            target=_copy_lines, args=(proc.stdout, log), name="bqemulator-log", daemon=True
+        )
+        drain.start()
+        yield Endpoints(f"http://127.0.0.1:{rest}", f"127.0.0.1:{grpc}")
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+        if drain is not None:
+            drain.join(timeout=10)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def _copy_lines(lines: IO[str], log: Path) -> None:
+    with log.open("a") as f:
+        f.writelines(lines)
+
+
+@pytest.fixture(scope="module")
+def emulator(emulator_endpoints: Endpoints) -> str:
+    """The REST endpoint of an emulator started for this module."""
+    return emulator_endpoints.rest
 
 
 @pytest.fixture(scope="module")
