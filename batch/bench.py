@@ -504,8 +504,8 @@ def _measure(
         _warm(args, url, abgate, env, paths, fig)
         _swap(dsn, fig)
     _psql(dsn, f"DROP SCHEMA {SCHEMA} CASCADE")
-    if not args.keep_files:  # only the files generate() wrote: the folder may hold others'
-        for p in paths.values():
+    if not args.keep_files:  # only the files this wrote: the folder may hold others'
+        for p in [*paths.values(), args.dir / "recent.txt"]:
             p.unlink(missing_ok=True)
 
 
