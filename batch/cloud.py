@@ -20,10 +20,10 @@
   slower); both by ``list_rows(...).to_arrow_iterable``. Lineage: the table's etag and
   modification time, and ``bq_read_api``: ``storage`` or ``rest``. The table follows the same
   column contract (long or wide); a long table must be ordered by unit (write it with
-  ``ORDER BY unit_id, rank``). The Storage Read API reads one stream (``max_stream_count=1``):
-  several interleave their rows, which would split a long table's units, and would deliver a
-  wide table's rows in another order at each load, so that ``results_sha256`` would differ and
-  loading the same version again would be a conflict instead of a no-op. Its pages are sliced
+  ``ORDER BY unit_id, rank``). The Storage Read API reads a long table in one stream
+  (``max_stream_count=1``: several interleave their rows, which would split its units) and a
+  wide table in up to ``STREAMS`` (its rows may come in any order: ``results_sha256`` ignores
+  the order, so loading the same version again is still a no-op). Its pages are sliced
   (without copies) into chunks of ``batch_rows``, or of the Parquet defaults. Client errors
   while reading (PermissionDenied: the Storage Read API needs ``bigquery.readsessions.create``)
   are SourceErrors naming the URI.
@@ -58,6 +58,7 @@ from batch.sources import (
 )
 
 CHUNK = 8 << 20  # bytes per ranged read of an object
+STREAMS = 4  # Storage Read streams of a wide table, read in parallel
 
 
 def open_gcs(uri: str, rename: Mapping[str, str], batch_rows: int | None) -> Input:
@@ -215,10 +216,12 @@ def open_bigquery(uri: str, rename: Mapping[str, str], batch_rows: int | None) -
         if read_client is None:
             yield from client.list_rows(table, page_size=batch_rows or 50_000).to_arrow_iterable()
             return
-        # One stream: the table's order, which a long table needs (several streams interleave
-        # their rows), and the same order at every load, which results_sha256 needs.
+        # A long table needs its order, so one stream (several interleave their rows); a
+        # wide table's rows may come in any order (the results digest ignores it): up to
+        # STREAMS, read in parallel, each buffering a page or so.
+        streams = 1 if "item_id" in names else STREAMS
         rows = client.list_rows(table).to_arrow_iterable(
-            bqstorage_client=read_client, max_stream_count=1
+            bqstorage_client=read_client, max_stream_count=streams
         )
         size = batch_rows or (LONG_ROWS if "item_id" in names else WIDE_ROWS)
         for rb in rows:  # the server sizes its pages; slices (no copies) bound the chunks

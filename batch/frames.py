@@ -8,6 +8,7 @@ kernels, never one Python object per item, which is what makes a 100-million-ite
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -183,9 +184,12 @@ def json_lists(batch: UnitBatch) -> tuple[pa.Array, bool]:
     return pc.binary_join_element_wise("[", body, "]", ""), escaped
 
 
-def copy_lines(batch: UnitBatch, keep: np.ndarray | None = None) -> bytes:
+def copy_lines(
+    batch: UnitBatch, keep: np.ndarray | None = None, digest: ResultsDigest | None = None
+) -> bytes:
     """COPY text-format lines ``unit_id <TAB> items <TAB> source_row`` of the batch's units
-    (those where ``keep`` is true), as one buffer."""
+    (those where ``keep`` is true), as one buffer; each line, but its source row, goes into
+    ``digest``."""
     lists, escaped = json_lists(batch)
     if escaped:
         lists = pc.replace_substring(lists, "\\", "\\\\")
@@ -193,14 +197,51 @@ def copy_lines(batch: UnitBatch, keep: np.ndarray | None = None) -> bytes:
     rows = pc.binary_join_element_wise(rows, "\n", "")
     lines = pc.binary_join_element_wise(_copy_escape(batch.units), lists, rows, "\t")
     if keep is not None:
-        lines = pc.filter(lines, pa.array(keep))
+        lines, rows = pc.filter(lines, pa.array(keep)), pc.filter(rows, pa.array(keep))
+    if digest is not None:
+        digest.add_lines(lines, pc.binary_length(rows).to_numpy(zero_copy_only=False) + 1)
     return _data_bytes(lines)
+
+
+class ResultsDigest:
+    """A digest of loaded results that ignores their order: the sum, modulo 2^256, of the
+    sha256 of each unit's ``unit_id <TAB> items`` (its COPY line without the source row), and
+    of the default list. The same lists in another row order (a re-run Spark job, a re-export,
+    a BigQuery read) digest the same; a changed unit, item, score or rank does not."""
+
+    def __init__(self) -> None:
+        self._sum = 0
+
+    def add_lines(self, lines: pa.Array, tails: np.ndarray) -> None:
+        """Add each string of ``lines`` but its last ``tails[i]`` bytes."""
+        if len(lines) == 0:
+            return
+        offsets, data = _string_buffers(lines)
+        offsets = offsets.astype(np.int64)
+        view, total, sha256 = memoryview(data), self._sum, hashlib.sha256
+        for start, end in zip(offsets[:-1].tolist(), (offsets[1:] - tails).tolist(), strict=True):
+            total += int.from_bytes(sha256(view[start:end]).digest(), "big")
+        self._sum = total % 2**256
+
+    def add(self, data: bytes) -> None:
+        self._sum = (self._sum + int.from_bytes(hashlib.sha256(data).digest(), "big")) % 2**256
+
+    def hexdigest(self) -> str:
+        return f"{self._sum:064x}"
 
 
 def _data_bytes(strings: pa.Array) -> bytes:
     """The concatenated bytes of a string array, without one Python object per value."""
     if len(strings) == 0:
         return b""
+    offsets, data = _string_buffers(strings)
+    lo, hi = int(offsets[0]), int(offsets[-1])
+    return data.slice(lo, hi - lo).to_pybytes()
+
+
+def _string_buffers(strings: pa.Array) -> tuple[np.ndarray, pa.Buffer]:
+    """The value offsets (``len + 1``, into the data buffer) and the data buffer of a string
+    array."""
     width = 8 if pa.types.is_large_string(strings.type) else 4
     _, offsets_buf, data = strings.buffers()
     offsets = np.frombuffer(
@@ -209,8 +250,7 @@ def _data_bytes(strings: pa.Array) -> bytes:
         count=len(strings) + 1,
         offset=strings.offset * width,
     )
-    lo, hi = int(offsets[0]), int(offsets[-1])
-    return data.slice(lo, hi - lo).to_pybytes()
+    return offsets, data
 
 
 def from_python(rows: Sequence[tuple[str, object]], first_row: int, where: Where) -> UnitBatch:

@@ -13,7 +13,6 @@ loop sends the previous chunk, one chunk ahead, so memory stays bounded by a few
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -27,7 +26,15 @@ import orjson
 import pyarrow.compute as pc
 
 from batch.errors import LoadConflict, LoadError
-from batch.frames import DEFAULT_UNIT, UnitBatch, Where, check, copy_lines, from_python
+from batch.frames import (
+    DEFAULT_UNIT,
+    ResultsDigest,
+    UnitBatch,
+    Where,
+    check,
+    copy_lines,
+    from_python,
+)
 from batch.sources import Input, open_input
 from batch.versions import activate_load, ident, literal
 
@@ -187,7 +194,7 @@ async def _stage(
         "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'"
     )
     tally = _Tally()
-    sha = hashlib.sha256()
+    sha = ResultsDigest()
     async with conn.transaction():
         await conn.execute("SET LOCAL maintenance_work_mem = '256MB'")
         m, v = literal(model), literal(version)
@@ -223,8 +230,8 @@ async def _stage(
         )
         await conn.execute(f"ANALYZE {ident(stage)}", timeout=LONG)
         default = tally.default or []
-        sha.update(orjson.dumps(default))
-        digest = "sha256:" + sha.hexdigest()
+        sha.add(b"\0default\t" + orjson.dumps(default))
+        digest = "sha256-sum:" + sha.hexdigest()
         await _check_existing(conn, model, version, digest, replace)
         metadata = {
             "source": inp.uri,
@@ -256,7 +263,7 @@ async def _stage(
 
 
 async def _chunks(
-    inp: Input, limits: Limits, tally: _Tally, sha: hashlib._Hash, progress: Progress | None
+    inp: Input, limits: Limits, tally: _Tally, sha: ResultsDigest, progress: Progress | None
 ) -> AsyncIterator[bytes]:
     """COPY data, encoded in a worker thread one chunk ahead of the sender."""
     batches = inp.batches
@@ -275,8 +282,7 @@ async def _chunks(
                 tally.default, tally.default_row = batch.items_of(i), int(batch.rows[i])
                 keep = np.ones(len(batch), bool)
                 keep[i] = False
-            data = copy_lines(batch, keep)
-            sha.update(data)
+            data = copy_lines(batch, keep, sha)
             tally.units += len(batch) - (0 if keep is None else 1)
             tally.items += batch.item_count
             if data:

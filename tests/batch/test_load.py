@@ -212,6 +212,31 @@ async def test_reloading_the_same_results_is_a_no_op(pool: asyncpg.Pool) -> None
     assert await pool.fetchval("SELECT count(*) FROM result_loads") == 1
 
 
+async def test_the_same_results_in_another_order_and_format_are_unchanged(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """A re-run job may write its units in another order (Spark) or another format: the
+    results digest ignores the order, so the reload is a no-op; one changed score is not."""
+    rows = version_rows("1", units=50)
+    first = await load_results(pool, iter(rows), "m", "1")
+    shuffled = tmp_path / "shuffled.csv"
+    shuffled.write_text(long_csv([*reversed(rows[10:]), *rows[:10]]))
+    again = await load_results(pool, open_input(shuffled), "m", "1")
+    assert again.unchanged and again.results_sha256 == first.results_sha256
+    assert first.results_sha256.startswith("sha256-sum:")
+    changed = [(u, [dict(it) for it in items]) for u, items in rows]
+    changed[7][1][2]["score"] = 0.55  # one score of one unit
+    with pytest.raises(LoadConflict, match="already active with other results"):
+        await load_results(pool, iter(changed), "m", "1")
+    swapped = [(u, list(items)) for u, items in rows]
+    swapped[3][1][0], swapped[3][1][1] = swapped[3][1][1], swapped[3][1][0]  # one unit's ranks
+    with pytest.raises(LoadConflict, match="already active with other results"):
+        await load_results(pool, iter(swapped), "m", "1")
+    default_changed = [*rows[:-1], ("__default__", ranked("other-default"))]
+    with pytest.raises(LoadConflict, match="already active with other results"):
+        await load_results(pool, iter(default_changed), "m", "1")
+
+
 async def test_an_active_version_is_immutable_unless_replaced(pool: asyncpg.Pool) -> None:
     await load_results(pool, iter(version_rows("1")), "m", "1")
     with pytest.raises(LoadConflict, match="already active with other results"):
