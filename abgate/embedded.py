@@ -83,7 +83,8 @@ def redis_server_binary() -> str:
 class RedisProcess:
     """A private redis-server on a free TCP port, stopped with ``stop()`` (or at exit)."""
 
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    def __init__(self, data_dir: Path, port: int | None = None, *args: str) -> None:
+        """``args``: more ``redis-server`` options, e.g. ``"--replicaof", "127.0.0.1", "6379"``."""
         self.port = port or free_port()
         data_dir = data_dir.resolve()  # redis-server chdirs to --dir before opening --logfile
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -102,6 +103,7 @@ class RedisProcess:
                 str(data_dir),
                 "--logfile",
                 str(data_dir / "redis.log"),
+                *args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -30,6 +30,10 @@ class Settings(BaseSettings):
         1.0, ge=0, description="Seconds to skip Postgres result reads after one failed"
     )
     redis_url: str | None = Field(None, description="Redis URL; unset: embedded server in data_dir")
+    redis_read_url: str | None = Field(
+        None,
+        description="Redis URL for cache reads (a read replica); unset: reads go to redis_url",
+    )
     redis_prefix: str = Field("abgate:", description="Prefix of every Redis key")
     redis_timeout: float = Field(
         0.1, gt=0, description="Seconds per Redis call on the request path"

@@ -131,13 +131,18 @@ def create_app(
         snapshot = await config_source.load()
         router = Router(snapshot)
         pool, directory = await _connect_results(settings, router)
-        client = aioredis.from_url(
-            settings.redis_url or "",
-            socket_timeout=settings.redis_timeout,
-            socket_connect_timeout=settings.redis_timeout,
-            max_connections=settings.redis_pool_max,
-            retry_on_timeout=False,
-        )
+
+        def redis_client(url: str) -> aioredis.Redis:
+            return aioredis.from_url(
+                url,
+                socket_timeout=settings.redis_timeout,
+                socket_connect_timeout=settings.redis_timeout,
+                max_connections=settings.redis_pool_max,
+                retry_on_timeout=False,
+            )
+
+        client = redis_client(settings.redis_url or "")
+        reader = redis_client(settings.redis_read_url) if settings.redis_read_url else None
         store = PostgresResultsStore(
             pool, timeout=settings.postgres_timeout, retry_after=settings.postgres_retry_after
         )
@@ -148,6 +153,7 @@ def create_app(
             negative_ttl=settings.negative_cache_ttl,
             retry_after=settings.redis_retry_after,
             on_fill_error=metrics.lookup["redis", "error"].inc,
+            reader=reader,
         )
         logger = BatchingLogger(
             log_sink,
@@ -181,6 +187,8 @@ def create_app(
             await logger.aclose()
             await config_source.aclose()
             await client.aclose()
+            if reader is not None:
+                await reader.aclose()
             await pool.close()
 
     def counted(endpoint: str, handler: Handler) -> Handler:

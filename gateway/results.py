@@ -169,7 +169,10 @@ class PostgresResultsStore:
 class RedisResultsCache:
     """Redis in front of Postgres, with a breaker: after a failure, skip Redis for a while.
 
-    Without the breaker, a hung Redis would add its timeout to every request.
+    Without the breaker, a hung Redis would add its timeout to every request. With a
+    ``reader`` (a read replica, e.g. Memorystore's read endpoint) reads go there and fills to
+    ``client`` (the primary), each side with its own breaker: a lost replica does not stop
+    fills, nor a lost primary reads.
     """
 
     def __init__(
@@ -181,13 +184,16 @@ class RedisResultsCache:
         negative_ttl: int,
         retry_after: float,
         on_fill_error: Callable[[int], object] = lambda n: None,
+        reader: aioredis.Redis | None = None,
     ) -> None:
         self.client = client
+        self.reader = reader or client
         self.on_fill_error = on_fill_error
         self.prefix = prefix
         self.ttl = ttl
         self.negative_ttl = negative_ttl
-        self.breaker = Breaker(retry_after)
+        self.breaker = Breaker(retry_after)  # reads
+        self.fill_breaker = self.breaker if reader is None else Breaker(retry_after)
         self._gets: Coalescer[str, bytes | str | None] = Coalescer(self._mget)
         self._fills: Coalescer[tuple[str, bytes], None] = Coalescer(self._write_fills)
         self.max_pending_fills = 1000
@@ -215,8 +221,8 @@ class RedisResultsCache:
 
     async def _mget(self, keys: list[str]) -> list[bytes | str | None]:
         if len(keys) == 1:  # GET: Redis answers it without MGET's array reply
-            return [await self.client.get(keys[0])]
-        return await self.client.mget(keys)
+            return [await self.reader.get(keys[0])]
+        return await self.reader.mget(keys)
 
     def fill(self, mv: ModelVersion, unit_id: str, raw: bytes) -> None:
         """Cache ``raw`` without waiting: written with the turn's other fills in one pipeline.
@@ -226,7 +232,7 @@ class RedisResultsCache:
         breaker; a refusal (``-OOM`` under ``noeviction``, ``-READONLY`` from a replica) does
         not, since reads still work: it is counted and logged at most once a minute.
         """
-        if not self.available or (raw == NO_LIST and self.negative_ttl == 0):
+        if not self.fill_breaker.closed or (raw == NO_LIST and self.negative_ttl == 0):
             return
         if self._fills.pending() >= self.max_pending_fills:
             return
@@ -247,7 +253,7 @@ class RedisResultsCache:
                 log.warning("redis refused cache fills; reads go on", extra={"error": error})
         except (TimeoutError, RedisError, OSError):
             self.on_fill_error(len(fills))
-            self.breaker.trip()
+            self.fill_breaker.trip()
         return [None] * len(fills)
 
     async def drain(self) -> None:
@@ -256,11 +262,16 @@ class RedisResultsCache:
         await self._fills.drain()
 
     async def ping(self) -> None:
-        """Raise CacheUnavailable unless Redis answers (ignores the breaker)."""
-        try:
-            await self.client.ping()
-        except (TimeoutError, RedisError, OSError) as exc:
-            raise CacheUnavailable(f"redis: {type(exc).__name__}") from exc
+        """Raise CacheUnavailable unless Redis answers: the reader, then the primary (ignores
+        the breakers)."""
+        sides = [("redis", self.client)]
+        if self.reader is not self.client:
+            sides = [("redis read replica", self.reader), ("redis primary", self.client)]
+        for name, client in sides:
+            try:
+                await client.ping()
+            except (TimeoutError, RedisError, OSError) as exc:
+                raise CacheUnavailable(f"{name}: {type(exc).__name__}") from exc
 
 
 def decoded_size(items: Items | None, raw_len: int) -> int:

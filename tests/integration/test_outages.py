@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 
 from abgate.embedded import RedisProcess
 from experiments import ModelVersion
+from gateway.errors import CacheUnavailable
 from gateway.results import RedisResultsCache
 from tests.gateway.helpers import load_demo_data, running_app, settings_for, write_config
 
@@ -177,3 +178,75 @@ async def test_a_full_redis_refusing_fills_keeps_serving_reads_from_it(
         assert len(warnings) == 1 and "OutOfMemoryError" in warnings[0].error  # type: ignore[attr-defined]
     finally:
         await client.aclose()
+
+
+@pytest.fixture
+def primary_and_replica(tmp_path: Path) -> Iterator[tuple[RedisProcess, RedisProcess]]:
+    """A private Redis primary and a replica of it (real replication)."""
+    primary = RedisProcess(tmp_path / "primary")
+    replica = RedisProcess(
+        tmp_path / "replica", None, "--replicaof", "127.0.0.1", str(primary.port)
+    )
+    yield primary, replica
+    replica.stop()
+    primary.stop()
+
+
+async def _commands(url: str) -> set[str]:
+    """The commands a Redis server has run (INFO commandstats)."""
+    client = aioredis.from_url(url)
+    try:
+        return {k.removeprefix("cmdstat_") for k in await client.info("commandstats")}
+    finally:
+        await client.aclose()
+
+
+async def test_a_read_url_serves_cache_reads_from_the_replica_and_fills_the_primary(
+    pg_dsn, schema, experiments_dir, archive_dir, primary_and_replica
+):
+    primary, replica = primary_and_replica
+    await load_demo_data(pg_dsn, schema, units=10)
+    write_config(experiments_dir)
+    settings = settings_for(
+        pg_dsn,
+        primary.url,
+        schema,
+        "abgate:",
+        experiments_dir,
+        archive_dir,
+        redis_read_url=replica.url,
+    )
+    body = {"surface": "home_top", "unit_id": "u1"}
+    async with running_app(settings) as (app, client):
+        assert (await client.post("/v1/recommendations", json=body)).json()["source"] == "db"
+        await app.state.holder["gw"].read_path.drain()  # the fill, on the primary
+        writer = aioredis.from_url(primary.url)
+        assert await writer.execute_command("WAIT", 1, 5000) == 1  # the replica has it
+        await writer.aclose()
+        assert (await client.post("/v1/recommendations", json=body)).json()["source"] == "cache"
+        assert (await client.get("/readyz")).json()["checks"]["redis"] == "ok"
+    on_primary, on_replica = await _commands(primary.url), await _commands(replica.url)
+    assert "set" in on_primary and not {"get", "mget"} & on_primary
+    assert {"get", "mget"} & on_replica  # (its SETs came by replication)
+
+
+async def test_a_lost_replica_opens_the_read_breaker_only(primary_and_replica):
+    primary, replica = primary_and_replica
+    client, reader = aioredis.from_url(primary.url), aioredis.from_url(replica.url)
+    cache = RedisResultsCache(
+        client, prefix="", ttl=60, negative_ttl=10, retry_after=30, reader=reader
+    )
+    mv = ModelVersion("m", "1")
+    try:
+        replica.stop()
+        with pytest.raises(CacheUnavailable):
+            await cache.get(mv, "u1")
+        assert not cache.available  # reads skip Redis for retry_after...
+        cache.fill(mv, "u1", b'[{"id": "a"}]')  # ...while fills still reach the primary
+        await cache.drain()
+        assert await client.get(cache.key(mv, "u1")) == b'[{"id": "a"}]'
+        with pytest.raises(CacheUnavailable, match="redis read replica"):
+            await cache.ping()
+    finally:
+        await client.aclose()
+        await reader.aclose()
