@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +55,13 @@ class WarmSummary:
 
 def recent_units(source: Path, top: int) -> list[str]:
     """The ``top`` most recently active units: from a text file (one unit id a line, most recent
-    first) or from a log archive folder (units by their latest exposure)."""
+    first) or from a log archive folder (units by their latest exposure).
+
+    An archive in the export layout (``LOG_ID/YYYY/MM/DD/HH:00:00_HH:59:59_S0.json``, each
+    file an hour of entries) is read newest hour first, and only until ``top`` units were seen:
+    any unit seen only in an older hour was active before all of them. A folder with other
+    file names is read whole.
+    """
     if source.is_file():
         out: list[str] = []
         seen: set[str] = set()
@@ -67,18 +75,42 @@ def recent_units(source: Path, top: int) -> list[str]:
                         break
         return out
     latest: dict[str, str] = {}
-    for p in source.rglob("*.json"):
-        with p.open("rb") as f:
-            for line in f:
-                try:
-                    payload = orjson.loads(line).get("jsonPayload") or {}
-                except orjson.JSONDecodeError:
-                    continue
-                if payload.get("type") == "exposure":
-                    u, ts = str(payload.get("unit_id")), str(payload.get("ts"))
-                    if ts > latest.get(u, ""):
-                        latest[u] = ts
+    for hour in _hours_newest_first(source):
+        for path in hour:
+            _scan_exposures(path, latest)
+        if len(latest) >= top:
+            break
     return sorted(latest, key=lambda u: latest[u], reverse=True)[:top]
+
+
+_HOUR_FILE = re.compile(r"(\d{4})/(\d{2})/(\d{2})/(\d{2}):00:00_\d{2}:59:59_S\d+\.json$")
+
+
+def _hours_newest_first(root: Path) -> list[list[Path]]:
+    """The archive's files grouped by hour, newest first (every log and shard of an hour
+    together); one group of all files if any name does not follow the export layout."""
+    hours: dict[str, list[Path]] = defaultdict(list)
+    files = sorted(root.rglob("*.json"))
+    for path in files:
+        m = _HOUR_FILE.search(path.relative_to(root).as_posix())
+        if m is None:
+            return [files]
+        hours["".join(m.groups())].append(path)
+    return [hours[h] for h in sorted(hours, reverse=True)]
+
+
+def _scan_exposures(path: Path, latest: dict[str, str]) -> None:
+    """Record each exposed unit's latest timestamp found in ``path``."""
+    with path.open("rb") as f:
+        for line in f:
+            try:
+                payload = orjson.loads(line).get("jsonPayload") or {}
+            except orjson.JSONDecodeError:
+                continue
+            if payload.get("type") == "exposure":
+                u, ts = str(payload.get("unit_id")), str(payload.get("ts"))
+                if ts > latest.get(u, ""):
+                    latest[u] = ts
 
 
 async def warm(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
@@ -20,6 +21,7 @@ from batch import VersionError, WarmError, cache_key, load_results, recent_units
 from batch.warm import _page_ranges
 from experiments import ModelVersion
 from gateway.results import PostgresResultsStore, RedisResultsCache
+from gateway.sinks import archive_path
 from tests.batch.conftest import version_rows
 from tests.gateway.helpers import load_demo_data, running_app, settings_for, write_config
 
@@ -108,6 +110,55 @@ async def test_warm_top_units_from_a_file(
         assert (s.keys, s.missing) == (2, 1)
     finally:
         await client.aclose()
+
+
+def _write_archive(root: Path, exposures: list[tuple[str, str]]) -> None:
+    """Exposure LogEntry lines (unit, ts) in the export layout, plus an outcome and a bad line."""
+    for unit, ts in exposures:
+        path = archive_path(root, "abgate-events", ts)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("ab") as f:
+            payload = {"type": "exposure", "unit_id": unit, "ts": ts}
+            f.write(orjson.dumps({"jsonPayload": payload}) + b"\n")
+            outcome = {"type": "outcome", "unit_id": "buyer", "ts": ts}
+            f.write(orjson.dumps({"jsonPayload": outcome}) + b"\nnot json\n")
+
+
+def test_recent_units_read_an_archive_newest_hour_first_and_stop_when_enough(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write_archive(
+        tmp_path,
+        [
+            ("u4", "2026-11-26T10:00:00.000000Z"),
+            ("u1", "2026-11-26T11:00:00.000000Z"),
+            ("u3", "2026-11-26T11:30:00.000000Z"),
+            ("u2", "2026-11-26T12:01:00.000000Z"),
+            ("u1", "2026-11-26T12:05:00.000000Z"),
+            ("u5", "2026-11-25T23:59:59.000000Z"),  # the day before: another folder
+        ],
+    )
+    module = importlib.import_module("batch.warm")  # `batch.warm` is also the function
+    read: list[str] = []
+    scan = module._scan_exposures
+
+    def spy(path: Path, latest: dict[str, str]) -> None:
+        read.append(path.name[:2])
+        scan(path, latest)
+
+    monkeypatch.setattr(module, "_scan_exposures", spy)
+    assert recent_units(tmp_path, 2) == ["u1", "u2"]
+    assert read == ["12"]  # the newest hour had enough
+    read.clear()
+    assert recent_units(tmp_path, 3) == ["u1", "u2", "u3"]
+    assert read == ["12", "11"]
+    read.clear()
+    assert recent_units(tmp_path, 10) == ["u1", "u2", "u3", "u4", "u5"]
+    assert read == ["12", "11", "10", "23"]
+    (tmp_path / "copied-by-hand.json").write_bytes(b"")  # not the export layout: read it all
+    read.clear()
+    assert recent_units(tmp_path, 2) == ["u1", "u2"]
+    assert len(read) == 5
 
 
 async def test_the_gateway_serves_warmed_lists_from_the_cache(
