@@ -339,8 +339,13 @@ async def _check_existing(
     if row["sha"] == digest:
         raise _Unchanged(digest)
     if not replace:
+        older = (  # the digest of loads before 2026-11-27 followed the row order
+            " (it was loaded with an older digest, so the same results also differ)"
+            if (row["sha"] or "").startswith("sha256:")
+            else ""
+        )
         raise LoadConflict(
-            f"models:/{model}/{version} is already active with other results; model versions are "
-            "immutable: load them as a new version, or pass --replace (gateways may serve cached "
-            "lists of the old load until ABGATE_CACHE_TTL expires)"
+            f"models:/{model}/{version} is already active with other results{older}; model "
+            "versions are immutable: load them as a new version, or pass --replace (gateways may "
+            "serve cached lists of the old load until ABGATE_CACHE_TTL expires)"
         )

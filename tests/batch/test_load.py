@@ -235,6 +235,11 @@ async def test_the_same_results_in_another_order_and_format_are_unchanged(
     default_changed = [*rows[:-1], ("__default__", ranked("other-default"))]
     with pytest.raises(LoadConflict, match="already active with other results"):
         await load_results(pool, iter(default_changed), "m", "1")
+    await pool.execute(  # as loaded before digests ignored the order
+        "UPDATE model_versions SET metadata = jsonb_set(metadata, '{results_sha256}', '\"sha256:0\"')"
+    )
+    with pytest.raises(LoadConflict, match="loaded with an older digest"):
+        await load_results(pool, iter(rows), "m", "1")
 
 
 async def test_an_active_version_is_immutable_unless_replaced(pool: asyncpg.Pool) -> None:
