@@ -78,8 +78,10 @@ class ReadPath:
             if not isinstance(exc, ResultsStoreSkipped):  # one line per failure, not per skip
                 log.warning("results store unavailable", extra={"error": str(exc)})
             return Lookup(None, "unavailable")
-        if redis_ok:  # in the background: the answer does not wait for Redis
-            self.cache.fill(mv, unit_id, raw if raw is not None else NO_LIST)
+        # In the background: the answer does not wait for Redis. Also after a failed read: the
+        # cache skips fills itself while its (fill) breaker is open, and fills to a primary go
+        # on while a read replica is down.
+        self.cache.fill(mv, unit_id, raw if raw is not None else NO_LIST)
         items = self._remember(key, raw)
         return Lookup(items, "db" if items is not None else "none")
 

@@ -262,16 +262,19 @@ class RedisResultsCache:
         await self._fills.drain()
 
     async def ping(self) -> None:
-        """Raise CacheUnavailable unless Redis answers: the reader, then the primary (ignores
-        the breakers)."""
+        """Raise CacheUnavailable unless Redis answers: the read replica and the primary, each
+        named when it is down (ignores the breakers)."""
         sides = [("redis", self.client)]
         if self.reader is not self.client:
             sides = [("redis read replica", self.reader), ("redis primary", self.client)]
+        down = []
         for name, client in sides:
             try:
                 await client.ping()
             except (TimeoutError, RedisError, OSError) as exc:
-                raise CacheUnavailable(f"{name}: {type(exc).__name__}") from exc
+                down.append(f"{name}: {type(exc).__name__}")
+        if down:
+            raise CacheUnavailable("; ".join(down))
 
 
 def decoded_size(items: Items | None, raw_len: int) -> int:

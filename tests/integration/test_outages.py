@@ -12,7 +12,6 @@ import redis.asyncio as aioredis
 
 from abgate.embedded import RedisProcess
 from experiments import ModelVersion
-from gateway.errors import CacheUnavailable
 from gateway.results import RedisResultsCache
 from tests.gateway.helpers import load_demo_data, running_app, settings_for, write_config
 
@@ -230,23 +229,36 @@ async def test_a_read_url_serves_cache_reads_from_the_replica_and_fills_the_prim
     assert {"get", "mget"} & on_replica  # (its SETs came by replication)
 
 
-async def test_a_lost_replica_opens_the_read_breaker_only(primary_and_replica):
+async def test_a_lost_replica_stops_cache_reads_not_fills_to_the_primary(
+    pg_dsn, schema, experiments_dir, archive_dir, primary_and_replica
+):
     primary, replica = primary_and_replica
-    client, reader = aioredis.from_url(primary.url), aioredis.from_url(replica.url)
-    cache = RedisResultsCache(
-        client, prefix="", ttl=60, negative_ttl=10, retry_after=30, reader=reader
+    await load_demo_data(pg_dsn, schema, units=10)
+    write_config(experiments_dir)
+    settings = settings_for(
+        pg_dsn,
+        primary.url,
+        schema,
+        "abgate:",
+        experiments_dir,
+        archive_dir,
+        redis_read_url=replica.url,
+        redis_retry_after=30,
     )
-    mv = ModelVersion("m", "1")
+    replica.stop()
+    writer = aioredis.from_url(primary.url)
     try:
-        replica.stop()
-        with pytest.raises(CacheUnavailable):
-            await cache.get(mv, "u1")
-        assert not cache.available  # reads skip Redis for retry_after...
-        cache.fill(mv, "u1", b'[{"id": "a"}]')  # ...while fills still reach the primary
-        await cache.drain()
-        assert await client.get(cache.key(mv, "u1")) == b'[{"id": "a"}]'
-        with pytest.raises(CacheUnavailable, match="redis read replica"):
-            await cache.ping()
+        async with running_app(settings) as (app, client):
+            for unit in ("u1", "u2"):
+                r = await client.post(
+                    "/v1/recommendations", json={"surface": "home_top", "unit_id": unit}
+                )
+                assert (r.status_code, r.json()["source"]) == (200, "db")
+            gw = app.state.holder["gw"]
+            await gw.read_path.drain()
+            assert not gw.cache.available  # reads skip the lost replica...
+            assert len(await writer.keys("abgate:r:*")) == 2  # ...while fills reach the primary
+            ready = (await client.get("/readyz")).json()
+        assert ready["checks"]["redis"] == "down: redis read replica: ConnectionError"
     finally:
-        await client.aclose()
-        await reader.aclose()
+        await writer.aclose()
