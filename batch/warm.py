@@ -156,6 +156,15 @@ async def warm(
     keys = size = 0  # keys: confirmed by Redis (+OK)
     pending = iter(jobs)
 
+    async def confirm(redis: _RespConnection, n: int) -> None:
+        nonlocal keys
+        try:
+            await redis.expect_ok(n)
+        except RedisWarmError as exc:
+            keys += exc.confirmed
+            raise
+        keys += n
+
     async def worker() -> None:
         nonlocal keys, size
         async with pool.acquire() as conn:
@@ -171,14 +180,12 @@ async def warm(
                         redis.send(data)
                         size += len(data)
                     if in_flight:  # two pipelines in flight: read the previous one's replies
-                        await redis.expect_ok(in_flight)
-                        keys += in_flight
+                        await confirm(redis, in_flight)
                     in_flight = n
                     if progress is not None:
                         progress.update(units=keys, items=0, done=keys)  # type: ignore[attr-defined]
                 if in_flight:
-                    await redis.expect_ok(in_flight)
-                    keys += in_flight
+                    await confirm(redis, in_flight)
             finally:
                 await redis.close()
 
@@ -191,7 +198,7 @@ async def warm(
         first = group.exceptions[0]
         reason = _reason(first).rstrip(".")
         raise WarmError(
-            f"{mv}: warm-up stopped after {keys:,} keys: {reason}. The keys written are whole "
+            f"{mv}: warm-up stopped after at least {keys:,} keys: {reason}. The keys written are whole "
             "and the gateway's own; run the warm-up again to finish",
             keys,
         ) from first
@@ -254,36 +261,45 @@ class _RespConnection:
         except (OSError, TimeoutError) as exc:
             raise RedisWarmError(f"cannot connect to redis at {host}:{port}: {exc}") from exc
         conn = cls(reader, writer, f"{host}:{port}")
-        if kw.get("password"):
-            auth = [
-                b"AUTH",
-                *([kw["username"].encode()] if kw.get("username") else []),
-                kw["password"].encode(),
-            ]
-            conn.send(_command(*auth))
-            await conn.expect_ok(1)
-        if kw.get("db"):
-            conn.send(_command(b"SELECT", str(kw["db"]).encode()))
-            await conn.expect_ok(1)
+        try:
+            if kw.get("password"):
+                auth = [
+                    b"AUTH",
+                    *([kw["username"].encode()] if kw.get("username") else []),
+                    kw["password"].encode(),
+                ]
+                conn.send(_command(*auth))
+                await conn.expect_ok(1, "refused the login")
+            if kw.get("db"):
+                conn.send(_command(b"SELECT", str(kw["db"]).encode()))
+                await conn.expect_ok(1, f"refused database {kw['db']}")
+        except BaseException:
+            await conn.close()
+            raise
         return conn
 
     def send(self, data: bytes) -> None:
         self.writer.write(data)
 
-    async def expect_ok(self, n: int) -> None:
-        """Read ``n`` replies; raise on any that is not +OK."""
+    async def expect_ok(self, n: int, refusal: str = "refused a write") -> None:
+        """Read ``n`` replies; raise on any that is not +OK, with the replies that were +OK
+        before it in ``confirmed``."""
         try:
             got = await asyncio.wait_for(self.reader.readexactly(5 * n), timeout=60)
+            if got == b"+OK\r\n" * n:
+                return
+            start = got.find(b"-")
+            line = got[start:] if start >= 0 else got[:80]
+            if start >= 0 and b"\r\n" not in line:  # the error line goes on past what was read
+                line += await asyncio.wait_for(self.reader.readuntil(b"\r\n"), timeout=5)
         except asyncio.IncompleteReadError:
             raise RedisWarmError(f"redis at {self.address} closed the connection") from None
         except TimeoutError:
             raise RedisWarmError(f"redis at {self.address} did not answer in 60 s") from None
         except OSError as exc:
             raise RedisWarmError(f"redis at {self.address}: {exc}") from exc
-        if got != b"+OK\r\n" * n:
-            start = got.find(b"-")
-            line = got[start:].split(b"\r\n")[0] if start >= 0 else got[:80]
-            raise RedisWarmError(f"redis refused a write: {line.decode(errors='replace')}")
+        text = line.split(b"\r\n")[0].decode(errors="replace")
+        raise RedisWarmError(f"redis {refusal}: {text}", confirmed=max(start, 0) // 5)
 
     async def close(self) -> None:
         self.writer.close()
@@ -292,7 +308,12 @@ class _RespConnection:
 
 
 class RedisWarmError(BatchError):
-    """Redis refused a warm-up write or could not be reached."""
+    """Redis refused a warm-up write or could not be reached; ``confirmed`` replies of the
+    pipeline were +OK before the refusal."""
+
+    def __init__(self, message: str, confirmed: int = 0) -> None:
+        super().__init__(message)
+        self.confirmed = confirmed
 
 
 def _reason(exc: BaseException) -> str:

@@ -234,12 +234,17 @@ async def test_a_redis_that_refuses_writes_stops_every_worker_with_its_reason(
         used = (await client.info("memory"))["used_memory"]
         await client.config_set("maxmemory", used + 300_000)  # room for about a third of them
         await client.config_set("maxmemory-policy", "noeviction")
-        with pytest.raises(
-            WarmError, match=r"stopped after [\d,]+ keys: redis refused a write: -OOM"
-        ):
+        oom = r"stopped after at least [\d,]+ keys: redis refused a write: -OOM command not "
+        oom += r"allowed when used memory > 'maxmemory'\. The keys"  # the whole error line
+        with pytest.raises(WarmError, match=oom) as one:  # one worker: the count is exact
+            await warm(pool, client, mv, prefix="", ttl=600, chunk=50, workers=1)
+        written = await _assert_written_keys_are_whole(pool, client, mv)
+        assert 0 < written < 400 and one.value.keys == written
+        await client.flushdb()
+        with pytest.raises(WarmError, match=oom) as three:
             await warm(pool, client, mv, prefix="", ttl=600, chunk=9, workers=3)
         written = await _assert_written_keys_are_whole(pool, client, mv)
-        assert 0 < written < 400
+        assert 0 < three.value.keys <= written < 400  # others' pipelines in flight may add some
         await _assert_every_connection_comes_back(pool)
     finally:
         await client.aclose()
@@ -302,6 +307,22 @@ async def test_the_cli_warms_with_its_workers_and_ttl(
         assert 110 < await client.ttl(key) <= 120
     finally:
         await client.aclose()
+
+
+async def test_a_refused_login_is_named_and_its_connection_closed(
+    pool: asyncpg.Pool, private_redis: RedisProcess
+) -> None:
+    await load_results(pool, iter(version_rows("1")), "m", "1")
+    wrong = aioredis.from_url(private_redis.url.replace("redis://", "redis://:wrong@"))
+    admin = aioredis.from_url(private_redis.url)
+    try:
+        with pytest.raises(WarmError, match=r"redis refused the login: -(WRONGPASS|ERR AUTH) .+\."):
+            await warm(pool, wrong, ModelVersion("m", "1"), prefix="", ttl=60, workers=2)
+        clients = await admin.client_list()
+        assert len(clients) == 1  # only this one: the warm-up closed its connections
+    finally:
+        await wrong.aclose()
+        await admin.aclose()
 
 
 async def test_the_cli_names_an_unreachable_redis_without_a_traceback(
