@@ -31,7 +31,7 @@ import asyncpg
 import orjson
 import redis.asyncio as aioredis
 
-from batch.errors import BatchError, VersionError, WarmError
+from batch.errors import BatchError, SourceError, VersionError, WarmError
 from batch.versions import ident
 from experiments import ModelVersion
 
@@ -62,6 +62,8 @@ def recent_units(source: Path, top: int) -> list[str]:
     any unit seen only in an older hour was active before all of them. A folder with other
     file names is read whole.
     """
+    if not source.exists():
+        raise SourceError(f"{source}: no such file or folder of recent units")
     if source.is_file():
         out: list[str] = []
         seen: set[str] = set()
@@ -253,14 +255,18 @@ class _RespConnection:
     async def open(cls, client: aioredis.Redis) -> _RespConnection:
         kw = client.connection_pool.connection_kwargs
         tls = "SSL" in client.connection_pool.connection_class.__name__
-        host, port = kw.get("host", "127.0.0.1"), kw.get("port", 6379)
+        host, port, path = kw.get("host", "127.0.0.1"), kw.get("port", 6379), kw.get("path")
+        address = path or f"{host}:{port}"  # unix:// URLs give a socket path
         try:
             reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(host, port, ssl=tls or None), timeout=10
+                asyncio.open_unix_connection(path)
+                if path
+                else asyncio.open_connection(host, port, ssl=tls or None),
+                timeout=10,
             )
         except (OSError, TimeoutError) as exc:
-            raise RedisWarmError(f"cannot connect to redis at {host}:{port}: {exc}") from exc
-        conn = cls(reader, writer, f"{host}:{port}")
+            raise RedisWarmError(f"cannot connect to redis at {address}: {exc}") from exc
+        conn = cls(reader, writer, address)
         try:
             if kw.get("password"):
                 auth = [

@@ -33,12 +33,16 @@ T = TypeVar("T")
 @contextlib.asynccontextmanager
 async def _pool(settings: Settings, size: int = 4) -> AsyncIterator[asyncpg.Pool]:
     from abgate.embedded import start_postgres
+    from batch import BatchError
     from experiments.postgres import create_pool
 
     dsn = settings.postgres_dsn or start_postgres(settings.data_dir)
-    pool = await create_pool(
-        dsn, settings.postgres_schema, min_size=1, max_size=size, command_timeout=60
-    )
+    try:
+        pool = await create_pool(
+            dsn, settings.postgres_schema, min_size=1, max_size=size, command_timeout=60
+        )
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise BatchError(f"cannot reach Postgres: {type(exc).__name__}: {exc}") from None
     try:
         yield pool
     finally:
@@ -55,6 +59,9 @@ def _run(main: Callable[[], Awaitable[T]]) -> T:
         return asyncio.run(main())  # type: ignore[arg-type]
     except (BatchError, RegistryError, ExperimentsError) as exc:
         err.print(f"[red]error[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:  # a query of the command
+        err.print(f"[red]error[/] postgres: {type(exc).__name__}: {exc}", highlight=False)
         raise typer.Exit(1) from None
 
 

@@ -340,3 +340,33 @@ async def test_the_cli_names_an_unreachable_redis_without_a_traceback(
     assert result.exit_code == 1, result.output
     assert "cannot connect to redis at 127.0.0.1:1" in result.output
     assert "Traceback" not in result.output
+
+
+async def test_the_cli_names_an_unreachable_postgres_and_a_missing_activity_file(
+    pg_dsn: str, schema: str, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    args = ["batch", "warm", "--model", "m", "--version", "1"]
+    env = {"ABGATE_POSTGRES_DSN": "postgresql://postgres@127.0.0.1:1/test", "COLUMNS": "200"}
+    result = await asyncio.to_thread(CliRunner().invoke, app, args, env=env)
+    assert result.exit_code == 1, result.output
+    assert "cannot reach Postgres: ConnectionRefusedError" in result.output
+    assert "Traceback" not in result.output
+    env = {"ABGATE_POSTGRES_DSN": pg_dsn, "ABGATE_POSTGRES_SCHEMA": schema, "COLUMNS": "200"}
+    missing = tmp_path / "nope.txt"
+    more = ["--top", "10", "--activity", str(missing)]
+    result = await asyncio.to_thread(CliRunner().invoke, app, args + more, env=env)
+    assert result.exit_code == 1, result.output
+    assert f"{missing}: no such file or folder of recent units" in result.output.replace("\n", "")
+
+
+async def test_warm_through_a_unix_socket_url(pool: asyncpg.Pool, tmp_path: Path) -> None:
+    socket = tmp_path / "redis.sock"
+    server = RedisProcess(tmp_path / "redis", None, "--unixsocket", str(socket))
+    client = aioredis.from_url(f"unix://{socket}?db=3")
+    try:
+        await load_results(pool, iter(version_rows("1", units=30)), "m", "1")
+        summary = await warm(pool, client, ModelVersion("m", "1"), prefix="", ttl=60)
+        assert summary.keys == 30 and await client.dbsize() == 30  # in db 3, by the socket
+    finally:
+        await client.aclose()
+        server.stop()
