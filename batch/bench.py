@@ -486,27 +486,21 @@ def _measure(
     fig["generate_s"] = round(time.perf_counter() - t, 1)
     fig["bytes"] = {k: p.stat().st_size for k, p in paths.items()}
     _psql(dsn, f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE; CREATE SCHEMA {SCHEMA}")
-    if args.only_warm:
-        load = [
-            abgate,
-            "batch",
-            "load",
-            str(paths["parquet"]),
-            "--model",
-            "bench",
-            "--version",
-            "1",
-        ]
-        _timed_child(load, env)
-        _warm(args, url, abgate, env, paths, fig)
-    else:
-        _loads(args, dsn, abgate, env, paths, fig)
-        _warm(args, url, abgate, env, paths, fig)
-        _swap(dsn, fig)
-    _psql(dsn, f"DROP SCHEMA {SCHEMA} CASCADE")
-    if not args.keep_files:  # only the files this wrote: the folder may hold others'
-        for p in [*paths.values(), args.dir / "recent.txt"]:
-            p.unlink(missing_ok=True)
+    try:
+        if args.only_warm:
+            load = [abgate, "batch", "load", str(paths["parquet"])]
+            _timed_child([*load, "--model", "bench", "--version", "1"], env)
+            _warm(args, url, abgate, env, paths, fig)
+        else:
+            _loads(args, dsn, abgate, env, paths, fig)
+            _warm(args, url, abgate, env, paths, fig)
+            _swap(dsn, fig)
+    finally:  # a failed run leaves neither the schema, nor the keys, nor gigabytes of inputs
+        _psql(dsn, f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+        asyncio.run(_drop_prefix(url))
+        if not args.keep_files:  # only the files this wrote: the folder may hold others'
+            for p in [*paths.values(), args.dir / "recent.txt"]:
+                p.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

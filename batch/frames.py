@@ -205,8 +205,8 @@ def copy_lines(
 
 class ResultsDigest:
     """A digest of loaded results that ignores their order: the sum, modulo 2^256, of the
-    sha256 of each unit's ``unit_id <TAB> items`` (its COPY line without the source row), and
-    of the default list. The same lists in another row order (a re-run Spark job, a re-export,
+    sha256 of each unit's ``unit_id <TAB> items`` in COPY text form (its COPY line without the
+    source row: backslashes, tabs and newlines escaped), and of the default list. The same lists in another row order (a re-run Spark job, a re-export,
     a BigQuery read) digest the same; a changed unit, item, score or rank does not."""
 
     def __init__(self) -> None:
