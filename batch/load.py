@@ -194,7 +194,12 @@ async def _stage(
         "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'"
     )
     tally = _Tally()
-    sha = ResultsDigest()
+    stored = await conn.fetchval(
+        "SELECT metadata->>'results_sha256' FROM model_versions WHERE model = $1 AND version = $2",
+        model,
+        version,
+    )
+    sha = ResultsDigest(ordered=(stored or "").startswith("sha256:"))
     async with conn.transaction():
         await conn.execute("SET LOCAL maintenance_work_mem = '256MB'")
         m, v = literal(model), literal(version)
@@ -231,8 +236,10 @@ async def _stage(
         await conn.execute(f"ANALYZE {ident(stage)}", timeout=LONG)
         default = tally.default or []
         sha.add(b"\0default\t" + orjson.dumps(default))
+        sha.add_ordered(orjson.dumps(default))
         digest = "sha256-sum:" + sha.hexdigest()
-        await _check_existing(conn, model, version, digest, replace)
+        legacy = "sha256:" + sha.ordered.hexdigest() if sha.ordered is not None else None
+        await _check_existing(conn, model, version, digest, replace, legacy)
         metadata = {
             "source": inp.uri,
             "format": inp.format,
@@ -283,6 +290,7 @@ async def _chunks(
                 keep = np.ones(len(batch), bool)
                 keep[i] = False
             data = copy_lines(batch, keep, sha)
+            sha.add_ordered(data)
             tally.units += len(batch) - (0 if keep is None else 1)
             tally.items += batch.item_count
             if data:
@@ -326,8 +334,16 @@ async def _primary_key(conn: asyncpg.Connection, stage: str, where: Where) -> No
 
 
 async def _check_existing(
-    conn: asyncpg.Connection, model: str, version: str, digest: str, replace: bool
+    conn: asyncpg.Connection,
+    model: str,
+    version: str,
+    digest: str,
+    replace: bool,
+    legacy: str | None = None,
 ) -> None:
+    """Raise _Unchanged when the active version holds these results (by ``digest``, or by the
+    ``legacy`` ordered digest of versions loaded before 2026-11-27), LoadConflict when it holds
+    others and ``replace`` is off."""
     row = await conn.fetchrow(
         "SELECT status, metadata->>'results_sha256' AS sha FROM model_versions"
         " WHERE model = $1 AND version = $2",
@@ -336,16 +352,11 @@ async def _check_existing(
     )
     if row is None or row["status"] != "active":
         return
-    if row["sha"] == digest:
+    if row["sha"] in (digest, legacy):
         raise _Unchanged(digest)
     if not replace:
-        older = (  # the digest of loads before 2026-11-27 followed the row order
-            " (it was loaded with an older digest, so the same results also differ)"
-            if (row["sha"] or "").startswith("sha256:")
-            else ""
-        )
         raise LoadConflict(
-            f"models:/{model}/{version} is already active with other results{older}; model "
-            "versions are immutable: load them as a new version, or pass --replace (gateways may "
-            "serve cached lists of the old load until ABGATE_CACHE_TTL expires)"
+            f"models:/{model}/{version} is already active with other results; model versions are "
+            "immutable: load them as a new version, or pass --replace (gateways may serve cached "
+            "lists of the old load until ABGATE_CACHE_TTL expires)"
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib
 from pathlib import Path
 
 import asyncpg
@@ -235,11 +237,36 @@ async def test_the_same_results_in_another_order_and_format_are_unchanged(
     default_changed = [*rows[:-1], ("__default__", ranked("other-default"))]
     with pytest.raises(LoadConflict, match="already active with other results"):
         await load_results(pool, iter(default_changed), "m", "1")
-    await pool.execute(  # as loaded before digests ignored the order
-        "UPDATE model_versions SET metadata = jsonb_set(metadata, '{results_sha256}', '\"sha256:0\"')"
+
+
+async def test_a_version_loaded_with_the_ordered_digest_still_reloads_as_a_no_op(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Versions loaded before 2026-11-27 carry ``sha256:`` of the COPY data in order, then the
+    default's JSON: the same results still reload as a no-op, others are still refused."""
+    module = importlib.import_module("batch.load")
+    sent: list[bytes] = []
+    real = module.copy_lines
+
+    def recording(*args: object) -> bytes:
+        data = real(*args)
+        sent.append(data)
+        return data
+
+    monkeypatch.setattr(module, "copy_lines", recording)
+    rows = version_rows("1", units=30)
+    await load_results(pool, iter(rows), "m", "1")
+    default = orjson.dumps(rows[-1][1])
+    ordered = "sha256:" + hashlib.sha256(b"".join(sent) + default).hexdigest()
+    await pool.execute(
+        "UPDATE model_versions SET metadata = jsonb_set(metadata, '{results_sha256}', to_jsonb($1::text))",
+        ordered,
     )
-    with pytest.raises(LoadConflict, match="loaded with an older digest"):
-        await load_results(pool, iter(rows), "m", "1")
+    again = await load_results(pool, iter(rows), "m", "1")
+    assert again.unchanged
+    assert await pool.fetchval("SELECT count(*) FROM result_loads") == 1
+    with pytest.raises(LoadConflict, match="already active with other results"):
+        await load_results(pool, iter(version_rows("1b", units=30)), "m", "1")
 
 
 async def test_an_active_version_is_immutable_unless_replaced(pool: asyncpg.Pool) -> None:
