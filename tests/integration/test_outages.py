@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 
 from abgate.embedded import RedisProcess
 from experiments import ModelVersion
+from experiments.settings import Settings
 from gateway.results import RedisResultsCache
 from tests.gateway.helpers import load_demo_data, running_app, settings_for, write_config
 
@@ -200,13 +201,14 @@ async def _commands(url: str) -> set[str]:
         await client.aclose()
 
 
-async def test_a_read_url_serves_cache_reads_from_the_replica_and_fills_the_primary(
-    pg_dsn, schema, experiments_dir, archive_dir, primary_and_replica
-):
-    primary, replica = primary_and_replica
+async def _replica_gateway(
+    pg_dsn, schema, experiments_dir, archive_dir, primary, replica, **kw
+) -> Settings:
+    """Demo results and config loaded; settings of a gateway that reads from ``replica`` and
+    fills ``primary``."""
     await load_demo_data(pg_dsn, schema, units=10)
     write_config(experiments_dir)
-    settings = settings_for(
+    return settings_for(
         pg_dsn,
         primary.url,
         schema,
@@ -214,6 +216,16 @@ async def test_a_read_url_serves_cache_reads_from_the_replica_and_fills_the_prim
         experiments_dir,
         archive_dir,
         redis_read_url=replica.url,
+        **kw,
+    )
+
+
+async def test_a_read_url_serves_cache_reads_from_the_replica_and_fills_the_primary(
+    pg_dsn, schema, experiments_dir, archive_dir, primary_and_replica
+):
+    primary, replica = primary_and_replica
+    settings = await _replica_gateway(
+        pg_dsn, schema, experiments_dir, archive_dir, *primary_and_replica
     )
     body = {"surface": "home_top", "unit_id": "u1"}
     async with running_app(settings) as (app, client):
@@ -233,17 +245,8 @@ async def test_a_lost_replica_stops_cache_reads_not_fills_to_the_primary(
     pg_dsn, schema, experiments_dir, archive_dir, primary_and_replica
 ):
     primary, replica = primary_and_replica
-    await load_demo_data(pg_dsn, schema, units=10)
-    write_config(experiments_dir)
-    settings = settings_for(
-        pg_dsn,
-        primary.url,
-        schema,
-        "abgate:",
-        experiments_dir,
-        archive_dir,
-        redis_read_url=replica.url,
-        redis_retry_after=30,
+    settings = await _replica_gateway(
+        pg_dsn, schema, experiments_dir, archive_dir, *primary_and_replica, redis_retry_after=30
     )
     replica.stop()
     writer = aioredis.from_url(primary.url)
