@@ -39,9 +39,14 @@ class Exposure(NamedTuple):
     source: str
     request_id: str
     forced: bool = False
+    phase: str = ""  # the allocation id (experiments/allocation.py); "" for records without one
+    weights: tuple[dict[str, object], ...] = ()  # the phase's weights, in bucket order
+    bucket: int = -1  # the unit's variant bucket; -1 when not computed (forced units)
+    holdout: bool = False  # a held-out unit, served the default (variant "__holdout__")
+    attributes: dict[str, object] | None = None  # the surface's ``log_attributes`` only
 
     def as_payload(self) -> dict[str, object]:
-        """The ``jsonPayload`` object of DESIGN.md ("Log records")."""
+        """The ``jsonPayload`` object of DESIGN.md ("Log records"); optional keys only when set."""
         payload: dict[str, object] = {
             "type": "exposure",
             "event_id": self.event_id,
@@ -59,6 +64,15 @@ class Exposure(NamedTuple):
         }
         if self.forced:
             payload["forced"] = True
+        if self.phase:
+            payload["phase"] = self.phase
+            payload["weights"] = list(self.weights)
+        if self.bucket >= 0:
+            payload["bucket"] = self.bucket
+        if self.holdout:
+            payload["holdout"] = True
+        if self.attributes:
+            payload["attributes"] = self.attributes
         return payload
 
 

@@ -8,14 +8,16 @@ outside, on the ``ModelRef`` it returns.
 The decision for ``(surface, unit_id, attributes)``, in order (docs/experiments.md):
 
 1. forced: a unit on the allow-list of a running experiment gets that variant (``forced=True``);
-2. holdout: a unit in the holdout of the surface's layer gets the default;
-3. layer: the unit's layer bucket picks the running experiment whose slice holds it, if any;
-4. targeting: a unit whose attributes do not match the experiment's condition gets the default;
-5. traffic: a unit whose traffic bucket is above the experiment's share gets the default;
+2. layer: the unit's layer bucket picks the running experiment whose slice holds it, if any;
+3. targeting: a unit whose attributes do not match the experiment's condition gets the default;
+4. traffic: a unit whose traffic bucket is above the experiment's share gets the default;
+5. holdout: a unit in the holdout of the layer that passed 2-4 gets the default, marked as that
+   experiment's holdout (``holdout=True``, variant ``__holdout__``): it is logged, so the
+   holdout can be measured, and is never part of an arm;
 6. variant: the variant bucket picks the variant (DESIGN.md's contiguous ranges).
 
 "The default" is the surface's default model, or the winner's model after ``stop --winner``;
-either way ``experiment`` is None and no exposure is logged.
+outside an experiment (and its holdout) ``experiment`` is None and no exposure is logged.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from experiments.assignment import bucket, variant_index
 from experiments.config import ConfigSet, Experiment, Surface
 from experiments.layers import LayerPlan
 from experiments.modelref import ModelRef
+from experiments.pins import AliasArm
 from experiments.source import ConfigSnapshot
 from experiments.targeting import Condition
 from experiments.traffic import share_threshold, traffic_bucket
@@ -56,6 +59,20 @@ class Route:
     fallback_model: ModelRef | None = None
     forced: bool = False
     reason: str = "no_experiment"
+    fallback_variant: str | None = None
+    holdout: bool = False  # a held-out unit that would be in ``experiment``: logged, never an arm
+
+
+HOLDOUT_VARIANT: Final = "__holdout__"  # the ``variant`` of holdout exposures (no key starts "_")
+
+
+@dataclass(frozen=True, slots=True)
+class Allocation:
+    """A running experiment with the layer it allocates in (what its phase id covers)."""
+
+    experiment: Experiment
+    layer_salt: str
+    layer_holdout: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +83,7 @@ class _CompiledExperiment:
     routes: tuple[Route, ...]  # one per variant, in file order
     condition: Condition | None
     traffic_threshold: int
+    holdout_route: Route  # served (and logged as a holdout exposure) to held-out units
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,30 +102,57 @@ class Router:
         config = snapshot.config
         self.surfaces: Mapping[str, Surface] = dict(config.surfaces)
         self._plans = {name: _plan(config, snapshot, s) for name, s in self.surfaces.items()}
+        self.allocations: dict[str, Allocation] = {}
+        for e in config.experiments.values():
+            if e.status == "running" and e.surface in self.surfaces:
+                salt, holdout = config.layer_salt_and_holdout(e)
+                self.allocations[e.key] = Allocation(e, salt, holdout)
 
     def route(
         self, surface: str, unit_id: str, attributes: Mapping[str, object] | None = None
     ) -> Route:
         """The route of ``unit_id`` on ``surface``; KeyError if the surface is unknown."""
+        return self.assign(surface, unit_id, attributes)[0]
+
+    def assign(
+        self, surface: str, unit_id: str, attributes: Mapping[str, object] | None = None
+    ) -> tuple[Route, int]:
+        """The route of ``unit_id`` and its variant bucket (-1 outside any experiment).
+
+        A held-out unit that would otherwise be in an experiment (its layer slice, targeting
+        and traffic gate) gets that experiment's holdout route: the surface default, logged as
+        a holdout exposure so that the holdout can be measured.
+        """
         plan = self._plans[surface]
         if plan.layer is None:
-            return plan.default
+            return plan.default, -1
         forced = plan.forced.get(unit_id)
         if forced is not None:
-            return forced
-        if plan.layer.held_out(unit_id):
-            return plan.not_eligible["holdout"]
+            return forced, -1
+        held = plan.layer.held_out(unit_id)
         exp = plan.layer.member(unit_id)
         if exp is None:
-            return plan.not_eligible["not_in_layer"]
+            return plan.not_eligible["holdout" if held else "not_in_layer"], -1
         if exp.condition is not None and not exp.condition(attributes or _NO_ATTRIBUTES):
-            return plan.not_eligible["not_targeted"]
+            return plan.not_eligible["holdout" if held else "not_targeted"], -1
         if (
             exp.traffic_threshold < 10_000
             and traffic_bucket(exp.salt, unit_id) >= exp.traffic_threshold
         ):
-            return plan.not_eligible["out_of_traffic"]
-        return exp.routes[variant_index(exp.bounds, bucket(exp.salt, unit_id))]
+            return plan.not_eligible["holdout" if held else "out_of_traffic"], -1
+        b = bucket(exp.salt, unit_id)
+        if held:
+            return exp.holdout_route, b
+        return exp.routes[variant_index(exp.bounds, b)], b
+
+    def alias_arms(self) -> list[AliasArm]:
+        """The variants of running experiments that name their model through an alias."""
+        return [
+            AliasArm(key, v.key, v.model_ref)
+            for key, a in self.allocations.items()
+            for v in a.experiment.variants
+            if v.model_ref.alias is not None
+        ]
 
     def model_refs(self) -> set[ModelRef]:
         """Every model reference this snapshot can serve (to resolve aliases ahead of requests)."""
@@ -140,7 +185,9 @@ def _plan(config: ConfigSet, snapshot: ConfigSnapshot, surface: Surface) -> _Sur
         return _SurfacePlan(default, None, {}, {})
     # checks.py guarantees one layer per surface; the first experiment names it.
     salt, holdout = config.layer_salt_and_holdout(running[0])
-    compiled = [(e.layer_slice, _compile(e, snapshot.version_of(e.key), surface)) for e in running]
+    compiled = [
+        (e.layer_slice, _compile(e, snapshot.version_of(e.key), surface, default)) for e in running
+    ]
     layer = LayerPlan.build(salt, holdout, compiled)
     forced: dict[str, Route] = {}
     for e, (_, c) in zip(running, compiled, strict=True):
@@ -157,6 +204,7 @@ def _plan(config: ConfigSet, snapshot: ConfigSnapshot, surface: Surface) -> _Sur
                     r.fallback_model,
                     True,
                     "forced",
+                    r.fallback_variant,
                 ),
             )
     reasons = ("holdout", "not_in_layer", "not_targeted", "out_of_traffic")
@@ -167,12 +215,40 @@ def _plan(config: ConfigSet, snapshot: ConfigSnapshot, surface: Surface) -> _Sur
     return _SurfacePlan(default, layer, forced, not_eligible)
 
 
-def _compile(e: Experiment, config_version: int, surface: Surface) -> _CompiledExperiment:
-    fallback = e.variant(e.fallback or e.variant_keys[0]).model_ref
+def _compile(
+    e: Experiment, config_version: int, surface: Surface, default: Route
+) -> _CompiledExperiment:
+    fallback_key = e.fallback or e.variant_keys[0]
+    fallback = e.variant(fallback_key).model_ref
     routes = tuple(
-        Route(surface, v.model_ref, e.key, v.key, config_version, fallback, False, "assigned")
+        Route(
+            surface,
+            v.model_ref,
+            e.key,
+            v.key,
+            config_version,
+            fallback,
+            False,
+            "assigned",
+            fallback_key,
+        )
         for v in e.variants
     )
+    holdout = Route(
+        surface,
+        default.model,
+        e.key,
+        HOLDOUT_VARIANT,
+        config_version,
+        reason="holdout",
+        holdout=True,
+    )
     return _CompiledExperiment(
-        e.key, e.salt or e.key, e.bounds, routes, e.condition, share_threshold(e.traffic)
+        e.key,
+        e.salt or e.key,
+        e.bounds,
+        routes,
+        e.condition,
+        share_threshold(e.traffic),
+        holdout,
     )

@@ -231,6 +231,17 @@ class Surface(_Strict):
     # Share of units kept out of every experiment of the surface's own layer (docs/experiments.md).
     holdout: Share = 0.0
     description: str | None = None
+    # Request attributes copied into exposure records, for segments (`abgate report --by`).
+    # Nothing by default: logging an attribute is a decision about personal data.
+    log_attributes: list[Key] = Field(default_factory=list, max_length=20)
+
+    @field_validator("log_attributes")
+    @classmethod
+    def _attributes_unique(cls, v: list[str]) -> list[str]:
+        repeated = sorted({a for a in v if v.count(a) > 1})
+        if repeated:
+            raise ValueError(f"names an attribute twice: {', '.join(repeated)}")
+        return v
 
     @field_validator("default_model")
     @classmethod

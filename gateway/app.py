@@ -38,7 +38,7 @@ from gateway.http import (
     problem_handler,
     read_body,
 )
-from gateway.listing import describe
+from gateway.listing import describe, running_arms
 from gateway.metrics import Metrics
 from gateway.models import ModelDirectory, load_directory, read_directory_file, save_directory_file
 from gateway.openapi import OPENAPI
@@ -90,7 +90,7 @@ async def _connect_results(
         )
         return await create_pool(dsn, schema, min_size=0, prepare=False, **sizes), kept
     store = PostgresResultsStore(pool, timeout=settings.postgres_timeout)
-    directory = await load_directory(store, router.model_refs())
+    directory = await load_directory(store, router)
     await asyncio.to_thread(save_directory_file, settings.directory_file, directory)
     return pool, directory
 
@@ -253,7 +253,12 @@ def create_app(
         if snapshot.from_disk_cache:
             checks["config"] = "stale: serving the snapshot kept on disk"
             healthy = False
-        body = {"status": "ready" if healthy else "degraded", "checks": checks, "config": config}
+        body = {
+            "status": "ready" if healthy else "degraded",
+            "checks": checks,
+            "config": config,
+            "experiments": running_arms(gw.state),
+        }
         return json_response(body, status=200 if healthy or not strict else 503)
 
     async def metrics_endpoint(request: Request) -> Response:

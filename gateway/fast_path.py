@@ -84,15 +84,16 @@ class RecommendationsEndpoint:
             req = parse_recommendation(await _read_body(receive, declared, self.max_body))
             gw = self.holder["gw"]
             answer = await gw.answer(req)
-            gw.log_exposure(answer, req.unit_id, rid)
+            gw.log_exposure(answer, req.unit_id, rid, req.attributes)
             route, model = answer.route, answer.model
             body = orjson.dumps(
                 {
                     "request_id": rid,
                     "surface": req.surface,
                     "unit_id": req.unit_id,
-                    "experiment": route.experiment,
-                    "variant": route.variant,
+                    # a holdout unit is outside the experiment, as far as the caller knows
+                    "experiment": None if route.holdout else route.experiment,
+                    "variant": None if route.holdout else route.variant,
                     "model": {"name": model.name, "version": model.version},
                     "items": answer.items,
                     "source": answer.source,

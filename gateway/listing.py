@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from experiments import ModelRef
+from experiments import ModelRef, Variant
 from gateway.service import ServingState
 
 
@@ -13,6 +13,16 @@ def describe(state: ServingState) -> dict[str, object]:
 
     def resolved(ref: str) -> str:
         return str(directory.resolve(ModelRef.parse(ref)) or "unresolved")
+
+    def arm(key: str, v: Variant) -> dict[str, object]:
+        out: dict[str, object] = {"key": v.key, "weight": v.weight, "model": v.model}
+        if key in state.phases:  # running: what the arm serves, pinned or not
+            mv = directory.resolve_arm(v.model_ref, key, v.key)
+            out["resolved"] = str(mv or "unresolved")
+            out["pinned"] = directory.pins.get((key, v.key))
+        else:
+            out["resolved"] = resolved(v.model)
+        return out
 
     running = router.running()
     experiments = [
@@ -25,10 +35,8 @@ def describe(state: ServingState) -> dict[str, object]:
             "layer": e.layer,
             "traffic": e.traffic,
             "winner": e.winner,
-            "variants": [
-                {"key": v.key, "weight": v.weight, "model": v.model, "resolved": resolved(v.model)}
-                for v in e.variants
-            ],
+            "phase": state.phases[key].id if key in state.phases else None,
+            "variants": [arm(key, v) for v in e.variants],
         }
         for key, e in sorted(snapshot.config.experiments.items())
     ]
@@ -48,3 +56,17 @@ def describe(state: ServingState) -> dict[str, object]:
         "surfaces": surfaces,
         "experiments": experiments,
     }
+
+
+def running_arms(state: ServingState) -> dict[str, dict[str, object]]:
+    """Each running experiment's phase and the version each arm serves (for ``/readyz``)."""
+    out: dict[str, dict[str, object]] = {}
+    for key, phase in state.phases.items():
+        e = state.router.allocations[key].experiment
+        arms = {}
+        for v in e.variants:
+            mv = state.directory.resolve_arm(v.model_ref, key, v.key)
+            pinned = (key, v.key) in state.directory.pins
+            arms[v.key] = f"{mv or 'unresolved'}{' (pinned)' if pinned else ''}"
+        out[key] = {"phase": phase.id, "arms": arms}
+    return out

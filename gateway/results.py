@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
 import asyncpg
@@ -25,6 +25,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from experiments import ModelVersion
+from experiments.pins import AliasArm, pin_arms
 from gateway.coalesce import Coalescer
 from gateway.errors import CacheUnavailable, ResultsStoreSkipped, ResultsStoreUnavailable
 
@@ -157,6 +158,16 @@ class PostgresResultsStore:
         except PG_FAILURES as exc:
             raise ResultsStoreUnavailable(f"postgres: {type(exc).__name__}") from exc
         return {(r["model"], r["alias"]): r["version"] for r in rows}
+
+    async def pin_arms(
+        self, arms: Iterable[AliasArm], aliases: Mapping[tuple[str, str], str]
+    ) -> dict[tuple[str, str], str]:
+        """Pin alias arms not pinned yet (experiments/pins.py); ``(experiment, variant) -> version``."""
+        try:
+            pins = await pin_arms(self.pool, arms, aliases, timeout=self.timeout * 5)
+        except PG_FAILURES as exc:
+            raise ResultsStoreUnavailable(f"postgres: {type(exc).__name__}") from exc
+        return {k: p.version for k, p in pins.items()}
 
     async def ping(self) -> None:
         """Raise ResultsStoreUnavailable unless Postgres answers."""

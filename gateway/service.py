@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from experiments import ConfigError, Exposure, ModelRef, ModelVersion
+from experiments.allocation import Phase, phase_of
 from experiments.routing import Route, Router
 from experiments.source import ConfigSource
 from gateway.clock import UtcClock
@@ -33,10 +35,31 @@ log = logging.getLogger("abgate.gateway")
 
 @dataclass(frozen=True, slots=True)
 class ServingState:
-    """What one request routes with: swapped whole on a config or alias change."""
+    """What one request routes with: swapped whole on a config or alias change.
+
+    ``phases`` holds each running experiment's allocation phase (experiments/allocation.py),
+    computed here because the versions its arms serve (pins, aliases) are part of it.
+    """
 
     router: Router
     directory: ModelDirectory
+    phases: dict[str, Phase] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.phases:
+            object.__setattr__(self, "phases", serving_phases(self.router, self.directory))
+
+
+def serving_phases(router: Router, directory: ModelDirectory) -> dict[str, Phase]:
+    """The phase of every running experiment, with the versions its arms serve now."""
+    out: dict[str, Phase] = {}
+    for key, a in router.allocations.items():
+        versions = []
+        for v in a.experiment.variants:
+            mv = directory.resolve_arm(v.model_ref, key, v.key)
+            versions.append(mv.version if mv is not None else None)
+        out[key] = phase_of(a.experiment, a.layer_salt, a.layer_holdout, versions)
+    return out
 
 
 class Answer(NamedTuple):
@@ -46,6 +69,8 @@ class Answer(NamedTuple):
     model: ModelVersion
     items: Items
     source: str
+    bucket: int = -1
+    phase: Phase | None = None  # of the state the unit was routed with (not the one at logging)
 
 
 class Gateway:
@@ -77,7 +102,7 @@ class Gateway:
         """Route the unit, read its list (or a fallback), drop exclusions, back-fill to the limit."""
         state = self.state
         try:
-            route = state.router.route(req.surface, req.unit_id, req.attributes)
+            route, unit_bucket = state.router.assign(req.surface, req.unit_id, req.attributes)
         except KeyError:
             known = ", ".join(sorted(state.router.surfaces)) or "none"
             raise UnknownSurface(
@@ -91,7 +116,7 @@ class Gateway:
                 field="limit",
             )
         directory = state.directory
-        mv = directory.resolve(route.model)
+        mv = directory.resolve_route(route)
         items: Items | None = None
         source = "none"
         if mv is not None:
@@ -105,7 +130,10 @@ class Gateway:
             raise NoAnswer(
                 f"no list for unit '{req.unit_id}' and no default list for {route.model} on '{surface.name}'"
             )
-        return Answer(route, served, filter_items(items, req.exclude, limit), source)
+        phase = state.phases.get(route.experiment) if route.experiment is not None else None
+        return Answer(
+            route, served, filter_items(items, req.exclude, limit), source, unit_bucket, phase
+        )
 
     def _fallback(
         self, route: Route, directory: ModelDirectory, mv: ModelVersion | None
@@ -113,7 +141,11 @@ class Gateway:
         """The first default list of: the assigned version, the fallback variant's, the surface's."""
         candidates = [mv]
         if route.fallback_model is not None:
-            candidates.append(directory.resolve(route.fallback_model))
+            candidates.append(
+                directory.resolve_arm(
+                    route.fallback_model, route.experiment, route.fallback_variant
+                )
+            )
         candidates.append(directory.resolve(ModelRef.parse(route.surface.default_model)))
         for candidate in candidates:
             items = directory.default_list(candidate)
@@ -121,11 +153,19 @@ class Gateway:
                 return candidate, items
         return None, None
 
-    def log_exposure(self, answer: Answer, unit_id: str, request_id: str) -> None:
-        """Queue the exposure of an answer given inside an experiment."""
+    def log_exposure(
+        self,
+        answer: Answer,
+        unit_id: str,
+        request_id: str,
+        attributes: Mapping[str, object] | None = None,
+    ) -> None:
+        """Queue the exposure of an answer given inside an experiment (or its holdout)."""
         route = answer.route
         if route.experiment is None or route.variant is None:
             return
+        phase = answer.phase
+        logged = route.surface.log_attributes
         self.logger.put(
             Exposure(
                 self.new_id(),
@@ -141,6 +181,13 @@ class Gateway:
                 answer.source,
                 request_id,
                 route.forced,
+                phase.id if phase is not None else "",
+                phase.weights if phase is not None else (),
+                answer.bucket,
+                route.holdout,
+                {k: attributes[k] for k in logged if k in attributes}
+                if logged and attributes
+                else None,
             )
         )
         self.metrics.exposure_child(route.experiment, route.variant).inc()
@@ -169,7 +216,7 @@ class Gateway:
     async def refresh_models(self) -> None:
         """Re-read aliases and default lists now (keeps the old ones if Postgres is down)."""
         state = self.state
-        directory = await load_directory(self.store, state.router.model_refs())
+        directory = await load_directory(self.store, state.router)
         if directory != state.directory:
             # Compare-and-swap: a config reload may have replaced the state meanwhile.
             if self.state is state:
@@ -197,7 +244,7 @@ class Gateway:
                 )
                 continue
             try:
-                directory = await load_directory(self.store, router.model_refs())
+                directory = await load_directory(self.store, router)
             except BackendUnavailable as exc:
                 # The source will not yield this revision again: apply it with the aliases and
                 # default lists we have; the model refresh completes the directory later.

@@ -8,7 +8,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from batch import set_alias
-from experiments import assign
+from experiments import assign, bucket
 from experiments.postgres import create_pool
 from tests.gateway.helpers import (
     load_demo_data,
@@ -133,13 +133,13 @@ async def test_fallback_chain_reaches_the_fallback_variants_default(
 
 
 async def test_alias_change_switches_version_and_never_serves_the_old_cache(
-    pg_dsn, schema, gateway_settings
+    pg_dsn, schema, gateway_settings, experiments_dir
 ):
+    (experiments_dir / "home-exp.yaml").unlink()  # no experiment: home_top serves the alias
     settings = gateway_settings.model_copy(update={"alias_refresh": 0.05})
-    unit = next(f"u{i}" for i in range(50) if expected_variant(f"u{i}") == "control")
     async with running_app(settings) as (app, client):
         before = (
-            await client.post("/v1/recommendations", json={"surface": "home_top", "unit_id": unit})
+            await client.post("/v1/recommendations", json={"surface": "home_top", "unit_id": "u1"})
         ).json()
         assert before["model"]["version"] == "1"
         pool = await create_pool(pg_dsn, schema)
@@ -149,11 +149,52 @@ async def test_alias_change_switches_version_and_never_serves_the_old_cache(
             await pool.close()
         await app.state.holder["gw"].refresh_models()
         after = (
-            await client.post("/v1/recommendations", json={"surface": "home_top", "unit_id": unit})
+            await client.post("/v1/recommendations", json={"surface": "home_top", "unit_id": "u1"})
         ).json()
     assert after["model"]["version"] == "2"
     assert after["source"] == "db"  # a new cache key: the v1 entry cannot be served
     assert after["items"][0]["id"].startswith("home_recs-v2-")
+
+
+async def test_alias_move_leaves_a_running_experiments_arms_on_their_pinned_versions(
+    pg_dsn, schema, gateway_settings, archive_dir
+):
+    control = next(f"u{i}" for i in range(50) if expected_variant(f"u{i}") == "control")
+    async with running_app(gateway_settings) as (app, client):
+        listed = (await client.get("/v1/experiments")).json()["experiments"][0]
+        assert listed["variants"][0]["pinned"] == "1"
+        phase = listed["phase"]
+        before = (
+            await client.post(
+                "/v1/recommendations", json={"surface": "home_top", "unit_id": control}
+            )
+        ).json()
+        pool = await create_pool(pg_dsn, schema)
+        try:
+            await set_alias(pool, "home_recs", "champion", "2")  # promotion mid-experiment
+        finally:
+            await pool.close()
+        await app.state.holder["gw"].refresh_models()
+        after = (
+            await client.post(
+                "/v1/recommendations", json={"surface": "home_top", "unit_id": control}
+            )
+        ).json()
+        listed_after = (await client.get("/v1/experiments")).json()
+        ready = (await client.get("/readyz")).json()
+    assert before["model"]["version"] == after["model"]["version"] == "1"
+    assert after["variant"] == "control"
+    exp = listed_after["experiments"][0]
+    assert exp["phase"] == phase  # the served versions did not change: same allocation
+    assert exp["variants"][0]["resolved"] == "models:/home_recs/1"
+    surface = next(s for s in listed_after["surfaces"] if s["name"] == "home_top")
+    assert surface["resolved"] == "models:/home_recs/2"  # the default follows the alias
+    assert ready["experiments"]["home-exp"]["arms"]["control"] == "models:/home_recs/1 (pinned)"
+    payloads = [e["jsonPayload"] for e in read_archive(archive_dir)]
+    exposures = [p for p in payloads if p["type"] == "exposure"]
+    assert len(exposures) == 2
+    assert {p["model_version"] for p in exposures} == {"1"}
+    assert {p["phase"] for p in exposures} == {phase}
 
 
 async def test_exposures_and_outcomes_reach_the_archive_in_the_export_format(
@@ -209,10 +250,19 @@ async def test_exposures_and_outcomes_reach_the_archive_in_the_export_format(
         "config_version",
         "source",
         "request_id",
+        "phase",
+        "weights",
+        "bucket",
     ]
     assert payload["request_id"] == "req-42"
     assert payload["items"] == [it["id"] for it in r.json()["items"]]
     assert payload["variant"] == expected_variant("u7")
+    assert payload["bucket"] == bucket("home-exp", "u7")
+    assert payload["weights"] == [
+        {"variant": "control", "weight": 50},
+        {"variant": "treatment", "weight": 50},
+    ]
+    assert len(payload["phase"]) == 12
     purchase = next(x["jsonPayload"] for x in entries if x["jsonPayload"].get("name") == "purchase")
     assert purchase == {
         "type": "outcome",
