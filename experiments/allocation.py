@@ -62,10 +62,10 @@ def phase_of(
     }
     text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
     digest = hashlib.sha256(text.encode()).hexdigest()[:PHASE_ID_LENGTH]
-    weights = tuple({"variant": v.key, "weight": _plain(v.weight)} for v in experiment.variants)
+    weights = tuple(_logged_weight(v.key, v.weight) for v in experiment.variants)
     return Phase(digest, weights)
 
 
-def _plain(weight: float) -> float | int:
-    """50.0 -> 50 in the log, so that records read as the YAML was written."""
-    return int(weight) if float(weight).is_integer() else weight
+def _logged_weight(variant: str, weight: float) -> dict[str, object]:
+    """``{"variant": key, "weight": w}``, 50.0 as 50, so that records read as the YAML was written."""
+    return {"variant": variant, "weight": int(weight) if float(weight).is_integer() else weight}

@@ -17,13 +17,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NamedTuple
+from typing import NamedTuple, TypeAlias
 
 import asyncpg
 
 from experiments.modelref import ModelRef
 
-Executor = asyncpg.Connection | asyncpg.Pool
+Executor: TypeAlias = "asyncpg.Connection[asyncpg.Record] | asyncpg.Pool[asyncpg.Record]"
 
 
 class AliasArm(NamedTuple):
