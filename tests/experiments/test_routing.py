@@ -7,9 +7,9 @@ from collections import Counter
 from hypothesis import given
 from hypothesis import strategies as st
 
-from experiments.assignment import assign
+from experiments.assignment import assign, bucket
 from experiments.modelref import ModelRef
-from experiments.routing import Router
+from experiments.routing import HOLDOUT_VARIANT, Router
 from experiments.source import ConfigSnapshot
 from experiments.traffic import in_traffic
 from tests.experiments.helpers import SURFACES, config, experiment, snapshot
@@ -101,6 +101,26 @@ def test_surface_holdout_keeps_units_out() -> None:
     reasons = Counter(router.route("cart", f"u{i}").reason for i in range(10_000))
     assert abs(reasons["holdout"] - 2500) < 200
     assert reasons["holdout"] + reasons["assigned"] == 10_000
+
+
+def test_held_out_units_are_marked_as_the_experiments_holdout_and_served_the_default() -> None:
+    surfaces = SURFACES.replace("holdout: 0.0}", "holdout: 0.25}", 1)
+    exp = experiment("k", surface="cart", status="running", traffic=0.5)
+    router = Router(ConfigSnapshot(config(exp, surfaces=surfaces)))
+    held = [router.assign("cart", f"u{i}") for i in range(10_000)]
+    holdout = [(r, b) for r, b in held if r.holdout]
+    # Held out AND inside the traffic gate: about 25% x 50%; the rest of the held out are
+    # outside the experiment anyway and log nothing.
+    assert abs(len(holdout) - 1250) < 150
+    for r, b in holdout:
+        assert (r.experiment, r.variant, r.reason) == ("k", HOLDOUT_VARIANT, "holdout")
+        assert r.model == ModelRef.parse("models:/cart_recs/1")  # the surface default
+        assert 0 <= b < 10_000
+    # Units not held out are assigned exactly as before, with their variant bucket.
+    for i, (r, b) in enumerate(held):
+        if r.reason == "assigned":
+            assert b == bucket("k", f"u{i}")
+            assert r.variant == assign("k", f"u{i}", ["control", "treatment"], [50, 50])
 
 
 def test_stopped_winner_serves_everyone_without_exposures() -> None:

@@ -11,6 +11,7 @@ from batch import set_alias
 from experiments import assign, bucket
 from experiments.postgres import create_pool
 from tests.gateway.helpers import (
+    SURFACES,
     load_demo_data,
     read_archive,
     running_app,
@@ -373,3 +374,40 @@ async def test_every_answer_carries_the_request_id(gateway_settings):
     assert bad_event.status_code == 400 and bad_event.headers["x-request-id"] == "trace-9"
     assert missing.status_code == 404 and missing.headers["x-request-id"] == "trace-9"
     assert made.status_code == 400 and len(made.headers["x-request-id"]) == 32
+
+
+async def test_holdout_units_are_logged_as_the_experiments_holdout_with_declared_attributes(
+    gateway_settings, experiments_dir, archive_dir
+):
+    (experiments_dir / "surfaces.yaml").write_text(
+        SURFACES.replace(
+            "max_limit: 50}", "max_limit: 50, holdout: 0.3, log_attributes: [platform]}"
+        )
+    )
+    attributes = {"platform": "ios", "email": "a@b.c"}
+    async with running_app(gateway_settings) as (_, client):
+        answers = [
+            (
+                await client.post(
+                    "/v1/recommendations",
+                    json={"surface": "home_top", "unit_id": f"u{i}", "attributes": attributes},
+                )
+            ).json()
+            for i in range(50)
+        ]
+    exposures = {
+        e["jsonPayload"]["unit_id"]: e["jsonPayload"]
+        for e in read_archive(archive_dir)
+        if e["jsonPayload"]["type"] == "exposure"
+    }
+    assert len(exposures) == 50  # held out or not, every unit of the experiment is logged
+    held = [a for a in answers if exposures[a["unit_id"]].get("holdout")]
+    assert 5 <= len(held) <= 25
+    for a in held:
+        payload = exposures[a["unit_id"]]
+        assert (a["experiment"], a["variant"]) == (None, None)  # the caller sees no experiment
+        assert a["model"] == {"name": "home_recs", "version": "1"}  # the surface default
+        assert (payload["experiment"], payload["variant"]) == ("home-exp", "__holdout__")
+        assert payload["model_version"] == "1"
+    for payload in exposures.values():
+        assert payload["attributes"] == {"platform": "ios"}  # only what the surface declares
