@@ -22,6 +22,7 @@ from typing import NamedTuple, TypeAlias
 import asyncpg
 
 from experiments.modelref import ModelRef
+from experiments.schema import Experiment
 
 Executor: TypeAlias = "asyncpg.Connection[asyncpg.Record] | asyncpg.Pool[asyncpg.Record]"
 
@@ -211,3 +212,29 @@ async def pin_history(conn: Executor, experiment: str) -> list[PinChange]:
         experiment,
     )
     return [PinChange(**dict(r)) for r in rows]
+
+
+def alias_arms(experiment: Experiment, variant: str | None = None) -> list[AliasArm]:
+    """The alias arms of ``experiment`` (only ``variant``'s when given; KeyError if unknown)."""
+    variants = [experiment.variant(variant)] if variant is not None else experiment.variants
+    return [
+        AliasArm(experiment.key, v.key, v.model_ref)
+        for v in variants
+        if v.model_ref.alias is not None
+    ]
+
+
+async def current_aliases(conn: Executor) -> dict[tuple[str, str], str]:
+    """``(model, alias) -> version`` as the gateway reads them (``model_aliases``)."""
+    rows = await conn.fetch("SELECT model, alias, version FROM model_aliases")
+    return {(r["model"], r["alias"]): r["version"] for r in rows}
+
+
+async def pin_experiment(
+    conn: Executor, experiment: Experiment, *, by: str
+) -> dict[tuple[str, str], Pin]:
+    """Pin ``experiment``'s alias arms not pinned yet (what a gateway does at first sight)."""
+    arms = alias_arms(experiment)
+    if not arms:
+        return {}
+    return await pin_arms(conn, arms, await current_aliases(conn), by=by)

@@ -23,6 +23,15 @@ from rich.table import Table
 from experiments import ConfigError, load_config_dir, load_experiment_file
 from experiments.config import Experiment, load_surfaces_file
 from experiments.lifecycle import StoreError, StoreUnavailable
+from experiments.pins import (
+    Pin,
+    PinChange,
+    alias_arms,
+    current_aliases,
+    pin_experiment,
+    read_pins,
+    repin,
+)
 from experiments.settings import Settings
 from experiments.store import ApplyResult, PostgresExperimentStore
 
@@ -246,14 +255,75 @@ def show(
     key: str, version: int | None = typer.Option(None, "--version", "-v", help="A past version")
 ) -> None:
     """One experiment as stored (the current version, or --version N), as YAML."""
-    s = _run(lambda store: store.get(key, version))
+
+    async def work(store: PostgresExperimentStore) -> tuple[Any, dict[tuple[str, str], Pin]]:
+        return await store.get(key, version), await read_pins(store.pool, [key])
+
+    s, pins = _run(work)
     r = s.record
     err.print(
         f"# {key} version {r.version}: {r.action} by {r.author} at {r.created_at:%Y-%m-%d %H:%M:%S%z}"
         + (f" ({r.reason})" if r.reason else ""),
         highlight=False,
     )
+    for (_, variant), p in sorted(pins.items()):
+        err.print(
+            f"# pinned: {variant} serves models:/{p.model}/{p.version} (models:/{p.model}@{p.alias}"
+            f" when pinned by {p.pinned_by} at {p.pinned_at:%Y-%m-%d %H:%M:%S%z})",
+            highlight=False,
+        )
     out.print(_yaml(r.body), highlight=False, markup=False)
+
+
+@app.command("repin")
+def repin_cmd(
+    key: str,
+    reason: str = typer.Option(..., "--reason", help="Why the arm moves (recorded)"),
+    variant: str | None = typer.Option(None, "--variant", help="Only this variant's arm"),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="Experiment file (file-based set-up); default: the store"
+    ),
+    author: str | None = AuthorOpt,
+) -> None:
+    """Move alias arms to their alias's current version (audited; starts a new phase).
+
+    A running experiment's arms named models:/NAME@ALIAS stay on the version pinned at start,
+    whatever promotions happen; this is the one explicit way to move them. Reports then see a
+    new allocation phase.
+    """
+
+    async def work(store: PostgresExperimentStore) -> list[PinChange]:
+        if config is not None:
+            experiment = load_experiment_file(config)
+            if experiment.key != key:
+                raise StoreError(f"{config} holds experiment '{experiment.key}', not '{key}'")
+        else:
+            experiment = Experiment.model_validate((await store.get(key)).record.body)
+        try:
+            arms = alias_arms(experiment, variant)
+        except KeyError:
+            raise StoreError(
+                f"experiment '{key}' has no variant '{variant}'"
+                f" (variants: {', '.join(experiment.variant_keys)})"
+            ) from None
+        if not arms:
+            raise StoreError(
+                f"experiment '{key}' names no alias arm{' ' + variant if variant else ''}"
+            )
+        async with store.pool.acquire() as conn:
+            return await repin(
+                conn, key, arms, await current_aliases(conn), by=_author(author), reason=reason
+            )
+
+    changes = _run(work)
+    if not changes:
+        out.print(f"[dim]{key}: every alias arm is already on its alias's version[/]")
+    for c in changes:
+        out.print(
+            f"[green]{key}[/] {c.variant}: models:/{c.model}/{c.previous or '-'} → "
+            f"models:/{c.model}/{c.version} (models:/{c.model}@{c.alias}; {c.reason})",
+            highlight=False,
+        )
 
 
 @app.command("diff")
@@ -347,6 +417,17 @@ def _transition(
     for w in r.warnings:
         err.print(f"[yellow]warning[/] {w}", highlight=False)
     out.print(f"[green]{key}[/] is {r.status} (version {r.version})", highlight=False)
+    if r.status == "running":
+        # Pin alias arms now rather than at the first gateway's sight: a promotion right after
+        # `start` must not change the arms either.
+        async def pin(store: PostgresExperimentStore) -> dict[tuple[str, str], Pin]:
+            body = (await store.get(key)).record.body
+            return await pin_experiment(
+                store.pool, Experiment.model_validate(body), by=_author(author)
+            )
+
+        for (_, variant), p in sorted(_run(pin).items()):
+            out.print(f"  {variant} pinned to models:/{p.model}/{p.version} (@{p.alias})")
 
 
 @app.command("start")

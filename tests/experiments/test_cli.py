@@ -117,3 +117,42 @@ def test_unreachable_store_exits_three(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["experiments", "list"], env=env)
     assert result.exit_code == 3, result.output
     assert "cannot reach Postgres" in result.output
+
+
+def _move_alias(dsn: str, schema: str, version: str) -> None:
+    async def go() -> None:
+        pool = await create_pool(dsn, schema, min_size=1, max_size=1)
+        try:
+            await pool.execute(
+                "INSERT INTO model_aliases (model, alias, version) VALUES ('home_recs', 'champion', $1)"
+                " ON CONFLICT (model, alias) DO UPDATE SET version = EXCLUDED.version",
+                version,
+            )
+        finally:
+            await pool.close()
+
+    asyncio.run(go())
+
+
+def test_start_pins_alias_arms_and_repin_is_the_audited_way_to_move_them(
+    cli: tuple[CliRunner, dict[str, str]], tmp_path: Path, pg_dsn: str, schema: str
+) -> None:
+    _move_alias(pg_dsn, schema, "1")
+    (tmp_path / "exp.yaml").write_text(
+        EXP.replace("models:/home_recs/1", "models:/home_recs@champion")
+    )
+    _ok(cli, "apply", str(tmp_path / "surfaces.yaml"), str(tmp_path / "exp.yaml"))
+    started = _ok(cli, "start", "exp")
+    assert "control pinned to models:/home_recs/1 (@champion)" in started
+    _move_alias(pg_dsn, schema, "7")  # a promotion while the experiment runs
+    shown = _ok(cli, "show", "exp")
+    assert "# pinned: control serves models:/home_recs/1" in shown
+    missing = _ok(cli, "repin", "exp", code=2)
+    assert "--reason" in missing
+    moved = _ok(cli, "repin", "exp", "--reason", "v1 retired", "--author", "ana")
+    assert "control: models:/home_recs/1 → models:/home_recs/7" in moved
+    assert "v1 retired" in moved
+    assert "already on its alias's version" in _ok(cli, "repin", "exp", "--reason", "again")
+    assert "has no variant 'nope'" in _ok(
+        cli, "repin", "exp", "--variant", "nope", "--reason", "x", code=1
+    )
