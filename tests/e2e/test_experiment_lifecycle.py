@@ -8,20 +8,16 @@ gateway (LISTEN/NOTIFY) before the next one: assignments, exposures and ``histor
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-import uvicorn
 
-from abgate.embedded import free_port
 from experiments import parse_experiment, parse_surfaces
 from experiments.postgres import create_pool
 from experiments.schema import SurfacesFile
 from experiments.store import PostgresExperimentStore
-from gateway import create_app
+from tests.e2e.helpers import serving
 from tests.gateway.helpers import SURFACES, load_demo_data, read_archive, settings_for
 
 pytestmark = pytest.mark.slow
@@ -39,25 +35,6 @@ variants:
   - {{key: control, weight: {control}, model: "models:/home_recs@champion"}}
   - {{key: treatment, weight: {treatment}, model: "models:/home_recs/2"}}
 """
-
-
-@contextlib.asynccontextmanager
-async def serving(settings) -> AsyncIterator[str]:  # type: ignore[no-untyped-def]
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_config=None, lifespan="on"
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)  # uvicorn exposes no event for "started"
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 async def assignments(client: httpx.AsyncClient) -> dict[str, tuple[str | None, str]]:

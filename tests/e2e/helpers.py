@@ -1,0 +1,34 @@
+"""A gateway on a real uvicorn server on a free port, for end-to-end tests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import uvicorn
+from starlette.applications import Starlette
+
+from abgate.embedded import free_port
+from experiments.settings import Settings
+from gateway import create_app
+
+
+@contextlib.asynccontextmanager
+async def serving(settings: Settings, app: Starlette | None = None) -> AsyncIterator[str]:
+    """The base URL of ``app`` (default: ``create_app(settings)``) served by uvicorn."""
+    port = free_port()
+    config = uvicorn.Config(
+        app or create_app(settings), host="127.0.0.1", port=port, log_config=None, lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)  # uvicorn exposes no event for "started"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
