@@ -34,7 +34,7 @@ class Phase(NamedTuple):
     """The phase an exposure is logged under: its id and its weights in bucket order."""
 
     id: str
-    weights: tuple[dict[str, object], ...]  # ({"variant": key, "weight": w}, ...), as logged
+    weights: tuple[dict[str, object], ...]  # ({"variant", "weight", "lo", "hi"}, ...), as logged
 
 
 def phase_of(
@@ -62,10 +62,17 @@ def phase_of(
     }
     text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
     digest = hashlib.sha256(text.encode()).hexdigest()[:PHASE_ID_LENGTH]
-    weights = tuple(_logged_weight(v.key, v.weight) for v in experiment.variants)
+    lows = (0, *experiment.bounds[:-1])
+    weights = tuple(
+        _logged_weight(v.key, v.weight, lo, hi)
+        for v, lo, hi in zip(experiment.variants, lows, experiment.bounds, strict=True)
+    )
     return Phase(digest, weights)
 
 
-def _logged_weight(variant: str, weight: float) -> dict[str, object]:
-    """``{"variant": key, "weight": w}``, 50.0 as 50, so that records read as the YAML was written."""
-    return {"variant": variant, "weight": int(weight) if float(weight).is_integer() else weight}
+def _logged_weight(variant: str, weight: float, lo: int, hi: int) -> dict[str, object]:
+    """``{"variant", "weight", "lo", "hi"}``: the arm's weight (50.0 as 50, as the YAML was
+    written) and its bucket range ``[lo, hi)``, so that readers need no arithmetic to map a
+    bucket to an arm (the report does it in SQL, where exact rational bounds are awkward)."""
+    w = int(weight) if float(weight).is_integer() else weight
+    return {"variant": variant, "weight": w, "lo": lo, "hi": hi}

@@ -57,6 +57,6 @@ def test_labels_metrics_status_and_forced_units_do_not_start_a_phase() -> None:
 def test_the_logged_weights_keep_bucket_order_and_read_as_written() -> None:
     phase = phase_of(experiment(variants=_variants(90, 10.5)), "surface:home_top", 0.0, VERSIONS)
     assert phase.weights == (
-        {"variant": "control", "weight": 90},
-        {"variant": "treatment", "weight": 10.5},
+        {"variant": "control", "weight": 90, "lo": 0, "hi": 8955},
+        {"variant": "treatment", "weight": 10.5, "lo": 8955, "hi": 10_000},
     )

@@ -260,8 +260,8 @@ async def test_exposures_and_outcomes_reach_the_archive_in_the_export_format(
     assert payload["variant"] == expected_variant("u7")
     assert payload["bucket"] == bucket("home-exp", "u7")
     assert payload["weights"] == [
-        {"variant": "control", "weight": 50},
-        {"variant": "treatment", "weight": 50},
+        {"variant": "control", "weight": 50, "lo": 0, "hi": 5000},
+        {"variant": "treatment", "weight": 50, "lo": 5000, "hi": 10_000},
     ]
     assert len(payload["phase"]) == 12
     purchase = next(x["jsonPayload"] for x in entries if x["jsonPayload"].get("name") == "purchase")
