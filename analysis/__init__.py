@@ -10,6 +10,7 @@ from analysis.errors import AnalysisError, ArchiveError, BigQueryError
 from analysis.render_html import render_html
 from analysis.render_table import render_table
 from analysis.report import Comparison, DailyPoint, MetricResult, Power, Report, VariantSummary
+from analysis.verdict import Decision, GuardrailStatus, VariantVerdict, Verdict, decide
 
 __all__ = [
     "Aggregates",
@@ -18,13 +19,18 @@ __all__ = [
     "BigQueryError",
     "Comparison",
     "DailyPoint",
+    "Decision",
+    "GuardrailStatus",
     "MetricResult",
     "Power",
     "Report",
     "ReportOptions",
     "VariantSummary",
+    "VariantVerdict",
+    "Verdict",
     "analyse",
     "build_report",
+    "decide",
     "render_html",
     "render_table",
 ]

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from analysis import stats
@@ -17,6 +17,7 @@ from analysis.aggregates import Aggregates
 from analysis.metrics import compare, cuped_fit, metric_value, moments
 from analysis.report import Comparison, DailyPoint, MetricResult, Power, Report, VariantSummary
 from analysis.sql import Cohort, MetricColumns, QueryPlan
+from analysis.verdict import decide
 from experiments import Experiment
 
 
@@ -119,8 +120,12 @@ def analyse(
     since: datetime | None = None,
     until: datetime | None = None,
     source: str = "",
+    generated_at: datetime | None = None,
 ) -> Report:
-    """The report of ``experiment`` from its cohorts' sufficient statistics (no I/O)."""
+    """The report of ``experiment`` from its cohorts' sufficient statistics, with its verdict.
+
+    No I/O; ``generated_at`` (default: now) is only shown in the report's metadata.
+    """
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     opts = options or ReportOptions()
@@ -159,7 +164,20 @@ def analyse(
                 Comparison(v, e.diff, e.diff_ci, e.lift, e.lift_ci, e.p_value, p_adj, seq, pw)
             )
         values = {k: metric_value(cols, aggs.get(k, Aggregates())) for k in keys}
-        metrics.append(MetricResult(cols.metric.name, cols.metric.kind, values, comps, cuped))
+        m = cols.metric
+        metrics.append(
+            MetricResult(
+                m.name,
+                m.kind,
+                values,
+                comps,
+                cuped,
+                role=m.role,
+                direction=m.direction,
+                margin=m.margin,
+                cap=m.cap.percentile if m.cap else None,
+            )
+        )
         for i, day_aggs in enumerate(daily_aggs):
             daily_lifts[i][cols.metric.name] = {
                 v: (e.lift, e.lift_ci)
@@ -169,7 +187,7 @@ def analyse(
     for c in cohorts:
         new_units[c.day][c.variant] = new_units[c.day].get(c.variant, 0) + c.stats.count
     daily = [DailyPoint(d, new_units[d], daily_lifts[i]) for i, d in enumerate(days)]
-    return Report(
+    report = Report(
         experiment.key,
         control,
         alpha,
@@ -181,7 +199,9 @@ def analyse(
         since,
         until,
         source,
+        generated_at=generated_at or datetime.now(UTC),
     )
+    return replace(report, verdict=decide(report, experiment))
 
 
 def build_report(

@@ -10,7 +10,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from analysis.verdict import Verdict
 
 Interval = tuple[float, float]
 
@@ -76,15 +79,25 @@ class MetricResult:
     values: dict[str, float]
     comparisons: list[Comparison]
     cuped: bool = False
+    role: str = "secondary"  # primary | secondary | guardrail (the experiment file's)
+    direction: str = "increase"  # which way is good
+    margin: float | None = None  # guardrails: accepted relative harm
+    cap: float | None = None  # mean metrics: winsorising percentile
 
     def to_dict(self) -> dict[str, Any]:
-        """The DESIGN.md metric object."""
+        """The DESIGN.md metric object, with the metric's role and direction (and margin, cap)."""
         out: dict[str, Any] = {
             "name": self.name,
             "kind": self.kind,
+            "role": self.role,
+            "direction": self.direction,
             "values": {k: _num(v) for k, v in self.values.items()},
             "comparisons": [c.to_dict() for c in self.comparisons],
         }
+        if self.margin is not None:
+            out["margin"] = self.margin
+        if self.cap is not None:
+            out["cap"] = {"percentile": self.cap}
         if self.cuped:
             out["cuped"] = True
         return out
@@ -123,11 +136,18 @@ class Report:
     since: datetime | None = None
     until: datetime | None = None
     source: str = ""
+    verdict: Verdict | None = None  # set by build (analysis.verdict.decide)
+    generated_at: datetime | None = None
 
     @property
     def srm_alarm(self) -> bool:
         """True when the sample ratio mismatch test rejects at p < 0.001."""
-        return not math.isnan(self.srm_p_value) and self.srm_p_value < 0.001
+        return any(p < 0.001 for p in self.srm_p_values if not math.isnan(p))
+
+    @property
+    def srm_p_values(self) -> tuple[float, ...]:
+        """Every SRM p-value the verdict must check (one per check; today the whole report)."""
+        return (self.srm_p_value,)
 
     def to_dict(self) -> dict[str, Any]:
         """The report as DESIGN.md's JSON object."""
@@ -140,4 +160,5 @@ class Report:
             },
             "srm": {"p_value": _num(self.srm_p_value), "expected_share": dict(self.expected_share)},
             "metrics": [m.to_dict() for m in self.metrics],
+            **({"verdict": self.verdict.to_dict()} if self.verdict is not None else {}),
         }

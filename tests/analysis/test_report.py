@@ -34,7 +34,16 @@ metrics:
 def test_json_has_exactly_the_design_shape(tmp_path: Path) -> None:
     root = simulate_archive(tmp_path, units=400, rates={"control": 0.2, "treatment": 0.25})
     d = json.loads(json.dumps(build_report(experiment(), root).to_dict()))
-    assert list(d) == ["experiment", "control", "alpha", "variants", "srm", "metrics"]
+    assert list(d) == ["experiment", "control", "alpha", "variants", "srm", "metrics", "verdict"]
+    assert list(d["verdict"]) == ["decision", "reason", "variants"]
+    assert d["verdict"]["decision"] in ("ship", "do_not_ship", "keep_running", "invalid")
+    assert list(d["verdict"]["variants"]["treatment"]) == [
+        "decision",
+        "reason",
+        "primary",
+        "guardrails",
+    ]
+    assert d["verdict"]["variants"]["treatment"]["primary"] == "conversion"
     assert d["experiment"] == "home-recs-demo" and d["control"] == "control" and d["alpha"] == 0.05
     assert set(d["variants"]) == {"control", "treatment"}
     assert all(set(v) == {"units", "exposures"} for v in d["variants"].values())
@@ -42,7 +51,7 @@ def test_json_has_exactly_the_design_shape(tmp_path: Path) -> None:
     assert d["srm"]["expected_share"] == {"control": 0.5, "treatment": 0.5}
     assert [m["name"] for m in d["metrics"]] == ["conversion", "revenue", "clicks_per_exposure"]
     for m in d["metrics"]:
-        assert list(m) == ["name", "kind", "values", "comparisons"]
+        assert list(m) == ["name", "kind", "role", "direction", "values", "comparisons"]
         (c,) = m["comparisons"]
         assert list(c) == [
             "variant",

@@ -146,3 +146,11 @@ def test_bad_bigquery_table_and_bad_dates_are_reported(config: Path) -> None:
     assert r.exit_code == 1 and "PROJECT.DATASET.TABLE" in r.stderr
     r = runner.invoke(app, ["report", "-c", str(config), "--since", "yesterday"])
     assert r.exit_code == 2 and "ISO date" in r.stderr
+
+
+def test_table_opens_with_the_verdict_and_its_reason(archive: Path, config: Path) -> None:
+    r = runner.invoke(app, ["report", "-c", str(config), "-a", str(archive)])
+    assert r.exit_code == 0, r.output
+    first = r.stdout.splitlines()[0]
+    # conversion 0.2 -> 0.3 on 500 units: a clear win on the (implicit) primary metric.
+    assert first.startswith("Verdict: SHIP: ship treatment: treatment beats control on conversion")
