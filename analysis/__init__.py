@@ -6,7 +6,7 @@ sufficient statistics come back to Python, where ``analysis.stats`` turns them i
 
 from analysis.aggregates import Aggregates
 from analysis.build import ReportOptions, analyse, build_report
-from analysis.errors import AnalysisError, ArchiveError, BigQueryError
+from analysis.errors import AnalysisError, ArchiveError, BigQueryError, NoExposures
 from analysis.render_html import render_html
 from analysis.render_table import render_table
 from analysis.report import Comparison, DailyPoint, MetricResult, Power, Report, VariantSummary
@@ -22,6 +22,7 @@ __all__ = [
     "Decision",
     "GuardrailStatus",
     "MetricResult",
+    "NoExposures",
     "Power",
     "Report",
     "ReportOptions",

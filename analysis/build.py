@@ -14,6 +14,7 @@ from pathlib import Path
 
 from analysis import stats
 from analysis.aggregates import Aggregates
+from analysis.errors import NoExposures
 from analysis.metrics import compare, cuped_fit, metric_value, moments
 from analysis.report import Comparison, DailyPoint, MetricResult, Power, Report, VariantSummary
 from analysis.sql import Cohort, MetricColumns, QueryPlan
@@ -35,6 +36,24 @@ class ReportOptions:
     sequential_tau: float | None = None
     power: float | None = None
     target_mde: float | None = None
+
+
+def describe_source(source: str) -> str:
+    """``Report.source`` in words: "archive PATH" or "BigQuery table P.D.T"."""
+    if source.startswith("bigquery:"):
+        return f"BigQuery table {source.removeprefix('bigquery:')}"
+    return f"archive {source}" if source else "the given cohorts"
+
+
+def describe_window(since: datetime | None, until: datetime | None) -> str:
+    """The report window in words, for messages: "between A and B", "since A", "in all time"."""
+    a = since.isoformat() if since else None
+    b = until.isoformat() if until else None
+    if a and b:
+        return f"between {a} and {b}"
+    if a:
+        return f"since {a}"
+    return f"before {b}" if b else "at any time (no --since/--until)"
 
 
 def _by_variant(cohorts: Iterable[Cohort]) -> dict[str, Aggregates]:
@@ -121,13 +140,21 @@ def analyse(
     until: datetime | None = None,
     source: str = "",
     generated_at: datetime | None = None,
+    config_version: int | None = None,
 ) -> Report:
     """The report of ``experiment`` from its cohorts' sufficient statistics, with its verdict.
 
-    No I/O; ``generated_at`` (default: now) is only shown in the report's metadata.
+    No I/O. ``source``, ``generated_at`` (default: now) and ``config_version`` (the experiment's
+    version in the store, when known) are the report's metadata. NoExposures when there is no
+    cohort: a report of zero units would be a table of dashes with a passing SRM check.
     """
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    if not cohorts:
+        raise NoExposures(
+            f"no exposures of experiment '{experiment.key}' in {describe_source(source)} "
+            f"{describe_window(since, until)}: check the key, the source and --since/--until"
+        )
     opts = options or ReportOptions()
     control = str(experiment.control)
     aggs = _by_variant(cohorts)
@@ -200,6 +227,7 @@ def analyse(
         until,
         source,
         generated_at=generated_at or datetime.now(UTC),
+        config_version=config_version,
     )
     return replace(report, verdict=decide(report, experiment))
 
@@ -212,6 +240,7 @@ def build_report(
     since: datetime | None = None,
     until: datetime | None = None,
     options: ReportOptions | None = None,
+    config_version: int | None = None,
 ) -> Report:
     """Report of ``experiment`` from a local archive (aggregated in DuckDB)."""
     from analysis.archive import scan_archive
@@ -229,4 +258,5 @@ def build_report(
         since=since,
         until=until,
         source=str(archive),
+        config_version=config_version,
     )

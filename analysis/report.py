@@ -138,6 +138,7 @@ class Report:
     source: str = ""
     verdict: Verdict | None = None  # set by build (analysis.verdict.decide)
     generated_at: datetime | None = None
+    config_version: int | None = None  # the experiment's version in the store, when known
 
     @property
     def srm_alarm(self) -> bool:
