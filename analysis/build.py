@@ -95,6 +95,18 @@ def _comparisons(
     ]
 
 
+def _variance_reduction(cols: MetricColumns, aggs: Mapping[str, Aggregates]) -> float:
+    """CUPED's share of per-unit variance removed: 1 − Σ(n_v−1)·s²_adj,v / Σ(n_v−1)·s²_v.
+
+    Pooled within arms with the same θ the comparisons use; NaN without variance.
+    """
+    pooled = cuped_fit(cols, aggs.values())
+    groups = [a for a in aggs.values() if a.count > 1]
+    raw = sum((a.count - 1) * moments(cols, a).unit_var for a in groups)
+    adjusted = sum((a.count - 1) * moments(cols, a, pooled).unit_var for a in groups)
+    return 1 - adjusted / raw if raw > 0 else math.nan
+
+
 def _sequential_p(
     cols: MetricColumns,
     daily: Sequence[Mapping[str, Aggregates]],
@@ -199,10 +211,11 @@ def analyse(
                 values,
                 comps,
                 cuped,
-                role=m.role,
+                role="primary" if m is experiment.primary_metric else m.role,
                 direction=m.direction,
                 margin=m.margin,
                 cap=m.cap.percentile if m.cap else None,
+                cuped_variance_reduction=_variance_reduction(cols, aggs) if cuped else None,
             )
         )
         for i, day_aggs in enumerate(daily_aggs):

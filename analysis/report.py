@@ -2,7 +2,9 @@
 
 ``Report.to_dict()`` gives exactly the DESIGN.md shape; keys beyond it appear only when the
 option that produces them is on (``p_value_sequential`` with ``--sequential``, ``mde`` and
-``days_to_target`` with ``--power``, ``cuped`` with ``--cuped``). Undefined numbers are ``null``.
+``days_to_target`` with ``--power``, ``cuped`` and ``cuped_variance_reduction`` with
+``--cuped``), besides the ``verdict`` and each metric's ``role`` and ``direction`` (and
+``margin``, ``cap`` when set), which every report has. Undefined numbers are ``null``.
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ class MetricResult:
     direction: str = "increase"  # which way is good
     margin: float | None = None  # guardrails: accepted relative harm
     cap: float | None = None  # mean metrics: winsorising percentile
+    cuped_variance_reduction: float | None = None  # with CUPED: share of unit variance removed
 
     def to_dict(self) -> dict[str, Any]:
         """The DESIGN.md metric object, with the metric's role and direction (and margin, cap)."""
@@ -100,6 +103,8 @@ class MetricResult:
             out["cap"] = {"percentile": self.cap}
         if self.cuped:
             out["cuped"] = True
+            if self.cuped_variance_reduction is not None:
+                out["cuped_variance_reduction"] = _num(self.cuped_variance_reduction)
         return out
 
 

@@ -119,9 +119,11 @@ def _decisive_p(c: Comparison) -> float:
 
 def _figures(metric: Metric, c: Comparison) -> str:
     better = "higher" if metric.direction == "increase" else "lower"
+    seq = c.p_value_sequential
+    always_valid = f", always-valid p {_p(seq)}" if seq is not None else ""
     return (
         f"lift {_pct(c.lift)} [{_pct(c.lift_ci[0])}, {_pct(c.lift_ci[1])}], "
-        f"p (Holm) {_p(_decisive_p(c))}, {better} is better"
+        f"p (Holm) {_p(c.p_value_adjusted)}{always_valid}, {better} is better"
     )
 
 
@@ -249,7 +251,12 @@ def decide(report: Report, experiment: Experiment) -> Verdict:
             return -math.inf if math.isnan(lift) else sign * lift
 
         best = max(shipping, key=oriented_lift)
-        return Verdict("ship", f"ship {best.variant}: {best.reason}", per)
+        if len(shipping) == 1:
+            return Verdict("ship", best.reason, per)
+        others = ", ".join(vv.variant for vv in shipping if vv is not best)
+        return Verdict(
+            "ship", f"{best.reason[:-1]}; the best primary lift (also winning: {others}).", per
+        )
     if per and all(vv.decision == "do_not_ship" for vv in per.values()):
         return Verdict("do_not_ship", _joined(per), per)
     waiting = {k: vv for k, vv in per.items() if vv.decision == "keep_running"}

@@ -50,6 +50,8 @@ def test_json_has_exactly_the_design_shape(tmp_path: Path) -> None:
     assert set(d["srm"]) == {"p_value", "expected_share"}
     assert d["srm"]["expected_share"] == {"control": 0.5, "treatment": 0.5}
     assert [m["name"] for m in d["metrics"]] == ["conversion", "revenue", "clicks_per_exposure"]
+    # no metric says primary: the first non-guardrail one is, and the JSON says so
+    assert [m["role"] for m in d["metrics"]] == ["primary", "secondary", "secondary"]
     for m in d["metrics"]:
         assert list(m) == ["name", "kind", "role", "direction", "values", "comparisons"]
         (c,) = m["comparisons"]

@@ -153,7 +153,7 @@ def test_table_opens_with_the_verdict_and_its_reason(archive: Path, config: Path
     assert r.exit_code == 0, r.output
     first = r.stdout.splitlines()[0]
     # conversion 0.2 -> 0.3 on 500 units: a clear win on the (implicit) primary metric.
-    assert first.startswith("Verdict: SHIP: ship treatment: treatment beats control on conversion")
+    assert first.startswith("Verdict: SHIP: treatment beats control on conversion")
 
 
 def test_no_exposures_in_the_window_is_one_line_naming_key_archive_and_window(
