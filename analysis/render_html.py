@@ -83,25 +83,9 @@ def _metric_table(m: MetricResult, r: Report) -> str:
         rows.append("<tr>" + "".join(f"<td>{x}</td>" for x in cells) + "</tr>")
     th = "".join(f"<th>{escape(h)}</th>" for h in head)
     return (
-        f"<h3>{escape(m.name)} <span class='muted'>({escape(_describe(m))})</span></h3>"
+        f"<h3>{escape(m.name)} <span class='muted'>({escape(m.describe())})</span></h3>"
         f"<table><tr>{th}</tr>{''.join(rows)}</table>"
     )
-
-
-def _describe(m: MetricResult) -> str:
-    """kind, role, which way is good, margin, cap and CUPED, in words."""
-    parts = [m.kind, m.role, "higher is better" if m.direction == "increase" else "lower is better"]
-    if m.margin is not None:
-        parts.append(f"margin {m.margin:.2%}")
-    if m.cap is not None:
-        parts.append(f"capped at P{m.cap:g}")
-    if m.cuped:
-        vr = m.cuped_variance_reduction
-        parts.append(
-            "CUPED"
-            + (f", variance reduced {vr:.1%}" if vr is not None and not math.isnan(vr) else "")
-        )
-    return " · ".join(parts)
 
 
 _DECISION = {

@@ -35,7 +35,7 @@ def _p(p: float | None, alpha: float) -> str:
 
 def _metric_table(m: MetricResult, report: Report) -> Table:
     extra = m.comparisons[0] if m.comparisons else None
-    title = f"{m.name} ({m.kind}{', CUPED' if m.cuped else ''})"
+    title = f"{escape(m.name)} ({escape(m.describe())})"
     t = Table(title=title, title_justify="left", expand=False)
     for col in ("variant", "value", "diff", "diff CI", "lift", "lift CI", "p", "p Holm"):
         t.add_column(col, justify="left" if col == "variant" else "right", no_wrap=True)

@@ -87,6 +87,20 @@ class MetricResult:
     cap: float | None = None  # mean metrics: winsorising percentile
     cuped_variance_reduction: float | None = None  # with CUPED: share of unit variance removed
 
+    def describe(self) -> str:
+        """Kind, role, which way is good, margin, cap and CUPED, in words (table titles)."""
+        good = "higher is better" if self.direction == "increase" else "lower is better"
+        parts = [self.kind, self.role, good]
+        if self.margin is not None:
+            parts.append(f"margin {self.margin:.2%}")
+        if self.cap is not None:
+            parts.append(f"capped at P{self.cap:g}")
+        if self.cuped:
+            vr = self.cuped_variance_reduction
+            known = vr is not None and not math.isnan(vr)
+            parts.append("CUPED" + (f", variance reduced {vr:.1%}" if known else ""))
+        return " · ".join(parts)
+
     def to_dict(self) -> dict[str, Any]:
         """The DESIGN.md metric object, with the metric's role and direction (and margin, cap)."""
         out: dict[str, Any] = {

@@ -195,10 +195,11 @@ def _variant_verdict(
             f"{primary.name} cannot be estimated yet for {variant} (too few units, or a zero control value).",
         )
     if not good:
+        also = f"; guardrails not yet shown ok: {', '.join(inconclusive)}" if inconclusive else ""
         return verdict(
             "keep_running",
             f"{primary.name} is inconclusive for {variant}: {_figures(primary, pc)} "
-            f"(needs < {alpha:g}){_power_note(pc)}.",
+            f"(needs < {alpha:g}){_power_note(pc)}{also}.",
         )
     if inconclusive:
         g = inconclusive[0]

@@ -114,6 +114,17 @@ def test_an_inconclusive_primary_keeps_running_and_names_the_power() -> None:
     assert v.decision == "keep_running"
     assert "conversion is inconclusive" in v.reason
     assert "4.10%" in v.reason and "6.0 more days" in v.reason and "2.00%" in v.reason
+    assert "guardrails not yet shown ok" not in v.reason
+    unsure = decide(
+        report(
+            {
+                "conversion": [comp(0.01, -0.01, 0.03, 0.3)],
+                "complaints": [comp(0.01, -0.01, 0.03, 0.3)],
+            }
+        ),
+        _exp(),
+    )
+    assert unsure.reason.endswith("guardrails not yet shown ok: complaints.")
 
 
 def test_srm_makes_the_report_invalid_whatever_the_lifts() -> None:
