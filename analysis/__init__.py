@@ -6,10 +6,11 @@ sufficient statistics come back to Python, where ``analysis.stats`` turns them i
 
 from analysis.aggregates import Aggregates
 from analysis.build import ReportOptions, analyse, build_report
-from analysis.errors import AnalysisError, ArchiveError, BigQueryError
+from analysis.errors import AnalysisError, ArchiveError, BigQueryError, NoExposures
 from analysis.render_html import render_html
 from analysis.render_table import render_table
 from analysis.report import Comparison, DailyPoint, MetricResult, Power, Report, VariantSummary
+from analysis.verdict import Decision, GuardrailStatus, VariantVerdict, Verdict, decide
 
 __all__ = [
     "Aggregates",
@@ -18,13 +19,19 @@ __all__ = [
     "BigQueryError",
     "Comparison",
     "DailyPoint",
+    "Decision",
+    "GuardrailStatus",
     "MetricResult",
+    "NoExposures",
     "Power",
     "Report",
     "ReportOptions",
     "VariantSummary",
+    "VariantVerdict",
+    "Verdict",
     "analyse",
     "build_report",
+    "decide",
     "render_html",
     "render_table",
 ]

@@ -92,6 +92,7 @@ def build_report_bigquery(
     since: datetime | None = None,
     until: datetime | None = None,
     options: ReportOptions | None = None,
+    config_version: int | None = None,
 ) -> Report:
     """Report of ``experiment`` from a BigQuery Cloud Logging sink table."""
     plan, cohorts = scan_bigquery(
@@ -106,4 +107,5 @@ def build_report_bigquery(
         since=since,
         until=until,
         source=f"bigquery:{table}",
+        config_version=config_version,
     )

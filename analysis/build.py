@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from analysis import stats
 from analysis.aggregates import Aggregates
+from analysis.errors import NoExposures
 from analysis.metrics import compare, cuped_fit, metric_value, moments
 from analysis.report import Comparison, DailyPoint, MetricResult, Power, Report, VariantSummary
 from analysis.sql import Cohort, MetricColumns, QueryPlan
+from analysis.verdict import decide
 from experiments import Experiment
 
 
@@ -34,6 +36,24 @@ class ReportOptions:
     sequential_tau: float | None = None
     power: float | None = None
     target_mde: float | None = None
+
+
+def describe_source(source: str) -> str:
+    """``Report.source`` in words: "archive PATH" or "BigQuery table P.D.T"."""
+    if source.startswith("bigquery:"):
+        return f"BigQuery table {source.removeprefix('bigquery:')}"
+    return f"archive {source}" if source else "the given cohorts"
+
+
+def describe_window(since: datetime | None, until: datetime | None) -> str:
+    """The report window in words, for messages: "between A and B", "since A", "in all time"."""
+    a = since.isoformat() if since else None
+    b = until.isoformat() if until else None
+    if a and b:
+        return f"between {a} and {b}"
+    if a:
+        return f"since {a}"
+    return f"before {b}" if b else "at any time (no --since/--until)"
 
 
 def _by_variant(cohorts: Iterable[Cohort]) -> dict[str, Aggregates]:
@@ -73,6 +93,18 @@ def _comparisons(
         for v in experiment.variant_keys
         if v != control
     ]
+
+
+def _variance_reduction(cols: MetricColumns, aggs: Mapping[str, Aggregates]) -> float:
+    """CUPED's share of per-unit variance removed: 1 − Σ(n_v−1)·s²_adj,v / Σ(n_v−1)·s²_v.
+
+    Pooled within arms with the same θ the comparisons use; NaN without variance.
+    """
+    pooled = cuped_fit(cols, aggs.values())
+    groups = [a for a in aggs.values() if a.count > 1]
+    raw = sum((a.count - 1) * moments(cols, a).unit_var for a in groups)
+    adjusted = sum((a.count - 1) * moments(cols, a, pooled).unit_var for a in groups)
+    return 1 - adjusted / raw if raw > 0 else math.nan
 
 
 def _sequential_p(
@@ -119,10 +151,22 @@ def analyse(
     since: datetime | None = None,
     until: datetime | None = None,
     source: str = "",
+    generated_at: datetime | None = None,
+    config_version: int | None = None,
 ) -> Report:
-    """The report of ``experiment`` from its cohorts' sufficient statistics (no I/O)."""
+    """The report of ``experiment`` from its cohorts' sufficient statistics, with its verdict.
+
+    No I/O. ``source``, ``generated_at`` (default: now) and ``config_version`` (the experiment's
+    version in the store, when known) are the report's metadata. NoExposures when there is no
+    cohort: a report of zero units would be a table of dashes with a passing SRM check.
+    """
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    if not cohorts:
+        raise NoExposures(
+            f"no exposures of experiment '{experiment.key}' in {describe_source(source)} "
+            f"{describe_window(since, until)}: check the key, the source and --since/--until"
+        )
     opts = options or ReportOptions()
     control = str(experiment.control)
     aggs = _by_variant(cohorts)
@@ -159,7 +203,21 @@ def analyse(
                 Comparison(v, e.diff, e.diff_ci, e.lift, e.lift_ci, e.p_value, p_adj, seq, pw)
             )
         values = {k: metric_value(cols, aggs.get(k, Aggregates())) for k in keys}
-        metrics.append(MetricResult(cols.metric.name, cols.metric.kind, values, comps, cuped))
+        m = cols.metric
+        metrics.append(
+            MetricResult(
+                m.name,
+                m.kind,
+                values,
+                comps,
+                cuped,
+                role="primary" if m is experiment.primary_metric else m.role,
+                direction=m.direction,
+                margin=m.margin,
+                cap=m.cap.percentile if m.cap else None,
+                cuped_variance_reduction=_variance_reduction(cols, aggs) if cuped else None,
+            )
+        )
         for i, day_aggs in enumerate(daily_aggs):
             daily_lifts[i][cols.metric.name] = {
                 v: (e.lift, e.lift_ci)
@@ -169,7 +227,7 @@ def analyse(
     for c in cohorts:
         new_units[c.day][c.variant] = new_units[c.day].get(c.variant, 0) + c.stats.count
     daily = [DailyPoint(d, new_units[d], daily_lifts[i]) for i, d in enumerate(days)]
-    return Report(
+    report = Report(
         experiment.key,
         control,
         alpha,
@@ -181,7 +239,10 @@ def analyse(
         since,
         until,
         source,
+        generated_at=generated_at or datetime.now(UTC),
+        config_version=config_version,
     )
+    return replace(report, verdict=decide(report, experiment))
 
 
 def build_report(
@@ -192,6 +253,7 @@ def build_report(
     since: datetime | None = None,
     until: datetime | None = None,
     options: ReportOptions | None = None,
+    config_version: int | None = None,
 ) -> Report:
     """Report of ``experiment`` from a local archive (aggregated in DuckDB)."""
     from analysis.archive import scan_archive
@@ -209,4 +271,5 @@ def build_report(
         since=since,
         until=until,
         source=str(archive),
+        config_version=config_version,
     )

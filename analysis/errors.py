@@ -2,7 +2,8 @@
 
 AnalysisError
  ├── ArchiveError         the log archive is missing, empty or unreadable
- └── BigQueryError        the BigQuery job failed or the table reference is invalid
+ ├── BigQueryError        the BigQuery job failed or the table reference is invalid
+ └── NoExposures          the source holds no exposure of the experiment in the window
 """
 
 from __future__ import annotations
@@ -18,3 +19,11 @@ class ArchiveError(AnalysisError):
 
 class BigQueryError(AnalysisError):
     """A BigQuery table reference is malformed or the query job failed."""
+
+
+class NoExposures(AnalysisError):
+    """No exposure of the experiment in the report's window: there is nothing to report on.
+
+    A report of zero units would show dashes and a passing SRM check; this says what was read
+    instead, so a wrong key, archive or window is seen at once.
+    """

@@ -1,7 +1,10 @@
 """The HTML form of a report: one self-contained page (inline CSS and SVG, no scripts, no CDN).
 
-Sections: summary, SRM status, a forest plot of lifts with intervals, a table per metric,
-cumulative lift over enrolment days per metric, and units per variant per day.
+Sections: the verdict and its reason, the report's metadata (generated at, window, source,
+experiment version, CUPED variance reduction), summary, SRM status, a forest plot of lifts with
+intervals, a table per metric (with the ``--sequential`` and ``--power`` columns when present,
+as the terminal table), cumulative lift over enrolment days per metric, and units per variant
+per day. A lift is green only when its interval excludes zero in the metric's good direction.
 """
 
 from __future__ import annotations
@@ -10,15 +13,19 @@ import math
 from html import escape
 
 from analysis.report import MetricResult, Report
-from analysis.svg import ForestRow, bar_chart, forest_plot, line_chart
+from analysis.svg import ForestRow, Tone, bar_chart, forest_plot, line_chart
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:24px auto;max-width:1100px;color:#1f2328}
 h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;margin:8px 0}td,th{padding:4px 10px;border-bottom:1px solid #eee;text-align:right}
 td:first-child,th:first-child{text-align:left}.ok{background:#dafbe1;padding:8px 12px}
-.alarm{background:#cf222e;color:#fff;padding:10px 14px;font-weight:bold}.sig{color:#1a7f37;font-weight:bold}
-.muted{color:#666}
+.alarm{background:#cf222e;color:#fff;padding:10px 14px;font-weight:bold}.sig{font-weight:bold}
+.muted{color:#666}.good{color:#1a7f37;font-weight:bold}.bad{color:#cf222e;font-weight:bold}
+.neutral{color:inherit}.meta th{text-align:left;color:#666;font-weight:normal}.meta td{text-align:left}
+.verdict{padding:10px 14px;font-size:16px;border-left:6px solid}.verdict.ship{background:#dafbe1;border-color:#1a7f37}
+.verdict.do_not_ship{background:#ffebe9;border-color:#cf222e}.verdict.keep_running{background:#fff8c5;border-color:#9a6700}
+.verdict.invalid{background:#cf222e;color:#fff;border-color:#82071e}
 """
 
 
@@ -37,29 +44,89 @@ def _p(p: float | None, alpha: float) -> str:
     return f'<span class="sig">{text}</span>' if p < alpha else text
 
 
+def tone(direction: str, low: float, high: float) -> Tone:
+    """good when the interval excludes zero in the good direction, bad in the other."""
+    if math.isnan(low) or math.isnan(high) or low <= 0 <= high:
+        return "neutral"
+    better = low > 0 if direction == "increase" else high < 0
+    return "good" if better else "bad"
+
+
 def _metric_table(m: MetricResult, r: Report) -> str:
+    seq = any(c.p_value_sequential is not None for c in m.comparisons)
+    power = next((c.power for c in m.comparisons if c.power is not None), None)
+    head = ["variant", "value", "diff", "diff CI", "lift", "lift CI", "p", "p (Holm)"]
+    head += ["p (sequential)"] if seq else []
+    if power is not None:
+        head.append("MDE")
+        if power.target_mde is not None:
+            head.append(f"days to MDE {power.target_mde:.1%}")
+    blank = "<td></td>" * (len(head) - 2)
     rows = [
-        f"<tr><td>{escape(r.control)} (control)</td><td>{_n(m.values.get(r.control))}</td>"
-        + "<td></td>" * 6
-        + "</tr>"
+        f"<tr><td>{escape(r.control)} (control)</td><td>{_n(m.values.get(r.control))}</td>{blank}</tr>"
     ]
     for c in m.comparisons:
-        rows.append(
-            f"<tr><td>{escape(c.variant)}</td><td>{_n(m.values.get(c.variant))}</td><td>{_n(c.diff)}</td>"
-            f"<td>[{_n(c.diff_ci[0])}, {_n(c.diff_ci[1])}]</td><td>{_pct(c.lift)}</td>"
-            f"<td>[{_pct(c.lift_ci[0])}, {_pct(c.lift_ci[1])}]</td><td>{_p(c.p_value, r.alpha)}</td>"
-            f"<td>{_p(c.p_value_adjusted, r.alpha)}</td></tr>"
-        )
-    head = "".join(
-        f"<th>{h}</th>"
-        for h in ("variant", "value", "diff", "diff CI", "lift", "lift CI", "p", "p (Holm)")
+        t = tone(m.direction, *c.lift_ci)
+        cells = [
+            escape(c.variant), _n(m.values.get(c.variant)), _n(c.diff),
+            f"[{_n(c.diff_ci[0])}, {_n(c.diff_ci[1])}]",
+            f'<span class="{t}">{_pct(c.lift)}</span>',
+            f'<span class="{t}">[{_pct(c.lift_ci[0])}, {_pct(c.lift_ci[1])}]</span>',
+            _p(c.p_value, r.alpha), _p(c.p_value_adjusted, r.alpha),
+        ]  # fmt: skip
+        if seq:
+            cells.append(_p(c.p_value_sequential, r.alpha))
+        if c.power is not None:
+            cells.append(_pct(c.power.mde).lstrip("+"))
+            if c.power.target_mde is not None:
+                cells.append(_n(c.power.days_to_target, ".1f"))
+        rows.append("<tr>" + "".join(f"<td>{x}</td>" for x in cells) + "</tr>")
+    th = "".join(f"<th>{escape(h)}</th>" for h in head)
+    return (
+        f"<h3>{escape(m.name)} <span class='muted'>({escape(m.describe())})</span></h3>"
+        f"<table><tr>{th}</tr>{''.join(rows)}</table>"
     )
-    cuped = " · CUPED" if m.cuped else ""
-    return f"<h3>{escape(m.name)} <span class='muted'>({m.kind}{cuped})</span></h3><table><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+_DECISION = {
+    "ship": "Ship",
+    "do_not_ship": "Do not ship",
+    "keep_running": "Keep running",
+    "invalid": "Invalid",
+}
+
+
+def _verdict(r: Report) -> str:
+    if r.verdict is None:
+        return ""
+    v = r.verdict
+    return (
+        f'<p class="verdict {v.decision}" id="verdict"><b>Verdict: {_DECISION[v.decision]}</b>. '
+        f"{escape(v.reason)}</p>"
+    )
+
+
+def _metadata(r: Report) -> str:
+    """Generated at, window, source, configuration version, alpha, CUPED per metric."""
+    rows = [
+        ("generated at", r.generated_at.isoformat(timespec="seconds") if r.generated_at else "—"),
+        ("window", f"{r.since.isoformat() if r.since else 'start of the source'} to "
+                   f"{r.until.isoformat() if r.until else 'end of the source'}"),
+        ("source", r.source or "—"),
+        ("experiment version", str(r.config_version) if r.config_version is not None else
+         "unknown (read from a file)"),
+        ("alpha", f"{r.alpha:g} ({1 - r.alpha:.0%} intervals)"),
+    ]  # fmt: skip
+    for m in r.metrics:
+        vr = m.cuped_variance_reduction
+        if m.cuped and vr is not None:
+            rows.append((f"CUPED variance reduction, {m.name}", _n(vr * 100, ".1f") + "%"))
+    body = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in rows)
+    return f'<table class="meta">{body}</table>'
 
 
 def render_html(report: Report) -> str:
-    """The report as a standalone HTML page."""
+    """The report as a standalone HTML page: the verdict first, then what the table shows."""
     r = report
     share = r.expected_share
     total = sum(v.units for v in r.variants.values()) or 1
@@ -80,7 +147,7 @@ def render_html(report: Report) -> str:
             c.lift,
             c.lift_ci[0],
             c.lift_ci[1],
-            c.p_value_adjusted < r.alpha,
+            tone(m.direction, *c.lift_ci),
         )
         for m in r.metrics
         for c in m.comparisons
@@ -98,20 +165,20 @@ def render_html(report: Report) -> str:
         flat = {k: [(v, ci[0], ci[1]) for v, ci in pts] for k, pts in series.items()}
         over_time.append(f"<h3>{escape(m.name)}</h3>{line_chart(days, flat)}")
     units = {k: [d.new_units.get(k, 0) for d in r.daily] for k in r.variants}
-    window = ""
-    if r.since or r.until:
-        window = f" · window {r.since.isoformat() if r.since else '…'} to {r.until.isoformat() if r.until else '…'}"
     level = f"{1 - r.alpha:.0%}"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Experiment {escape(r.experiment)}</title>
 <style>{_CSS}</style></head><body>
 <h1>Experiment <code>{escape(r.experiment)}</code></h1>
-<p class="muted">control: {escape(r.control)} · alpha: {r.alpha} · {level} intervals{escape(window)}
-{" · source: " + escape(r.source) if r.source else ""}</p>
+{_verdict(r)}
+{_metadata(r)}
 <h2>Summary</h2>
+<p class="muted">control: {escape(r.control)}</p>
 <table><tr><th>variant</th><th>units</th><th>share</th><th>expected</th><th>exposures</th></tr>{summary}</table>
 {srm}
 <h2>Lift by metric ({level} CI)</h2>
+<p class="muted">Green: the interval excludes zero in the metric's good direction; red: in the
+bad direction; grey: it does not exclude zero.</p>
 {forest_plot(rows)}
 {"".join(_metric_table(m, r) for m in r.metrics)}
 <h2>Cumulative lift by enrolment day</h2>

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -34,7 +35,7 @@ def _p(p: float | None, alpha: float) -> str:
 
 def _metric_table(m: MetricResult, report: Report) -> Table:
     extra = m.comparisons[0] if m.comparisons else None
-    title = f"{m.name} ({m.kind}{', CUPED' if m.cuped else ''})"
+    title = f"{escape(m.name)} ({escape(m.describe())})"
     t = Table(title=title, title_justify="left", expand=False)
     for col in ("variant", "value", "diff", "diff CI", "lift", "lift CI", "p", "p Holm"):
         t.add_column(col, justify="left" if col == "variant" else "right", no_wrap=True)
@@ -63,8 +64,26 @@ def _metric_table(m: MetricResult, report: Report) -> Table:
     return t
 
 
+_VERDICT_STYLE = {
+    "ship": ("SHIP", "bold green"),
+    "do_not_ship": ("DO NOT SHIP", "bold red"),
+    "keep_running": ("KEEP RUNNING", "bold yellow"),
+    "invalid": ("INVALID", "bold white on red"),
+}
+
+
+def verdict_line(report: Report) -> str:
+    """The verdict and its reason, as rich markup (the table's first line)."""
+    if report.verdict is None:
+        return "[bold]Verdict:[/] none (the report was built without one)"
+    word, style = _VERDICT_STYLE[report.verdict.decision]
+    return f"[bold]Verdict:[/] [{style}]{word}[/]: {escape(report.verdict.reason)}"
+
+
 def render_table(report: Report, console: Console) -> None:
-    """Print the report: header, SRM status (a red banner when p < 0.001), one table per metric."""
+    """Print the report: the verdict first, then the header, SRM status (a red banner when
+    p < 0.001) and one table per metric."""
+    console.print(verdict_line(report), highlight=False)
     units = ", ".join(
         f"{k}: {v.units} units / {v.exposures} exposures" for k, v in report.variants.items()
     )

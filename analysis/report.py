@@ -2,7 +2,9 @@
 
 ``Report.to_dict()`` gives exactly the DESIGN.md shape; keys beyond it appear only when the
 option that produces them is on (``p_value_sequential`` with ``--sequential``, ``mde`` and
-``days_to_target`` with ``--power``, ``cuped`` with ``--cuped``). Undefined numbers are ``null``.
+``days_to_target`` with ``--power``, ``cuped`` and ``cuped_variance_reduction`` with
+``--cuped``), besides the ``verdict`` and each metric's ``role`` and ``direction`` (and
+``margin``, ``cap`` when set), which every report has. Undefined numbers are ``null``.
 """
 
 from __future__ import annotations
@@ -10,7 +12,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from analysis.verdict import Verdict
 
 Interval = tuple[float, float]
 
@@ -76,17 +81,44 @@ class MetricResult:
     values: dict[str, float]
     comparisons: list[Comparison]
     cuped: bool = False
+    role: str = "secondary"  # primary | secondary | guardrail (the experiment file's)
+    direction: str = "increase"  # which way is good
+    margin: float | None = None  # guardrails: accepted relative harm
+    cap: float | None = None  # mean metrics: winsorising percentile
+    cuped_variance_reduction: float | None = None  # with CUPED: share of unit variance removed
+
+    def describe(self) -> str:
+        """Kind, role, which way is good, margin, cap and CUPED, in words (table titles)."""
+        good = "higher is better" if self.direction == "increase" else "lower is better"
+        parts = [self.kind, self.role, good]
+        if self.margin is not None:
+            parts.append(f"margin {self.margin:.2%}")
+        if self.cap is not None:
+            parts.append(f"capped at P{self.cap:g}")
+        if self.cuped:
+            vr = self.cuped_variance_reduction
+            known = vr is not None and not math.isnan(vr)
+            parts.append("CUPED" + (f", variance reduced {vr:.1%}" if known else ""))
+        return " · ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
-        """The DESIGN.md metric object."""
+        """The DESIGN.md metric object, with the metric's role and direction (and margin, cap)."""
         out: dict[str, Any] = {
             "name": self.name,
             "kind": self.kind,
+            "role": self.role,
+            "direction": self.direction,
             "values": {k: _num(v) for k, v in self.values.items()},
             "comparisons": [c.to_dict() for c in self.comparisons],
         }
+        if self.margin is not None:
+            out["margin"] = self.margin
+        if self.cap is not None:
+            out["cap"] = {"percentile": self.cap}
         if self.cuped:
             out["cuped"] = True
+            if self.cuped_variance_reduction is not None:
+                out["cuped_variance_reduction"] = _num(self.cuped_variance_reduction)
         return out
 
 
@@ -123,11 +155,19 @@ class Report:
     since: datetime | None = None
     until: datetime | None = None
     source: str = ""
+    verdict: Verdict | None = None  # set by build (analysis.verdict.decide)
+    generated_at: datetime | None = None
+    config_version: int | None = None  # the experiment's version in the store, when known
 
     @property
     def srm_alarm(self) -> bool:
         """True when the sample ratio mismatch test rejects at p < 0.001."""
-        return not math.isnan(self.srm_p_value) and self.srm_p_value < 0.001
+        return any(p < 0.001 for p in self.srm_p_values if not math.isnan(p))
+
+    @property
+    def srm_p_values(self) -> tuple[float, ...]:
+        """Every SRM p-value the verdict must check (one per check; today the whole report)."""
+        return (self.srm_p_value,)
 
     def to_dict(self) -> dict[str, Any]:
         """The report as DESIGN.md's JSON object."""
@@ -140,4 +180,5 @@ class Report:
             },
             "srm": {"p_value": _num(self.srm_p_value), "expected_share": dict(self.expected_share)},
             "metrics": [m.to_dict() for m in self.metrics],
+            **({"verdict": self.verdict.to_dict()} if self.verdict is not None else {}),
         }

@@ -12,7 +12,8 @@ What the statement does (DESIGN.md, "Metrics and the report"):
 2. outcomes named by a metric, before ``until``, deduplicated by ``event_id``; joined to the
    unit's first exposure, counted (and their values summed) only at or after it (and, for CUPED,
    separately in the window before it); outcomes of units never exposed drop out of the join;
-3. per-unit metric values, reduced per (variant, day of first exposure) to count, means,
+3. per-unit metric values (a capped mean metric's total winsorised at its percentile over
+   the pooled units: ``_capped``), reduced per (variant, day of first exposure) to count, means,
    sample variances and covariances: the sufficient statistics, and nothing else, come back.
 """
 
@@ -95,6 +96,20 @@ def _outcome_names(experiment: Experiment) -> list[str]:
     return names
 
 
+def _capped(value: str, metric: Metric) -> str:
+    """A mean metric's per-unit total, winsorised at its ``cap`` percentile of all units.
+
+    ``LEAST(y, c)`` with c the P-th percentile of y over every unit of the experiment in the
+    window (all arms pooled, so the cap cannot depend on the arm), interpolated between order
+    statistics (``QUANTILE_CONT``, BigQuery's exact ``PERCENTILE_CONT`` analytic function;
+    numpy's default ``percentile``). The metric then estimates E[min(Y, c)], not E[Y].
+    """
+    if metric.cap is None:
+        return value
+    p = metric.cap.percentile / 100
+    return f"LEAST({value}, QUANTILE_CONT({value}, {p!r}) OVER ())"
+
+
 def _metric_columns(
     experiment: Experiment, index: dict[str, int], cuped: bool
 ) -> tuple[list[MetricColumns], list[str], list[tuple[str, str]]]:
@@ -123,7 +138,7 @@ def _metric_columns(
             exprs.append(f"CASE WHEN cnt_{j} > 0 THEN 1.0 ELSE 0.0 END AS y{i}")
             pre = f"CASE WHEN pre_cnt_{j} > 0 THEN 1.0 ELSE 0.0 END"
         else:
-            exprs.append(f"CAST(sum_{j} AS DOUBLE) AS y{i}")
+            exprs.append(f"{_capped(f'CAST(sum_{j} AS DOUBLE)', m)} AS y{i}")
             pre = f"CAST(pre_sum_{j} AS DOUBLE)"
         if cuped:
             exprs.append(f"{pre} AS x{i}")

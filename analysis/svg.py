@@ -1,4 +1,7 @@
-"""Tiny inline-SVG charts for the HTML report (no JavaScript, no CDN)."""
+"""Tiny inline-SVG charts for the HTML report (no JavaScript, no CDN).
+
+Legends sit in a strip above the plot area, never over the data.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +9,26 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
+from typing import Literal
 
+Tone = Literal["good", "bad", "neutral"]
+TONE_COLOR: dict[Tone, str] = {"good": "#1a7f37", "bad": "#cf222e", "neutral": "#555"}
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 
 
 @dataclass(frozen=True, slots=True)
 class ForestRow:
-    """One line of a forest plot: a label, a point estimate and its interval."""
+    """One line of a forest plot: a label, a point estimate, its interval, and its tone.
+
+    ``tone``: good (green) when the interval excludes zero in the metric's good direction,
+    bad (red) when it excludes zero in the other, neutral otherwise.
+    """
 
     label: str
     value: float
     low: float
     high: float
-    significant: bool
+    tone: Tone
 
 
 def _finite(*xs: float) -> bool:
@@ -52,9 +62,7 @@ def forest_plot(rows: Sequence[ForestRow], width: int = 760) -> str:
         if not _finite(r.value, r.low, r.high):
             out.append(f'<text x="{left}" y="{y + 4:.1f}" fill="#888">not estimable</text>')
             continue
-        color = (
-            "#1a7f37" if r.significant and r.value > 0 else "#cf222e" if r.significant else "#555"
-        )
+        color = TONE_COLOR[r.tone]
         xl, xh, xv = k * r.low + b0, k * r.high + b0, k * r.value + b0
         out.append(
             f'<line x1="{xl:.1f}" y1="{y:.1f}" x2="{xh:.1f}" y2="{y:.1f}" stroke="{color}" stroke-width="2"/>'
@@ -89,7 +97,7 @@ def line_chart(
     height: int = 220,
 ) -> str:
     """Lines (with shaded intervals) of (value, low, high) per label; y axis in percent."""
-    left, right, top, bottom = 50, 40, 12, 30
+    left, right, top, bottom = 50, 40, LEGEND_H + 8, 30
     vals = [x for s in series.values() for p in s for x in p if _finite(x)] + [0.0]
     ky, by = _scale(min(vals), max(vals), height - bottom, top)
     n = max(1, len(labels) - 1)
@@ -112,7 +120,7 @@ def line_chart(
             out.append(
                 f'<text x="{xpos(i):.1f}" y="{height - 8}" text-anchor="middle" fill="#555">{escape(lab)}</text>'
             )
-    for c, (name, pts) in enumerate(series.items()):
+    for c, pts in enumerate(series.values()):
         color = PALETTE[c % len(PALETTE)]
         ok = [(i, p) for i, p in enumerate(pts) if _finite(*p)]
         if not ok:
@@ -122,10 +130,26 @@ def line_chart(
         out.append(f'<polygon points="{" ".join(band)}" fill="{color}" fill-opacity="0.15"/>')
         line = " ".join(f"{xpos(i):.1f},{ky * p[0] + by:.1f}" for i, p in ok)
         out.append(f'<polyline points="{line}" fill="none" stroke="{color}" stroke-width="2"/>')
-        out.append(
-            f'<text x="{left + 8}" y="{top + 12 + 14 * c}" fill="{color}">{escape(name)}</text>'
-        )
+    out.append(_legend(list(series), left))
     out.append("</svg>")
+    return "".join(out)
+
+
+LEGEND_H = 16  # the strip above the plot area that holds the legend
+
+
+def _legend(names: Sequence[str], left: float) -> str:
+    """Swatches and names in one row in the strip above the plot area (y < LEGEND_H)."""
+    out = ['<g class="legend">']
+    x = left
+    for c, name in enumerate(names):
+        color = PALETTE[c % len(PALETTE)]
+        out.append(
+            f'<rect class="swatch" x="{x:.1f}" y="3" width="10" height="10" fill="{color}"/>'
+        )
+        out.append(f'<text x="{x + 14:.1f}" y="12" fill="{color}">{escape(name)}</text>')
+        x += 14 + 7 * len(name) + 18
+    out.append("</g>")
     return "".join(out)
 
 
@@ -133,7 +157,7 @@ def bar_chart(
     labels: Sequence[str], series: Mapping[str, Sequence[int]], width: int = 760, height: int = 200
 ) -> str:
     """Grouped bars: one group per label, one bar per series."""
-    left, right, top, bottom = 50, 16, 12, 30
+    left, right, top, bottom = 50, 16, LEGEND_H + 8, 30
     top_v = max([v for s in series.values() for v in s] + [1])
     group_w = (width - left - right) / max(1, len(labels))
     bar_w = max(1.0, group_w * 0.8 / max(1, len(series)))
@@ -151,9 +175,7 @@ def bar_chart(
             out.append(
                 f'<rect x="{x:.1f}" y="{height - bottom - h:.1f}" width="{bar_w:.1f}" height="{h:.1f}" fill="{color}"><title>{escape(name)} {escape(labels[i])}: {v}</title></rect>'
             )
-        out.append(
-            f'<text x="{width - right - 120}" y="{top + 12 + 14 * c}" fill="{color}">{escape(name)}</text>'
-        )
+    out.append(_legend(list(series), left))
     for i, lab in enumerate(labels):
         if len(labels) <= 10 or i % math.ceil(len(labels) / 10) == 0:
             out.append(

@@ -11,7 +11,14 @@ import math
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from experiments.assignment import bucket_bounds
 from experiments.layers import slice_bounds, surface_layer_salt
@@ -20,6 +27,8 @@ from experiments.targeting import Condition, TargetingError, compile_condition
 
 Status = Literal["draft", "running", "paused", "stopped", "archived"]
 MetricKind = Literal["proportion", "mean", "ratio"]
+MetricRole = Literal["primary", "secondary", "guardrail"]
+Direction = Literal["increase", "decrease"]
 
 _KEY = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
 Key = Annotated[str, Field(pattern=_KEY)]
@@ -57,14 +66,51 @@ class Variant(_Strict):
         return ModelRef.parse(self.model)
 
 
+class Cap(_Strict):
+    """Winsorising of a mean metric: unit totals above the P-th percentile of the pooled units are cut to it."""
+
+    percentile: float = Field(gt=0, lt=100)
+
+
 class Metric(_Strict):
-    """A metric computed by the report from outcome records (DESIGN.md, "Metrics and the report")."""
+    """A metric computed by the report from outcome records (DESIGN.md, "Metrics and the report").
+
+    ``role``: the verdict reads the primary metric (exactly one; when none says ``primary``,
+    the first non-guardrail metric is it, see ``Experiment.primary_metric``) and the guardrails;
+    ``direction``: which way is good; ``margin``: a guardrail's accepted relative harm
+    (non-inferiority margin); ``cap``: winsorise a mean metric's unit totals.
+    """
 
     name: Key
     kind: MetricKind
     outcome: str | None = None
     numerator: str | None = None
     denominator: str | None = None
+    role: MetricRole = "secondary"
+    direction: Direction = "increase"
+    # validate_default: a guardrail without a margin is reported at 'metrics[i].margin'.
+    margin: float | None = Field(default=None, ge=0, validate_default=True)
+    cap: Cap | None = None
+
+    @field_validator("margin")
+    @classmethod
+    def _margin_fits_role(cls, v: float | None, info: ValidationInfo) -> float | None:
+        role = info.data.get("role")
+        if v is not None and not math.isfinite(v):
+            raise ValueError("must be a finite number")
+        if role == "guardrail" and v is None:
+            raise ValueError("a guardrail needs 'margin', the relative harm you accept, e.g. 0.01")
+        if role is not None and role != "guardrail" and v is not None:
+            raise ValueError(f"is for guardrails only (this metric's role is {role})")
+        return v
+
+    @field_validator("cap")
+    @classmethod
+    def _cap_on_means(cls, v: Cap | None, info: ValidationInfo) -> Cap | None:
+        kind = info.data.get("kind")
+        if v is not None and kind is not None and kind != "mean":
+            raise ValueError(f"is for mean metrics only (this metric is a {kind})")
+        return v
 
     @model_validator(mode="after")
     def _fields_match_kind(self) -> Metric:
@@ -127,6 +173,16 @@ class Experiment(_Strict):
             ) from None
         return v
 
+    @field_validator("metrics")
+    @classmethod
+    def _one_primary(cls, v: list[Metric]) -> list[Metric]:
+        primaries = [f"metrics[{i}] {m.name}" for i, m in enumerate(v) if m.role == "primary"]
+        if len(primaries) > 1:
+            raise ValueError(
+                f"at most one metric may have role: primary; {len(primaries)} do ({', '.join(primaries)})"
+            )
+        return v
+
     @field_validator("forced")
     @classmethod
     def _forced_is_small(cls, v: dict[str, str]) -> dict[str, str]:
@@ -176,6 +232,15 @@ class Experiment(_Strict):
         if repeated:
             raise ValueError(f"metric names must be unique; repeated: {', '.join(repeated)}")
         return self
+
+    @property
+    def primary_metric(self) -> Metric | None:
+        """The metric the verdict decides on: the one with ``role: primary``, else the first
+        metric that is not a guardrail; None when there is none."""
+        for m in self.metrics:
+            if m.role == "primary":
+                return m
+        return next((m for m in self.metrics if m.role != "guardrail"), None)
 
     @property
     def variant_keys(self) -> tuple[str, ...]:

@@ -1,19 +1,26 @@
 """``abgate report``: an experiment report from archived logs (local archive or BigQuery).
 
 duckdb, scipy and google-cloud-bigquery are imported inside the command, so ``abgate --help``
-stays fast. Bad input (missing archive, invalid experiment file, unknown key) prints what is
-wrong and exits 1, never a traceback.
+stays fast. Bad input (missing archive, invalid experiment file, unknown key, no exposures in
+the window, an ``--out`` folder that does not exist) prints what is wrong and exits 1, never a
+traceback; an unreachable experiment store exits 3.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from experiments import Experiment
+    from experiments.settings import Settings
 
 
 class Format(StrEnum):
@@ -37,9 +44,78 @@ def _when(value: str | None, option: str) -> datetime | None:
     return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
+def _fail(err: Console, message: str, code: int = 1) -> NoReturn:
+    err.print(f"[red]error[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _experiment(
+    key: str | None, config: Path | None, settings: Settings, err: Console
+) -> tuple[Experiment, int | None]:
+    """The experiment to report on and its configuration version (None for a file)."""
+    from experiments import ConfigError, load_config_dir, load_experiment_file
+
+    try:
+        if config is not None:
+            return load_experiment_file(config), None
+        if key is None:
+            _fail(err, "name the experiment: abgate report KEY, or --config EXPERIMENT.yaml")
+        if settings.experiments_dir is None:
+            return _stored_experiment(key, settings, err)
+        cfg = load_config_dir(settings.experiments_dir)
+        if key not in cfg.experiments:
+            known = ", ".join(sorted(cfg.experiments)) or "none"
+            _fail(
+                err,
+                f"no experiment '{key}' in {settings.experiments_dir} (known: {known}); or pass --config FILE",
+            )
+        return cfg.experiments[key], None
+    except ConfigError as exc:
+        for issue in exc.issues:
+            err.print(f"[red]error[/] {issue}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+def _stored_experiment(key: str, settings: Settings, err: Console) -> tuple[Experiment, int]:
+    """The current version of ``key`` in the Postgres experiment store (ABGATE_POSTGRES_*).
+
+    Exit 1 when the store has no such experiment, 3 when Postgres cannot be reached (as the
+    ``abgate experiments`` commands do).
+    """
+    import asyncpg
+
+    from abgate.embedded import EmbeddedError, ensure_postgres
+    from experiments.lifecycle import ExperimentNotFound
+    from experiments.postgres import create_pool
+    from experiments.store import PostgresExperimentStore
+
+    where = f"the experiment store (Postgres schema {settings.postgres_schema})"
+
+    async def read() -> tuple[Experiment, int]:
+        dsn = await ensure_postgres(settings)
+        pool = await create_pool(dsn, settings.postgres_schema, min_size=1, max_size=1)
+        try:
+            stored = await PostgresExperimentStore(pool).get(key)
+        finally:
+            await pool.close()
+        return stored.experiment, stored.version
+
+    try:
+        return asyncio.run(read())
+    except ExperimentNotFound:
+        _fail(
+            err,
+            f"no experiment '{key}' in {where}; set ABGATE_EXPERIMENTS_DIR for a folder of files, "
+            "or pass --config FILE",
+        )
+    except (OSError, TimeoutError, EmbeddedError, asyncpg.PostgresError) as exc:
+        _fail(err, f"cannot read {where}: {exc}", 3)
+
+
 def report(
     key: str | None = typer.Argument(
-        None, help="Experiment key, read from the configured experiments (ABGATE_EXPERIMENTS_DIR)"
+        None,
+        help="Experiment key, read from ABGATE_EXPERIMENTS_DIR, or the Postgres experiment store when unset",
     ),
     config: Path | None = typer.Option(
         None, "--config", "-c", help="Experiment YAML file (no database needed)"
@@ -92,36 +168,15 @@ def report(
         help="With --power: days until this relative MDE (0.02 = 2%)",
     ),
 ) -> None:
-    """Experiment report: lift with confidence intervals, SRM check, Holm-adjusted p-values."""
+    """Experiment report: a verdict, lift with confidence intervals, SRM check, Holm p-values."""
     from analysis import AnalysisError, ReportOptions, build_report, render_html, render_table
-    from experiments import ConfigError, Experiment, load_config_dir, load_experiment_file
     from experiments.settings import Settings
 
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)  # one error, one line, whatever the width
     settings = Settings()
-    try:
-        experiment: Experiment
-        if config is not None:
-            experiment = load_experiment_file(config)
-        elif key is not None:
-            cfg = load_config_dir(settings.experiments_dir)
-            if key not in cfg.experiments:
-                known = ", ".join(sorted(cfg.experiments)) or "none"
-                err.print(
-                    f"[red]error[/] no experiment '{key}' in {settings.experiments_dir} (known: {known}); or pass --config FILE",
-                    highlight=False,
-                )
-                raise typer.Exit(1)
-            experiment = cfg.experiments[key]
-        else:
-            err.print(
-                "[red]error[/] name the experiment: abgate report KEY, or --config EXPERIMENT.yaml"
-            )
-            raise typer.Exit(1)
-    except ConfigError as exc:
-        for issue in exc.issues:
-            err.print(f"[red]error[/] {issue}", highlight=False)
-        raise typer.Exit(1) from None
+    if out is not None and not out.parent.is_dir():
+        _fail(err, f"--out {out}: folder {out.parent} does not exist (create it first)")
+    experiment, config_version = _experiment(key, config, settings, err)
     if not experiment.metrics:
         err.print(
             f"[yellow]note[/] experiment {experiment.key} declares no metrics: only units and SRM are reported"
@@ -140,11 +195,22 @@ def report(
             table = parse_table(bigquery)
             client = make_client(table.split(".")[0], endpoint=bigquery_endpoint)
             rep = build_report_bigquery(
-                experiment, table, client, alpha=alpha, options=opts, **window
+                experiment,
+                table,
+                client,
+                alpha=alpha,
+                options=opts,
+                config_version=config_version,
+                **window,
             )
         else:
             rep = build_report(
-                experiment, archive or settings.archive_dir, alpha=alpha, options=opts, **window
+                experiment,
+                archive or settings.archive_dir,
+                alpha=alpha,
+                options=opts,
+                config_version=config_version,
+                **window,
             )
     except AnalysisError as exc:
         err.print(f"[red]error[/] {exc}", highlight=False)

@@ -183,6 +183,18 @@ def test_emulator_report_equals_the_local_report(emulator: str, table: str, arch
 
 
 @needs_emulator
+def test_emulator_caps_like_the_local_path(emulator: str, table: str, archive: Path) -> None:
+    from analysis.bigquery import build_report_bigquery, make_client
+    from tests.analysis.test_capping import CAPPED_YAML
+
+    capped = experiment(CAPPED_YAML)
+    remote = build_report_bigquery(capped, table, make_client("test", endpoint=emulator))
+    local = build_report(capped, archive)
+    _close(remote.to_dict(), local.to_dict())
+    assert local.metrics[1].values != build_report(experiment(), archive).metrics[1].values
+
+
+@needs_emulator
 def test_emulator_honours_the_time_window(emulator: str, table: str, archive: Path) -> None:
     from analysis.bigquery import build_report_bigquery, make_client
 

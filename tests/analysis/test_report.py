@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from analysis import ReportOptions, analyse, build_report, stats
+from analysis import NoExposures, ReportOptions, analyse, build_report, stats
 from analysis.sql import Cohort, build_plan
 from tests.analysis.analysis_testkit import (
     T0,
@@ -34,15 +34,26 @@ metrics:
 def test_json_has_exactly_the_design_shape(tmp_path: Path) -> None:
     root = simulate_archive(tmp_path, units=400, rates={"control": 0.2, "treatment": 0.25})
     d = json.loads(json.dumps(build_report(experiment(), root).to_dict()))
-    assert list(d) == ["experiment", "control", "alpha", "variants", "srm", "metrics"]
+    assert list(d) == ["experiment", "control", "alpha", "variants", "srm", "metrics", "verdict"]
+    assert list(d["verdict"]) == ["decision", "reason", "variants"]
+    assert d["verdict"]["decision"] in ("ship", "do_not_ship", "keep_running", "invalid")
+    assert list(d["verdict"]["variants"]["treatment"]) == [
+        "decision",
+        "reason",
+        "primary",
+        "guardrails",
+    ]
+    assert d["verdict"]["variants"]["treatment"]["primary"] == "conversion"
     assert d["experiment"] == "home-recs-demo" and d["control"] == "control" and d["alpha"] == 0.05
     assert set(d["variants"]) == {"control", "treatment"}
     assert all(set(v) == {"units", "exposures"} for v in d["variants"].values())
     assert set(d["srm"]) == {"p_value", "expected_share"}
     assert d["srm"]["expected_share"] == {"control": 0.5, "treatment": 0.5}
     assert [m["name"] for m in d["metrics"]] == ["conversion", "revenue", "clicks_per_exposure"]
+    # no metric says primary: the first non-guardrail one is, and the JSON says so
+    assert [m["role"] for m in d["metrics"]] == ["primary", "secondary", "secondary"]
     for m in d["metrics"]:
-        assert list(m) == ["name", "kind", "values", "comparisons"]
+        assert list(m) == ["name", "kind", "role", "direction", "values", "comparisons"]
         (c,) = m["comparisons"]
         assert list(c) == [
             "variant",
@@ -142,14 +153,32 @@ def test_cuped_uses_outcomes_in_the_window_before_first_exposure(tmp_path: Path)
     assert c.diff == pytest.approx(1.0) and c.diff_ci[1] - c.diff_ci[0] < 1e-6
 
 
-def test_empty_experiment_gives_nulls_not_errors(tmp_path: Path) -> None:
+def test_no_exposures_is_an_error_naming_key_archive_and_window(tmp_path: Path) -> None:
     w = ArchiveWriter(tmp_path)
     w.exposure("u1", "control", T0, experiment="other")
+    root = w.write()
+    with pytest.raises(NoExposures) as info:
+        build_report(experiment(), root)
+    assert str(info.value) == (
+        f"no exposures of experiment 'home-recs-demo' in archive {root} at any time "
+        "(no --since/--until): check the key, the source and --since/--until"
+    )
+    w.exposure("u2", "control", T0)
+    root = w.write()
+    with pytest.raises(
+        NoExposures, match=r"between 2026-11-21T09:00:00\+00:00 and 2026-11-22T09:00:00\+00:00:"
+    ):
+        build_report(experiment(), root, since=T0 + timedelta(days=1), until=T0 + timedelta(days=2))
+
+
+def test_too_few_units_give_nulls_not_errors(tmp_path: Path) -> None:
+    w = ArchiveWriter(tmp_path)
+    w.exposure("u1", "control", T0)
     d = build_report(experiment(), w.write()).to_dict()
-    assert d["variants"]["control"] == {"units": 0, "exposures": 0}
-    assert d["srm"]["p_value"] is None
-    assert d["metrics"][0]["values"]["control"] is None
+    assert d["variants"]["treatment"] == {"units": 0, "exposures": 0}
+    assert d["metrics"][0]["values"]["treatment"] is None
     assert d["metrics"][0]["comparisons"][0]["p_value"] is None
+    assert d["verdict"]["decision"] == "keep_running"
 
 
 def test_alpha_is_validated() -> None:

@@ -146,3 +146,77 @@ def test_bad_bigquery_table_and_bad_dates_are_reported(config: Path) -> None:
     assert r.exit_code == 1 and "PROJECT.DATASET.TABLE" in r.stderr
     r = runner.invoke(app, ["report", "-c", str(config), "--since", "yesterday"])
     assert r.exit_code == 2 and "ISO date" in r.stderr
+
+
+def test_table_opens_with_the_verdict_and_its_reason(archive: Path, config: Path) -> None:
+    r = runner.invoke(app, ["report", "-c", str(config), "-a", str(archive)])
+    assert r.exit_code == 0, r.output
+    first = r.stdout.splitlines()[0]
+    # conversion 0.2 -> 0.3 on 500 units: a clear win on the (implicit) primary metric.
+    assert first.startswith("Verdict: SHIP: treatment beats control on conversion")
+
+
+def test_no_exposures_in_the_window_is_one_line_naming_key_archive_and_window(
+    archive: Path, config: Path
+) -> None:
+    r = runner.invoke(
+        app, ["report", "-c", str(config), "-a", str(archive), "--since", "2030-01-01"]
+    )
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    (line,) = r.stderr.strip().splitlines()
+    assert "no exposures of experiment 'home-recs-demo'" in line
+    assert str(archive) in line and "since 2030-01-01T00:00:00+00:00" in line
+
+
+def test_out_into_a_missing_folder_is_an_error_naming_it(
+    archive: Path, config: Path, tmp_path: Path
+) -> None:
+    target = tmp_path / "no" / "such" / "r.html"
+    r = runner.invoke(
+        app, ["report", "-c", str(config), "-a", str(archive), "-f", "html", "-o", str(target)]
+    )
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert f"folder {target.parent} does not exist" in " ".join(r.stderr.split())
+    assert not target.parent.exists()
+
+
+def test_key_form_reads_the_postgres_experiment_store(
+    archive: Path, config: Path, pg_dsn: str, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ABGATE_EXPERIMENTS_DIR", raising=False)
+    env = {"ABGATE_POSTGRES_DSN": pg_dsn, "ABGATE_POSTGRES_SCHEMA": schema, "USER": "tester"}
+    surfaces = config.parent / "surfaces.yaml"
+    surfaces.write_text(
+        "surfaces:\n  - {name: home_top, default_model: 'models:/home_recs@champion'}\n"
+    )
+    r = runner.invoke(app, ["experiments", "surfaces", "apply", str(surfaces)], env=env)
+    assert r.exit_code == 0, r.output
+    # a draft: the store lets it in without loaded models, and a report reads any status
+    config.write_text(EXPERIMENT_YAML.replace("status: running", "status: draft"))
+    r = runner.invoke(app, ["experiments", "apply", str(config)], env=env)
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["report", "home-recs-demo", "-a", str(archive), "-f", "json"], env=env)
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert d["experiment"] == "home-recs-demo" and d["verdict"]["decision"] == "ship"
+    r = runner.invoke(app, ["report", "nope", "-a", str(archive)], env=env)
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert f"no experiment 'nope' in the experiment store (Postgres schema {schema})" in " ".join(
+        r.stderr.split()
+    )
+
+
+def test_key_form_with_an_unreachable_store_exits_3_in_one_line(
+    archive: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    monkeypatch.delenv("ABGATE_EXPERIMENTS_DIR", raising=False)
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {"ABGATE_POSTGRES_DSN": f"postgresql://postgres@127.0.0.1:{port}/test"}
+    r = runner.invoke(app, ["report", "home-recs-demo", "-a", str(archive)], env=env)
+    assert r.exit_code == 3 and "Traceback" not in r.output
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith("error cannot read the experiment store (Postgres schema abgate)")
