@@ -16,10 +16,10 @@ import json
 from typing import Any
 
 import asyncpg
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from experiments.checks import check_references
-from experiments.config import ConfigSet, Experiment, Status, SurfacesFile
+from experiments.config import ConfigSet, Experiment, Layer, Status, Surface, SurfacesFile
 from experiments.errors import ConfigError, ConfigIssue
 from experiments.lifecycle import (
     ACTION_TO,
@@ -143,7 +143,8 @@ class PostgresExperimentStore:
             objects += [("surface", s.name, s.model_dump(mode="json")) for s in declared.surfaces]
             for kind, name, body in objects:
                 head = heads.get((kind, name))
-                if head is not None and head.body == body:
+                model = Surface if kind == "surface" else Layer
+                if head is not None and _same_body(model, head.body, body):
                     results.append(
                         ApplyResult(kind, name, head.version, False, "unchanged", dry_run=dry_run)
                     )
@@ -213,7 +214,7 @@ class PostgresExperimentStore:
                         f"experiment '{key}' is {current}: a file cannot move it to {wants}"
                     )
                 action = step
-            if head is not None and head.body == new.model_dump(mode="json"):
+            if head is not None and _same_body(Experiment, head.body, new.model_dump(mode="json")):
                 return ApplyResult(
                     "experiment", key, head.version, False, "unchanged", current, (), dry_run
                 )
@@ -427,3 +428,17 @@ async def _bump_and_notify(conn: asyncpg.Connection) -> None:
     # NOTIFY is transactional: listeners hear it when (and only if) the change commits.
     await conn.execute("UPDATE config_state SET revision = revision + 1")
     await conn.execute("SELECT pg_notify($1, current_schema())", NOTIFY_CHANNEL)
+
+
+def _same_body(model: type[BaseModel], stored: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether a stored body equals ``new`` once both are in the current schema's form.
+
+    A body stored before a field was added lacks it; read back through the model it gains the
+    default, so re-applying an unchanged file after an upgrade writes no new version.
+    """
+    if stored == new:
+        return True
+    try:
+        return model.model_validate(stored).model_dump(mode="json") == new
+    except ValidationError:
+        return False

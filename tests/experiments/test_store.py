@@ -212,3 +212,19 @@ async def test_show_any_version_and_surfaces_are_versioned(store: PostgresExperi
         ("surface", "cart", 2, True),
     ]
     assert len(await store.history("cart", kind="surface")) == 2
+
+
+def test_a_body_stored_before_new_fields_existed_equals_its_reapplied_file() -> None:
+    from experiments.config import Experiment, Surface
+    from experiments.store import _same_body
+    from tests.experiments.helpers import experiment
+
+    new = experiment(metrics=[{"name": "c", "kind": "proportion", "outcome": "buy"}])
+    body = new.model_dump(mode="json")
+    old = {**body, "metrics": [{"name": "c", "kind": "proportion", "outcome": "buy"}]}
+    assert old != body  # the stored body lacks role, direction, margin, cap
+    assert _same_body(Experiment, old, body)
+    assert not _same_body(Experiment, {**old, "traffic": 0.5}, body)
+    surface = Surface(name="s", default_model="models:/m/1")
+    stored = {k: v for k, v in surface.model_dump(mode="json").items() if k != "log_attributes"}
+    assert _same_body(Surface, stored, surface.model_dump(mode="json"))
