@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import mlflow
+import mlflow.data
 import numpy as np
 import pandas as pd
 from mlflow.models import infer_signature
@@ -68,10 +69,15 @@ class CoOccurrenceRecommender(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
         top = np.take_along_axis(top, order, axis=1)
         top_scores = np.take_along_axis(top_scores, order, axis=1)
         names = np.asarray(self.items, dtype=object)
+        # A unit's own history scores -inf: when K exceeds the items left, the list is shorter.
+        keep = np.isfinite(top_scores)
         return pd.DataFrame(
             {
-                "item_ids": [list(names[row]) for row in top],
-                "scores": [[round(float(s), 6) for s in row] for row in top_scores],
+                "item_ids": [list(names[row][ok]) for row, ok in zip(top, keep, strict=True)],
+                "scores": [
+                    [round(float(s), 6) for s in row[ok]]
+                    for row, ok in zip(top_scores, keep, strict=True)
+                ],
             }
         )
 
@@ -101,9 +107,18 @@ def features_of(interactions: pd.DataFrame) -> pd.DataFrame:
 
 
 def log_example_model(
-    name: str, interactions: pd.DataFrame, *, alias: str | None = None, top_k: int = 10
+    name: str,
+    interactions: pd.DataFrame,
+    *,
+    alias: str | None = None,
+    top_k: int = 10,
+    source: str | None = None,
 ) -> ModelVersion:
-    """Fit, log and register the example model in the current MLflow tracking URI."""
+    """Fit, log and register the example model in the current MLflow tracking URI.
+
+    The interactions are the run's ``training`` input (``mlflow.data``), with ``source`` (their
+    file's URI, say) as the dataset's source.
+    """
     model = CoOccurrenceRecommender.fit(interactions)
     example = features_of(interactions).head(3)
     signature = infer_signature(
@@ -111,6 +126,8 @@ def log_example_model(
     )
     with mlflow.start_run(run_name=f"{name}-cooccurrence"):
         mlflow.log_params({"items": len(model.items), "units": interactions["unit_id"].nunique()})
+        dataset = mlflow.data.from_pandas(interactions, source=source, name="interactions")
+        mlflow.log_input(dataset, context="training")
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=model,

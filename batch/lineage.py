@@ -22,6 +22,8 @@ _KEYS = (
     "loaded_at",
     "load_id",
     "top_k",
+    "top_k_requested",
+    "predict_run_id",
 )
 
 

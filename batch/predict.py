@@ -10,16 +10,24 @@ Output contract of the model: ``predict(df, params={"top_k": K})`` returns one r
 row, in input order, with list columns ``item_ids`` and ``scores`` (best first); lists longer
 than K are cut. The default list is the model's prediction for a unit with no features (a row
 whose only value is ``unit_id = "__default__"``).
+
+Each prediction is an MLflow run (in the experiment of the version's training run) whose input
+is the feature table, logged with ``mlflow.data`` (context ``inference``, digest and source the
+file's), so MLflow shows which data a version's results came from; the load's lineage names the
+run (``predict_run_id``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
@@ -84,11 +92,24 @@ def _predictions(model: Any, df: pd.DataFrame, top_k: int, row0: int, where: Whe
 
 
 def prediction_input(model: Any, path: Path, top_k: int, chunk_rows: int) -> Input:
-    """An Input whose batches are the model's predictions, chunk by chunk, default list first."""
+    """An Input whose batches are the model's predictions, chunk by chunk, default list first.
+
+    Its lineage's ``top_k`` is the longest list the model actually produced (a model may
+    return fewer than asked, e.g. when it knows fewer items), ``top_k_requested`` the argument.
+    """
     batches, total = feature_batches(path, chunk_rows)
     where = Where(str(path), "row")
     inp = Input(str(path), "predictions", iter(()), where, total, "rows", lambda: 0)
     inp.done = lambda: inp.rows_read
+    inp.lineage.update(top_k=0, top_k_requested=top_k)
+    produced = 0
+
+    def longest(batch: UnitBatch) -> UnitBatch:
+        nonlocal produced
+        if len(batch):
+            produced = max(produced, int(np.diff(batch.offsets).max()))
+            inp.lineage["top_k"] = produced
+        return batch
 
     def produce() -> Iterator[UnitBatch]:
         first = True
@@ -99,19 +120,42 @@ def prediction_input(model: Any, path: Path, top_k: int, chunk_rows: int) -> Inp
             if first:
                 blank = pd.DataFrame({c: [None] for c in df.columns}).astype(object)
                 blank["unit_id"] = DEFAULT_UNIT
-                yield _predictions(model, blank, top_k, 0, where)
+                yield longest(_predictions(model, blank, top_k, 0, where))
                 first = False
             row0 = inp.rows_read + 1
             inp.rows_read += rb.num_rows
-            yield _predictions(model, df, top_k, row0, where)
-
-    def file_hash() -> str:
-        with path.open("rb") as f:
-            return "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
+            yield longest(_predictions(model, df, top_k, row0, where))
 
     inp.batches = produce()
-    inp._hash = file_hash
+    inp._hash = functools.partial(file_sha256, path)
     return inp
+
+
+def file_sha256(path: Path) -> str:
+    """``sha256:HEX`` of a file's bytes, read in blocks."""
+    with path.open("rb") as f:
+        return "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def features_dataset(path: Path, sha256: str) -> Any:
+    """The feature table as an ``mlflow.data`` dataset: its source (the file's URI), its digest
+    and its schema, without reading the data (a MetaDataset: the table may be larger than
+    memory).
+
+    MLflow keeps at most 36 characters of a digest, so the dataset's digest is the first 32 hex
+    digits of the file's sha256; the whole hash is the input tag ``abgate.sha256``.
+    """
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.models import infer_signature
+
+    batches, _ = feature_batches(path, 100)
+    sample = next(iter(batches), None)
+    schema = infer_signature(sample.to_pandas()).inputs if sample is not None else None
+    source = resolve_dataset_source(path.resolve().as_uri())
+    return MetaDataset(
+        source, name=path.name, digest=sha256.removeprefix("sha256:")[:32], schema=schema
+    )
 
 
 async def predict(
@@ -128,14 +172,23 @@ async def predict(
     progress: Progress | None = None,
     write_tags: bool = True,
 ) -> tuple[RegisteredVersion, LoadSummary]:
-    """Resolve ``ref``, score ``features`` with it, load the lists as the resolved version and
-    tag that MLflow model version with the lineage."""
+    """Resolve ``ref``, score ``features`` with it in an MLflow run, load the lists as the
+    resolved version and tag that MLflow model version with the lineage."""
     rv = await registry.resolve(ref)
     model = await registry.load_pyfunc(rv.version)
     inp = prediction_input(model, features, top_k, chunk_rows)
+    sha = await asyncio.to_thread(file_sha256, features)
+    dataset = await asyncio.to_thread(features_dataset, features, sha)
+    run_id = await registry.start_inference_run(
+        rv,
+        dataset,
+        params={"top_k_requested": str(top_k), "chunk_rows": str(chunk_rows)},
+        tags={"abgate.model_version": str(rv.version), "abgate.model_uri": str(ref)},
+        input_tags={"abgate.sha256": sha},
+    )
     extra = {
         "model_uri": str(ref),
-        "top_k": top_k,
+        "predict_run_id": run_id,
         "mlflow": {
             "name": rv.version.name,
             "version": rv.version.version,
@@ -143,17 +196,31 @@ async def predict(
             "source": rv.source,
         },
     }
-    summary = await load_results(
-        pool,
-        inp,
-        rv.version.name,
-        rv.version.version,
-        alias=alias,
-        activate=activate,
-        replace=replace,
-        limits=Limits(max_items=max(top_k, 1)),
-        progress=progress,
-        metadata=extra,
+    try:
+        summary = await load_results(
+            pool,
+            inp,
+            rv.version.name,
+            rv.version.version,
+            alias=alias,
+            activate=activate,
+            replace=replace,
+            limits=Limits(max_items=max(top_k, 1)),
+            progress=progress,
+            metadata=extra,
+        )
+    except BaseException:
+        await registry.end_run(run_id, failed=True, tags={})
+        raise
+    await registry.end_run(
+        run_id,
+        failed=False,
+        tags={
+            "abgate.results_sha256": summary.results_sha256,
+            "abgate.units": str(summary.units),
+            "abgate.top_k": str(inp.lineage["top_k"]),
+            "abgate.unchanged": "true" if summary.unchanged else "false",
+        },
     )
     if write_tags and not summary.unchanged:
         meta = await pool.fetchval(

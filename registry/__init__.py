@@ -7,25 +7,34 @@ from registry.aliases import (
     AliasMove,
     alias_history,
     aliases_of,
+    promotions_of,
     rollback_alias,
     rollback_target,
     set_alias,
 )
 from registry.errors import AliasError, RegistryError, RegistryUnavailable
-from registry.mlflow import MlflowRegistry, ModelRegistry, RegisteredVersion
+from registry.evidence import Evidence
+from registry.mlflow import DatasetRef, MlflowRegistry, ModelRegistry, RegisteredVersion, RunInfo
+from registry.pins import Pin, read_pins
 from registry.sync import promote, sync_aliases
 
 __all__ = [
     "AliasError",
     "AliasMove",
+    "DatasetRef",
+    "Evidence",
     "MlflowRegistry",
     "ModelRegistry",
+    "Pin",
     "RegisteredVersion",
     "RegistryError",
     "RegistryUnavailable",
+    "RunInfo",
     "alias_history",
     "aliases_of",
     "promote",
+    "promotions_of",
+    "read_pins",
     "rollback_alias",
     "rollback_target",
     "set_alias",

@@ -11,8 +11,11 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
+from experiments import ModelVersion
+
 from registry.aliases import set_alias
-from registry.errors import AliasError
+from registry.errors import AliasError, RegistryUnavailable
+from registry.evidence import TAG_PREFIX, Evidence
 from registry.mlflow import ModelRegistry
 
 
@@ -33,21 +36,42 @@ async def _active(conn: asyncpg.Connection | asyncpg.Pool, model: str, version: 
 
 
 async def promote(
-    pool: asyncpg.Pool, registry: ModelRegistry | None, model: str, alias: str, version: str
+    pool: asyncpg.Pool,
+    registry: ModelRegistry | None,
+    model: str,
+    alias: str,
+    version: str,
+    *,
+    evidence: Evidence | None = None,
 ) -> None:
     """Point ``models:/model@alias`` at ``version`` in Postgres, then in MLflow (if given).
 
-    Refuses a version whose results are not active. Postgres goes first: if MLflow then fails,
-    running ``abgate registry sync`` later repairs the registry side from the error message.
+    Refuses a version whose results are not active. Postgres goes first, with the ``evidence``
+    in the same transaction as the move; then MLflow's alias and the ``abgate.promotion.*``
+    tags (replacing those of an earlier promotion of this version). If MLflow fails, the error
+    says what is left to do.
     """
     if not await _active(pool, model, version):
         raise AliasError(
             f"models:/{model}/{version} has no active results: load them with "
             "`abgate batch load` (or `abgate batch activate`) before pointing an alias at it"
         )
-    await set_alias(pool, model, alias, version)
-    if registry is not None:
+    await set_alias(
+        pool, model, alias, version, evidence=evidence.to_dict() if evidence else None
+    )
+    if registry is None:
+        return
+    try:
         await registry.set_alias(model, alias, version)
+        if evidence is not None:
+            await registry.set_tags(
+                ModelVersion(model, version), evidence.tags(), replace_prefix=TAG_PREFIX
+            )
+    except RegistryUnavailable as exc:
+        raise RegistryUnavailable(
+            f"{exc} (abgate's alias and history already point at {version}: run the same "
+            "promote again once MLflow answers, or `abgate registry sync`)"
+        ) from exc
 
 
 async def sync_aliases(pool: asyncpg.Pool, registry: ModelRegistry, model: str) -> SyncReport:

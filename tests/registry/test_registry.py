@@ -6,7 +6,6 @@ logging; they are not ours to fix, so this module (only) ignores them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,6 @@ import orjson
 import pytest
 
 from experiments import ModelRef, ModelVersion
-from experiments.postgres import create_pool
 
 pytest.importorskip("mlflow")
 
@@ -24,35 +22,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::UserWarning"),
     pytest.mark.filterwarnings("ignore::FutureWarning"),
 ]
-
-
-@pytest.fixture(scope="module")
-def mlflow_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Path]]:
-    """A sqlite registry holding the example model as home_recs/1 (@champion), and its features."""
-    import mlflow
-
-    from batch.example_model import features_of, log_example_model, synthetic_interactions
-    from registry import MlflowRegistry
-
-    root = tmp_path_factory.mktemp("mlflow")
-    registry = MlflowRegistry(f"sqlite:///{root / 'mlflow.db'}")
-    mlflow.set_experiment(
-        experiment_id=mlflow.create_experiment(
-            "abgate", artifact_location=(root / "artifacts").as_uri()
-        )
-    )
-    inter = synthetic_interactions(units=300, items=120)
-    log_example_model("home_recs", inter, alias="champion")
-    features = root / "features.parquet"
-    features_of(inter).to_parquet(features, index=False)
-    yield registry, features
-
-
-@pytest.fixture
-async def pool(pg_dsn: str, schema: str) -> AsyncIterator[asyncpg.Pool]:
-    p = await create_pool(pg_dsn, schema)
-    yield p
-    await p.close()
 
 
 async def test_resolve_follows_the_alias(mlflow_registry: tuple[Any, Path]) -> None:
@@ -103,11 +72,45 @@ async def test_predict_loads_the_resolved_version_with_lineage_everywhere(
     tags = (await registry.resolve(ModelRef.parse("models:/home_recs/1"))).tags
     assert tags["abgate.results.input_hash"] == meta["input_hash"]
     assert tags["abgate.results.units"] == "300"
+    # The inference run has the feature file as its input dataset (mlflow.data).
+    run = await registry.run(meta["predict_run_id"])
+    assert run.status == "FINISHED" and run.params["top_k_requested"] == "7"
+    (ds,) = run.datasets
+    assert ds.context == "inference" and ds.name == "features.parquet"
+    assert ds.tags["abgate.sha256"] == meta["input_hash"]
+    assert meta["input_hash"].removeprefix("sha256:").startswith(ds.digest)
+    assert features.resolve().as_uri() in ds.source
+    assert tags["abgate.results.predict_run_id"] == run.run_id
     # Chunking does not change the results: the same prediction in other chunks is a no-op.
     _, again = await predict(
         pool, registry, ModelRef.parse("models:/home_recs/1"), features, top_k=7, chunk_rows=1000
     )
     assert again.unchanged
+
+
+async def test_top_k_is_the_list_length_produced_not_the_argument(
+    pool: asyncpg.Pool, mlflow_registry: tuple[Any, Path]
+) -> None:
+    from batch.predict import predict
+
+    registry, features = mlflow_registry
+    # The example model knows 120 items and never recommends a unit's own history, so asking
+    # for 1000 yields lists of at most 120.
+    _, summary = await predict(
+        pool, registry, ModelRef.parse("models:/home_recs/1"), features, top_k=1000, replace=True
+    )
+    longest = await pool.fetchval(
+        "SELECT greatest((SELECT max(json_array_length(items::json)) FROM results),"
+        " (SELECT jsonb_array_length(default_items) FROM model_versions))"
+    )
+    assert 100 < longest <= 120
+    meta = orjson.loads(await pool.fetchval("SELECT metadata::text FROM model_versions"))
+    assert (meta["top_k"], meta["top_k_requested"]) == (longest, 1000)
+    tags = (await registry.resolve(ModelRef.parse("models:/home_recs/1"))).tags
+    assert tags["abgate.results.top_k"] == str(longest)
+    assert tags["abgate.results.top_k_requested"] == "1000"
+    run = await registry.run(meta["predict_run_id"])
+    assert run.tags["abgate.top_k"] == str(longest)
 
 
 async def test_sync_copies_mlflow_aliases_onto_active_versions_only(
