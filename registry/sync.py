@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from experiments import ModelVersion
-
 from registry.aliases import set_alias
 from registry.errors import AliasError, RegistryUnavailable
 from registry.evidence import TAG_PREFIX, Evidence
@@ -56,9 +55,7 @@ async def promote(
             f"models:/{model}/{version} has no active results: load them with "
             "`abgate batch load` (or `abgate batch activate`) before pointing an alias at it"
         )
-    await set_alias(
-        pool, model, alias, version, evidence=evidence.to_dict() if evidence else None
-    )
+    await set_alias(pool, model, alias, version, evidence=evidence.to_dict() if evidence else None)
     if registry is None:
         return
     try:

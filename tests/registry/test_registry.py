@@ -96,7 +96,7 @@ async def test_top_k_is_the_list_length_produced_not_the_argument(
     registry, features = mlflow_registry
     # The example model knows 120 items and never recommends a unit's own history, so asking
     # for 1000 yields lists of at most 120.
-    _, summary = await predict(
+    await predict(
         pool, registry, ModelRef.parse("models:/home_recs/1"), features, top_k=1000, replace=True
     )
     longest = await pool.fetchval(
