@@ -7,6 +7,7 @@ Postgres.
 from __future__ import annotations
 
 import asyncio
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -262,6 +263,43 @@ def _report_promotion(model: str, alias: str, version: str, outcome: Any) -> Non
             highlight=False,
         )
     err.print(f"  tags abgate.promotion.* on models:/{model}/{version}", highlight=False)
+
+
+class LineageFormat(StrEnum):
+    """Output formats of ``registry lineage``."""
+
+    table = "table"
+    json = "json"
+
+
+@app.command("lineage")
+def lineage_cmd(
+    uri: str = typer.Argument(..., help="models:/NAME/VERSION (or models:/NAME@ALIAS)"),
+    fmt: LineageFormat = typer.Option(LineageFormat.table, "--format", "-f", help="table or json"),
+) -> None:
+    """Print a version's chain: dataset -> run -> version -> loads -> experiments -> promotions."""
+    import json
+
+    from abgate.lineage import gather, render
+    from experiments import ModelRef, ModelVersion
+    from registry import MlflowRegistry
+
+    settings = Settings()
+
+    async def run() -> Any:
+        from abgate.commands.batch import _pool
+
+        registry = MlflowRegistry()
+        ref = ModelRef.parse(uri)
+        version = ref.version or (await registry.resolve(ref)).version.version
+        async with _pool(settings) as pool:
+            return await gather(pool, registry, settings, ModelVersion(ref.name, version))
+
+    lin = _run(run)
+    if fmt is LineageFormat.json:
+        typer.echo(json.dumps(lin.to_dict(), indent=2))
+    else:
+        Console(soft_wrap=False).print(render(lin))
 
 
 @app.command("sync")
