@@ -16,7 +16,10 @@ from rich.console import Console
 
 from experiments.settings import Settings
 
-app = typer.Typer(help="MLflow registry: resolve, promote, sync aliases.", no_args_is_help=True)
+app = typer.Typer(
+    help="MLflow registry: resolve, promote with evidence, lineage, sync aliases.",
+    no_args_is_help=True,
+)
 err = Console(stderr=True, soft_wrap=True)
 
 
@@ -94,9 +97,8 @@ def promote_cmd(
 ) -> None:
     """Point MODEL@ALIAS at VERSION in abgate, then in MLflow.
 
-    With --experiment, the experiment's report is run first and the promotion is refused
-    unless the variant serving VERSION has the verdict "ship"; the evidence is written as
-    abgate.promotion.* tags on the MLflow version and in abgate's alias history.
+    With --experiment KEY: refused unless the variant serving VERSION has the
+    verdict "ship"; the evidence goes to abgate.promotion.* tags and the history.
     """
     import getpass
 
