@@ -190,6 +190,7 @@ def run_report(
     alpha: float,
     since: datetime | None,
     until: datetime | None,
+    config_version: int | None = None,
 ) -> Report:
     """The experiment's report (with its verdict), as ``abgate report`` builds it."""
     try:
@@ -199,9 +200,13 @@ def run_report(
             table = parse_table(source.bigquery)
             client = make_client(table.split(".")[0], endpoint=source.bigquery_endpoint)
             return build_report_bigquery(
-                experiment, table, client, alpha=alpha, since=since, until=until
-            )
-        return build_report(experiment, source.archive, alpha=alpha, since=since, until=until)
+                experiment, table, client, alpha=alpha, since=since, until=until,
+                config_version=config_version,
+            )  # fmt: skip
+        return build_report(
+            experiment, source.archive, alpha=alpha, since=since, until=until,
+            config_version=config_version,
+        )  # fmt: skip
     except AnalysisError as exc:
         raise PromotionRefused(f"cannot build the report: {exc}", overridable=False) from None
 

@@ -204,8 +204,9 @@ async def _evidence(
         digest = await asyncio.to_thread(_digest_or_refuse, source.archive)
     since, until = window
     report = await asyncio.to_thread(
-        run_report, found.experiment, source, alpha=alpha, since=since, until=until
-    )
+        run_report, found.experiment, source, alpha=alpha, since=since, until=until,
+        config_version=found.config_version,
+    )  # fmt: skip
     if digest is not None:
         changed = digest.changed_since(source.archive)
         if changed:
