@@ -260,11 +260,11 @@ def render(lin: Lineage) -> Any:
         line = f"{_when(m.changed_at)} @{m.alias} {m.previous or '-'} -> {m.version} ({m.action})"
         if ev:
             lift, lo, hi = (_pct(x) for x in (ev.get("lift"), *(ev.get("lift_ci") or [None] * 2)))
-            p = ev.get("p_value_adjusted")
+            padj = ev.get("p_value_adjusted")
             line += (
                 f" by {ev.get('promoted_by')}: experiment {ev.get('experiment')} variant "
                 f"{ev.get('variant')}, {ev.get('metric')} lift {lift} [{lo}, {hi}], "
-                f"p (Holm) {'n/a' if p is None else f'{p:.3g}'}, verdict {ev.get('decision')}, "
+                f"p (Holm) {'n/a' if padj is None else f'{padj:.3g}'}, verdict {ev.get('decision')}, "
                 f"{ev.get('archive_digest') or ev.get('bigquery_table')}"
             )
             if ev.get("forced"):
