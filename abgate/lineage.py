@@ -16,6 +16,7 @@ import asyncpg
 import orjson
 
 from experiments import Experiment, ModelVersion, load_config_dir
+from experiments.pins import pins_of_model
 from experiments.settings import Settings
 from experiments.store import PostgresExperimentStore
 from registry import (
@@ -25,7 +26,6 @@ from registry import (
     RegistryUnavailable,
     RunInfo,
     promotions_of,
-    read_pins,
 )
 
 
@@ -117,7 +117,9 @@ def _serves(
 
 
 async def _served_by(pool: asyncpg.Pool, settings: Settings, mv: ModelVersion) -> list[ServedBy]:
-    pinned = {(p.experiment, p.variant): p.version for p in await read_pins(pool, mv.name) or []}
+    pinned = {
+        (p.experiment, p.variant): p.version for p in await pins_of_model(pool, mv.name) or []
+    }
     out: dict[tuple[str, str, str], ServedBy] = {}
     store = PostgresExperimentStore(pool)
     for stored in await store.list_experiments(include_archived=True):

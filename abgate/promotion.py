@@ -22,9 +22,10 @@ import asyncpg
 
 from analysis import AnalysisError, Report, build_report
 from experiments import Experiment, ModelVersion, load_config_dir
+from experiments.pins import Pin, pins_of_model
 from experiments.settings import Settings
 from experiments.store import PostgresExperimentStore
-from registry import Evidence, Pin, aliases_of, read_pins
+from registry import Evidence, aliases_of
 
 _BLOCK = 1 << 20
 
@@ -320,7 +321,7 @@ async def alias_users(
 ) -> tuple[list[AliasUser], bool]:
     """Running variants that use ``models:/model@alias``, with their pins, and whether this
     database has pins at all (``experiment_pins``)."""
-    pins = await read_pins(pool, model)
+    pins = await pins_of_model(pool, model)
     by_arm = {(p.experiment, p.variant): p for p in pins or []}
     users = []
     for origin, e in await running_experiments(settings, pool):
@@ -361,7 +362,7 @@ def describe_users(
 
 async def pinned_versions(pool: asyncpg.Pool, experiment: Experiment, model: str) -> dict[str, str]:
     """variant -> pinned version of ``experiment``'s arms of ``model`` (empty without pins)."""
-    pins: list[Pin] = await read_pins(pool, model) or []
+    pins: list[Pin] = await pins_of_model(pool, model) or []
     return {p.variant: p.version for p in pins if p.experiment == experiment.key}
 
 

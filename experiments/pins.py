@@ -238,3 +238,13 @@ async def pin_experiment(
     if not arms:
         return {}
     return await pin_arms(conn, arms, await current_aliases(conn), by=by)
+
+
+async def pins_of_model(conn: Executor, model: str) -> list[Pin]:
+    """Every pin of ``model``'s versions, by experiment and variant."""
+    rows = await conn.fetch(
+        "SELECT experiment, variant, model, alias, version, pinned_at, pinned_by"
+        " FROM experiment_pins WHERE model = $1 ORDER BY experiment, variant",
+        model,
+    )
+    return [Pin(**dict(r)) for r in rows]

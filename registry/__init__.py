@@ -15,7 +15,6 @@ from registry.aliases import (
 from registry.errors import AliasError, RegistryError, RegistryUnavailable
 from registry.evidence import Evidence
 from registry.mlflow import DatasetRef, MlflowRegistry, ModelRegistry, RegisteredVersion, RunInfo
-from registry.pins import Pin, read_pins
 from registry.sync import promote, sync_aliases
 
 __all__ = [
@@ -25,7 +24,6 @@ __all__ = [
     "Evidence",
     "MlflowRegistry",
     "ModelRegistry",
-    "Pin",
     "RegisteredVersion",
     "RegistryError",
     "RegistryUnavailable",
@@ -34,7 +32,6 @@ __all__ = [
     "aliases_of",
     "promote",
     "promotions_of",
-    "read_pins",
     "rollback_alias",
     "rollback_target",
     "set_alias",
