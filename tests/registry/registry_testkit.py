@@ -28,14 +28,10 @@ SURFACES_YAML = """
 surfaces:
   - {name: home_top, default_model: "models:/home_recs@champion"}
 """
+
+
 # The contract's pins table (docs/design.md, "Pinned arms"); created here when the migrations
 # of this branch do not create it yet.
-PINS_TABLE = """CREATE TABLE IF NOT EXISTS experiment_pins (
-    experiment text NOT NULL, variant text NOT NULL, model text NOT NULL, alias text,
-    version text NOT NULL, pinned_at timestamptz NOT NULL DEFAULT now(), pinned_by text,
-    PRIMARY KEY (experiment, variant))"""
-
-
 def write_archive(
     root: Path,
     *,

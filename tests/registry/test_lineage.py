@@ -17,7 +17,6 @@ from experiments import ModelRef
 from tests.registry.registry_testkit import (
     EXPERIMENT_YAML,
     KEY,
-    PINS_TABLE,
     SURFACES_YAML,
     cli_env,
     write_archive,
@@ -65,7 +64,6 @@ async def test_lineage_of_a_loaded_and_promoted_version(
         "--mlflow-tags",
     )  # fmt: skip
     assert r.exit_code == 0, r.output
-    await pool.execute(PINS_TABLE)
     await pool.execute(
         "INSERT INTO experiment_pins (experiment, variant, model, alias, version)"
         " VALUES ($1, 'control', 'home_recs', 'champion', '1')",

@@ -21,7 +21,6 @@ from abgate.cli import app
 from tests.registry.registry_testkit import (
     EXPERIMENT_YAML,
     KEY,
-    PINS_TABLE,
     SURFACES_YAML,
     cli_env,
     load_version,
@@ -66,7 +65,6 @@ async def world(
     from registry import set_alias
 
     await set_alias(pool, "home_recs", "champion", "1")
-    await pool.execute(PINS_TABLE)
     await pool.execute(
         "INSERT INTO experiment_pins (experiment, variant, model, alias, version)"
         " VALUES ($1, 'control', 'home_recs', 'champion', '1')",
