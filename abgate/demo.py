@@ -4,16 +4,23 @@
    servers in the data folder. The demo uses its own schema and key prefix and resets them.
 2. Precomputed results for two versions of ``home_recs`` (the champion and a challenger) and
    one of ``cart_recs``, each with a default list.
-3. An experiment on ``home_top``: control = ``models:/home_recs@champion``, treatment = v2.
+3. An experiment on ``home_top``: control = ``models:/home_recs@champion`` (pinned to v1 when
+   the gateway first serves it), treatment = v2, starting at 80/20.
 4. ``abgate serve`` as a child process; simulated users ask for results (some with exclusions,
    some unknown, some on a surface without an experiment) and report purchases and clicks.
-   Treatment users convert more often, by a known, printed amount.
-5. A summary, a clean SIGTERM shutdown, and the archive of exposures left on disk.
+   Treatment users convert more often, by a known, printed amount. Half-way, the experiment is
+   ramped to 50/50 (a gateway restart with the new file): a second allocation phase.
+5. A summary, a clean SIGTERM shutdown, the archive of exposures left on disk, and the report
+   (per-phase SRM, estimates stratified by phase, a verdict).
+6. The loop closes: ``abgate registry promote home_recs champion 2 --experiment …`` promotes the
+   treatment's version on that evidence (tags in a local sqlite MLflow registry), and
+   ``abgate registry lineage models:/home_recs/2`` prints the chain.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import shutil
@@ -23,8 +30,10 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -58,10 +67,10 @@ surface: home_top
 status: running
 description: Does the v2 ranker sell more than the champion?
 variants:
-  - {{key: control, weight: 50, model: "models:/home_recs@champion"}}
-  - {{key: treatment, weight: 50, model: "models:/home_recs/2"}}
+  - {{key: control, weight: 80, model: "models:/home_recs@champion"}}
+  - {{key: treatment, weight: 20, model: "models:/home_recs/2"}}
 metrics:
-  - {{name: conversion, kind: proportion, outcome: purchase}}
+  - {{name: conversion, kind: proportion, outcome: purchase, role: primary}}
   - {{name: revenue, kind: mean, outcome: purchase}}
   - {{name: clicks_per_exposure, kind: ratio, numerator: click, denominator: exposures}}
 """
@@ -144,14 +153,15 @@ async def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> N
     raise RuntimeError(f"the gateway did not become ready in 60 s; see {log}")
 
 
-async def _simulate(url: str, users: int, traffic_users: int, concurrency: int, seed: int) -> Tally:
+async def _simulate(
+    url: str, users: int, traffic_users: int, concurrency: int, seed: int, tally: Tally
+) -> Tally:
     rng = random.Random(seed)
-    tally = Tally()
     queue: asyncio.Queue[str] = asyncio.Queue()
     for i in rng.sample(range(users), traffic_users):
         queue.put_nowait(f"u{i}")
     for i in range(traffic_users // 20):  # 5% of visitors are new: no precomputed list
-        queue.put_nowait(f"new-{i}")
+        queue.put_nowait(f"new-{seed}-{i}")
 
     async def post(
         client: aiohttp.ClientSession, path: str, body: object
@@ -300,9 +310,9 @@ async def run_demo(
         resolve_services, settings.postgres_dsn, settings.redis_url, data_dir
     )
     console.print(
-        f"[1/5] servers: {'embedded in ' + str(data_dir) if embedded else 'from the environment'}"
+        f"[1/6] servers: {'embedded in ' + str(data_dir) if embedded else 'from the environment'}"
     )
-    console.print(f"[2/5] loading precomputed results (schema {SCHEMA})")
+    console.print(f"[2/6] loading precomputed results (schema {SCHEMA})")
     await _reset_and_load(dsn, redis_url, users, console)
 
     conf = data_dir / "experiments.d"
@@ -312,7 +322,7 @@ async def run_demo(
     conf.mkdir(parents=True)
     (conf / "surfaces.yaml").write_text(SURFACES_YAML)
     (conf / f"{EXPERIMENT_KEY}.yaml").write_text(EXPERIMENT_YAML)
-    console.print(f"[3/5] experiment {EXPERIMENT_KEY}: {conf / (EXPERIMENT_KEY + '.yaml')}")
+    console.print(f"[3/6] experiment {EXPERIMENT_KEY}: {conf / (EXPERIMENT_KEY + '.yaml')}")
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -329,28 +339,31 @@ async def run_demo(
         "ABGATE_LOCAL_CACHE_SIZE": "0",  # show the Redis cache at work
     }
     log = data_dir / "gateway.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "abgate", "serve"], env=env, stdout=out, stderr=out
-        )
-    try:
-        await _wait_healthy(url, proc, log)
-        console.print(
-            f"[4/5] gateway on {url} (log: {log}); sending traffic from {traffic_users:,} users"
-        )
-        started = time.perf_counter()
-        tally = await _simulate(url, users, traffic_users, concurrency, seed)
-        elapsed = time.perf_counter() - started
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.to_thread(proc.wait, 30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    log.unlink(missing_ok=True)
+    tally = Tally()
+    started = time.perf_counter()
+    exits = []
+    for phase, (weights, seed_of_phase) in enumerate((((80, 20), seed), ((50, 50), seed + 1)), 1):
+        if phase == 2:  # the ramp: a new file, picked up by a restarted gateway
+            (conf / f"{EXPERIMENT_KEY}.yaml").write_text(
+                EXPERIMENT_YAML.replace("weight: 80", "weight: 50").replace(
+                    "weight: 20", "weight: 50"
+                )
+            )
+        async with _gateway(url, env, log) as proc:
+            listed = await _experiment_listing(url)
+            console.print(
+                f"[4/6] phase {phase}: gateway on {url} serves {EXPERIMENT_KEY} at "
+                f"{weights[0]}/{weights[1]} (phase {listed['phase']}, control pinned to "
+                f"v{listed['variants'][0]['pinned']}); traffic from {traffic_users // 2:,} users"
+            )
+            await _simulate(url, users, traffic_users // 2, concurrency, seed_of_phase, tally)
+        exits.append(proc.returncode)
+    elapsed = time.perf_counter() - started
     _print_summary(console, tally, elapsed)
     counts = _count_archive(archive)
     console.print(
-        f"[5/5] gateway stopped (exit {proc.returncode}); archive {archive}: "
+        f"[5/6] gateway stopped (exit {', '.join(map(str, exits))}); archive {archive}: "
         f"{counts['exposure']:,} exposures, {counts['outcome']:,} outcomes"
     )
     served = sum(tally.requests_by_variant.values())
@@ -364,7 +377,10 @@ async def run_demo(
     if errors:
         console.print(f"[red]{errors} server errors[/]")
         return 1
-    return await _report(console, data_dir, conf / f"{EXPERIMENT_KEY}.yaml", archive)
+    code = await _report(console, data_dir, conf / f"{EXPERIMENT_KEY}.yaml", archive)
+    if code:
+        return code
+    return await _promote_and_trace(console, data_dir, env)
 
 
 async def _report(console: Console, data_dir: Path, config: Path, archive: Path) -> int:
@@ -389,4 +405,80 @@ async def _report(console: Console, data_dir: Path, config: Path, archive: Path)
         f"simulated conversion difference {truth:+.3f} is {'inside' if inside else '[red]outside[/]'} "
         f"the reported 95% CI [{low:+.3f}, {high:+.3f}]"
     )
+    return 0
+
+
+@contextlib.asynccontextmanager
+async def _gateway(
+    url: str, env: dict[str, str], log: Path
+) -> AsyncIterator[subprocess.Popen[bytes]]:
+    """``abgate serve`` as a child process, healthy on entry, stopped by SIGTERM on exit."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "abgate", "serve"], env=env, stdout=out, stderr=out
+        )
+    try:
+        await _wait_healthy(url, proc, log)
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.to_thread(proc.wait, 30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+async def _experiment_listing(url: str) -> dict[str, Any]:
+    """The demo experiment as ``GET /v1/experiments`` shows it (phase, pins)."""
+    async with aiohttp.ClientSession() as client, client.get(url + "/v1/experiments") as r:
+        body = orjson.loads(await r.read())
+    return next(e for e in body["experiments"] if e["key"] == EXPERIMENT_KEY)  # type: ignore[no-any-return]
+
+
+def _register_versions(tracking_uri: str, artifacts: Path) -> None:
+    """A local sqlite MLflow registry holding home_recs 1 (@champion) and 2, as a team's would."""
+    import logging
+
+    from mlflow import MlflowClient
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # its table-creation chatter
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    client.create_registered_model("home_recs", description="abgate demo ranker")
+    for _ in ("1", "2"):
+        client.create_model_version("home_recs", source=artifacts.as_uri())
+    client.set_registered_model_alias("home_recs", "champion", "1")
+
+
+async def _promote_and_trace(console: Console, data_dir: Path, env: dict[str, str]) -> int:
+    """Promote v2 on the experiment's evidence, then print its lineage (needs abgate[mlflow])."""
+    try:
+        import mlflow  # noqa: F401
+    except ImportError:
+        console.print("(install abgate[mlflow] to promote on this evidence and see the lineage)")
+        return 0
+    registry_dir = data_dir / "mlflow"
+    shutil.rmtree(registry_dir, ignore_errors=True)
+    registry_dir.mkdir()
+    uri = f"sqlite:///{registry_dir / 'mlflow.db'}"
+    await asyncio.to_thread(_register_versions, uri, registry_dir / "artifacts")
+    env = {**env, "MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri, "COLUMNS": "120"}
+    steps = (
+        ("promote", ["registry", "promote", "home_recs", "champion", "2", "--experiment",
+                     EXPERIMENT_KEY, "--by", "abgate-demo"]),
+        ("lineage", ["registry", "lineage", "models:/home_recs/2"]),
+    )  # fmt: skip
+    for label, args in steps:
+        console.print(f"[6/6] $ abgate {' '.join(args)}", highlight=False)
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "abgate", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        output = (done.stdout + done.stderr).rstrip()
+        console.print(output, highlight=False, markup=False)
+        if done.returncode != 0:
+            console.print(f"[red]{label} failed (exit {done.returncode})[/]")
+            return 1
     return 0
