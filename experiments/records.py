@@ -15,7 +15,8 @@ from typing import NamedTuple
 def utc_timestamp(moment: datetime | None = None) -> str:
     """RFC 3339 UTC timestamp with microseconds and a ``Z``: ``2026-11-26T18:04:30.123456Z``."""
     m = (moment or datetime.now(UTC)).astimezone(UTC)
-    return m.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # %Y is not zero-padded below year 1000 on glibc; the archive's paths need 4 digits.
+    return f"{m.year:04d}" + m.strftime("-%m-%dT%H:%M:%S.%fZ")
 
 
 def new_event_id() -> str:

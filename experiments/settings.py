@@ -9,8 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOG_SINKS = ("archive", "cloud-logging", "stdout")
 
 
 class Settings(BaseSettings):
@@ -66,9 +68,10 @@ class Settings(BaseSettings):
     )
 
     # Logging sink
-    log_sink: Literal["archive", "cloud-logging"] = Field(
+    log_sink: str = Field(
         "archive",
-        description="Where exposures and outcomes go: the local archive, or Cloud Logging's API",
+        description="Where exposures and outcomes go, comma-separated: archive (the local "
+        "archive), cloud-logging (Cloud Logging's API), stdout (JSON lines for Cloud Run's agent)",
     )
     cloud_logging_endpoint: str = Field(
         "https://logging.googleapis.com",
@@ -81,6 +84,17 @@ class Settings(BaseSettings):
     log_batch_size: int = Field(1000, ge=1, description="Records per archive write at most")
     log_queue_max: int = Field(
         1_000_000, ge=1, description="Records held in memory before dropping"
+    )
+    spool_dir: Path | None = Field(
+        None, description="On-disk spool of records a sink could not take; unset: data_dir/spool"
+    )
+    spool_max_mb: float = Field(
+        256, ge=0, description="Size of each sink's spool at most (MiB); 0 = no spool"
+    )
+    spool_full: Literal["shed", "refuse"] = Field(
+        "shed",
+        description="When the spool is full: shed (drop records, keep serving) or refuse "
+        "(503 for experiment traffic and events)",
     )
 
     # HTTP
@@ -96,6 +110,30 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         Path(".abgate"), description="Embedded servers' data and the demo's files"
     )
+
+    @field_validator("log_sink")
+    @classmethod
+    def _known_sinks(cls, value: str) -> str:
+        names = [n.strip() for n in value.split(",") if n.strip()]
+        unknown = [n for n in names if n not in LOG_SINKS]
+        if not names or unknown:
+            raise ValueError(
+                f"unknown log sink {', '.join(unknown) or '(none)'}: use one or more of "
+                f"{', '.join(LOG_SINKS)}, comma-separated"
+            )
+        if len(set(names)) != len(names):
+            raise ValueError(f"a log sink is named twice in {value!r}")
+        return ",".join(names)
+
+    @property
+    def log_sinks(self) -> tuple[str, ...]:
+        """The sinks named by ``log_sink``, in order."""
+        return tuple(self.log_sink.split(","))
+
+    @property
+    def spool_folder(self) -> Path:
+        """Where each sink's spool lives (one folder per sink below it)."""
+        return self.spool_dir or self.data_dir / "spool"
 
     @property
     def snapshot_file(self) -> Path:

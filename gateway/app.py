@@ -39,6 +39,7 @@ from gateway.http import (
     read_body,
 )
 from gateway.listing import describe, running_arms
+from gateway.log_writer import build_log
 from gateway.metrics import Metrics
 from gateway.models import ModelDirectory, load_directory, read_directory_file, save_directory_file
 from gateway.openapi import OPENAPI
@@ -46,7 +47,7 @@ from gateway.read_path import ReadPath
 from gateway.requests import parse_events
 from gateway.results import PG_FAILURES, LocalCache, PostgresResultsStore, RedisResultsCache
 from gateway.service import Gateway, ServingState
-from gateway.sinks import ArchiveSink, BatchingLogger, LogSink
+from gateway.sinks import LogSink
 
 log = logging.getLogger("abgate.gateway")
 
@@ -95,30 +96,16 @@ async def _connect_results(
     return pool, directory
 
 
-def build_sink(settings: Settings) -> LogSink:
-    """The log sink that ``settings.log_sink`` names."""
-    if settings.log_sink == "cloud-logging":
-        from gateway.cloud_logging import CloudLoggingSink
-
-        return CloudLoggingSink(
-            project=settings.gcp_project,
-            log_id=settings.log_id,
-            endpoint=settings.cloud_logging_endpoint,
-        )
-    return ArchiveSink(settings.archive_dir, project=settings.gcp_project, log_id=settings.log_id)
-
-
 def create_app(
     settings: Settings, *, source: ConfigSource | None = None, sink: LogSink | None = None
 ) -> Starlette:
     """A gateway app.
 
     ``source`` defaults to the YAML folder (``experiments_dir``) or the Postgres experiment
-    store; ``sink`` to the local archive.
+    store; ``sink`` to the sinks ``settings.log_sink`` names.
     """
     if not settings.postgres_dsn or not settings.redis_url:
         raise ValueError("create_app needs settings.postgres_dsn and settings.redis_url")
-    log_sink = sink or build_sink(settings)
     metrics = Metrics()
     tokens = settings.tokens
     max_body = settings.max_body_bytes
@@ -155,13 +142,7 @@ def create_app(
             on_fill_error=metrics.lookup["redis", "error"].inc,
             reader=reader,
         )
-        logger = BatchingLogger(
-            log_sink,
-            metrics,
-            flush_interval=settings.log_flush_interval,
-            batch_size=settings.log_batch_size,
-            queue_max=settings.log_queue_max,
-        )
+        logger = build_log(settings, metrics, {"archive": sink} if sink is not None else None)
         gw = Gateway(
             ServingState(router, directory),
             ReadPath(
@@ -241,6 +222,7 @@ def create_app(
                 checks[name] = "ok"
             except BackendUnavailable as exc:
                 checks[name] = f"down: {exc}"
+        checks["log"] = gw.logger.status()
         healthy = all(v == "ok" for v in checks.values())
         strict = request.query_params.get("strict") in {"1", "true"}
         snapshot = gw.state.router.snapshot
@@ -291,6 +273,5 @@ def create_app(
         },
     )
     app.state.holder = holder
-    app.state.sink = log_sink
     app.fast = fast
     return app

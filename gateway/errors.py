@@ -7,10 +7,17 @@ GatewayError                      (500, never shown with its message)
  │    ├── Unauthorized            401
  │    ├── Forbidden               403
  │    ├── UnknownSurface          404
- │    └── NoAnswer                503, no list at all could be produced
- └── BackendUnavailable           a store or cache failed (translated at the adapter edge)
-      ├── ResultsStoreUnavailable Postgres
-      └── CacheUnavailable        Redis
+ │    ├── NoAnswer                503, no list at all could be produced
+ │    └── LoggingUnavailable      503, experiment traffic refused: the log spool is full
+ ├── BackendUnavailable           a store or cache failed (translated at the adapter edge):
+ │    │                           down, unreachable or too slow; its breaker opens
+ │    ├── ResultsStoreUnavailable Postgres
+ │    │    └── ResultsStoreSkipped  not asked: the breaker is open
+ │    └── CacheUnavailable        Redis
+ └── BackendRefused               a backend answered but refused this request's data (a
+      │                           Postgres DataError): that request alone fails, no breaker
+      ├── ResultsStoreRefused     Postgres
+      └── CacheRefused            Redis
 """
 
 from __future__ import annotations
@@ -84,6 +91,12 @@ class NoAnswer(ProblemError):
     status, type_, title = 503, "no-answer", "No answer available"
 
 
+class LoggingUnavailable(ProblemError):
+    """The exposure log cannot take records (spool full, ``ABGATE_SPOOL_FULL=refuse``)."""
+
+    status, type_, title = 503, "logging-unavailable", "Logging unavailable"
+
+
 class BackendUnavailable(GatewayError):
     """A backend (results store, cache) failed or timed out."""
 
@@ -98,3 +111,15 @@ class CacheUnavailable(BackendUnavailable):
 
 class ResultsStoreSkipped(ResultsStoreUnavailable):
     """Postgres was not asked: its breaker is open after a recent failure."""
+
+
+class BackendRefused(GatewayError):
+    """A backend answered, but refused this request's input: not an outage."""
+
+
+class ResultsStoreRefused(BackendRefused):
+    """Postgres refused a read (a data error, e.g. a character its text type cannot hold)."""
+
+
+class CacheRefused(BackendRefused):
+    """Redis refused a command (an error reply, or a key it cannot encode)."""

@@ -54,6 +54,27 @@ class Metrics:
         self.log_errors = Counter(
             "abgate_log_write_errors", "Failed sink writes (retried)", registry=r
         )
+        self.log_spool_records = Gauge(
+            "abgate_log_spool_records", "Records waiting in the on-disk spool", ["sink"], registry=r
+        )
+        self.log_spool_bytes = Gauge(
+            "abgate_log_spool_bytes", "Bytes of the on-disk spool", ["sink"], registry=r
+        )
+        self.log_spool_full = Gauge(
+            "abgate_log_spool_full",
+            "1 while the spool cannot take records (ABGATE_SPOOL_FULL applies)",
+            ["sink"],
+            registry=r,
+        )
+        self.log_spooled = Counter(
+            "abgate_log_records_spooled", "Records moved to the on-disk spool", ["sink"], registry=r
+        )
+        self.log_refused = Counter(
+            "abgate_log_refused",
+            "Experiment requests and events refused with 503 while the spool is full "
+            "(ABGATE_SPOOL_FULL=refuse)",
+            registry=r,
+        )
         # labels() hashes its arguments and takes a lock on every call: keep the children.
         self.lookup = {
             (layer, result): self.cache_lookups.labels(layer, result)

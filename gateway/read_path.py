@@ -12,7 +12,13 @@ from typing import NamedTuple
 import orjson
 
 from experiments import ModelVersion
-from gateway.errors import CacheUnavailable, ResultsStoreSkipped, ResultsStoreUnavailable
+from gateway.errors import (
+    CacheRefused,
+    CacheUnavailable,
+    ResultsStoreRefused,
+    ResultsStoreSkipped,
+    ResultsStoreUnavailable,
+)
 from gateway.metrics import Metrics
 from gateway.results import (
     NO_LIST,
@@ -22,6 +28,7 @@ from gateway.results import (
     RedisResultsCache,
     decoded_size,
 )
+from gateway.throttle import Throttled
 
 log = logging.getLogger("abgate.gateway")
 
@@ -47,6 +54,8 @@ class ReadPath:
         self.cache = cache
         self.store = store
         self.metrics = metrics
+        # A flood of refused reads (hostile input) must not flood the log: one line a minute.
+        self._refusals = Throttled(log, "read refused by a backend; this request falls back")
 
     async def lookup(self, mv: ModelVersion, unit_id: str) -> Lookup:
         """The unit's list in ``mv``."""
@@ -63,6 +72,11 @@ class ReadPath:
             self.metrics.lookup["redis", "error"].inc()
             raw = None
             redis_ok = False
+        except CacheRefused as exc:  # this key only: ask Postgres
+            self.metrics.lookup["redis", "error"].inc()
+            self._refusals.note(str(exc))
+            raw = None
+            redis_ok = False
         else:
             redis_ok = True
         if raw is not None:
@@ -77,6 +91,10 @@ class ReadPath:
             self.metrics.store_errors.inc()
             if not isinstance(exc, ResultsStoreSkipped):  # one line per failure, not per skip
                 log.warning("results store unavailable", extra={"error": str(exc)})
+            return Lookup(None, "unavailable")
+        except ResultsStoreRefused as exc:  # this request only; the breaker stays closed
+            self.metrics.store_errors.inc()
+            self._refusals.note(str(exc))
             return Lookup(None, "unavailable")
         # In the background: the answer does not wait for Redis. Also after a failed read: the
         # cache skips fills itself while its (fill) breaker is open, and fills to a primary go

@@ -2,13 +2,21 @@
 
 Hand-written over orjson rather than a schema library: the hot path parses one small object,
 and each check gives the caller a precise ``field`` in the problem response.
+
+What the backends cannot store is refused here, at the edge, so that it never reaches them:
+Postgres ``text`` refuses the NUL character (``CharacterNotInRepertoireError``) and unpaired
+surrogates (asyncpg cannot encode them; orjson already refuses them in JSON). A NUL in a unit id
+used to reach Postgres, fail there, and open the results store's breaker for every other request.
+An event's ``ts`` must fall in a window around the gateway's clock (``EVENTS_MAX_AGE`` back,
+``EVENTS_MAX_AHEAD`` forward; docs/integrators.md says why), which also keeps archive paths to
+4-digit years and recent hours.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 import orjson
@@ -22,6 +30,26 @@ MAX_EVENTS = 1000
 MAX_NAME = 128
 LIMIT_MAX = 200
 _EVENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# Late events are real (offline conversions, billing runs): a month of 30-day attribution plus
+# five days of reporting delay. Ahead: clock skew between callers and the gateway.
+EVENTS_MAX_AGE = timedelta(days=35)
+EVENTS_MAX_AHEAD = timedelta(hours=1)
+
+
+def check_storable(value: str, field: str) -> None:
+    """Raise BadRequest if ``value`` holds a character that Postgres ``text`` refuses: NUL, or an
+    unpaired surrogate (which has no UTF-8 encoding)."""
+    if "\x00" in value:
+        raise BadRequest(
+            f"'{field}' contains a NUL character (U+0000), which cannot be stored", field=field
+        )
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadRequest(
+                f"'{field}' contains an unpaired surrogate, which cannot be stored", field=field
+            ) from None
 
 
 class RecommendationRequest(NamedTuple):
@@ -58,6 +86,7 @@ def _string(
         raise BadRequest(f"'{field}' must not be empty", field=field)
     if len(value) > max_len:
         raise BadRequest(f"'{field}' is longer than {max_len} characters", field=field)
+    check_storable(value, field)
     return value
 
 
@@ -88,6 +117,7 @@ def parse_recommendation(body: bytes) -> RecommendationRequest:
         for i, x in enumerate(exclude_raw):
             if not isinstance(x, str):
                 raise BadRequest(f"'exclude[{i}]' must be a string", field=f"exclude[{i}]")
+            check_storable(x, f"exclude[{i}]")
         exclude = frozenset(exclude_raw)
     limit = obj.get("limit")
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)):
@@ -101,10 +131,13 @@ def parse_recommendation(body: bytes) -> RecommendationRequest:
         raise BadRequest("'attributes' must be an object", field="attributes")
     else:
         for k, v in attributes.items():
+            check_storable(k, "attributes")
             if v is not None and not isinstance(v, str | int | float | bool):
                 raise BadRequest(
                     f"'attributes.{k}' must be a string, number or boolean", field=f"attributes.{k}"
                 )
+            if isinstance(v, str):
+                check_storable(v, f"attributes.{k}")
     unknown = set(obj) - {"surface", "unit_id", "exclude", "limit", "attributes"}
     if unknown:
         name = sorted(unknown)[0]
@@ -112,9 +145,9 @@ def parse_recommendation(body: bytes) -> RecommendationRequest:
     return RecommendationRequest(surface, unit_id, exclude, limit, attributes)
 
 
-def _timestamp(value: object, field: str) -> str:
+def _timestamp(value: object, field: str, now: datetime) -> str:
     if value is None:
-        return utc_timestamp()
+        return utc_timestamp(now)
     if not isinstance(value, str):
         raise BadRequest(f"'{field}' must be an RFC 3339 timestamp string", field=field)
     try:
@@ -125,11 +158,24 @@ def _timestamp(value: object, field: str) -> str:
         ) from None
     if moment.tzinfo is None:
         raise BadRequest(f"'{field}' needs a time zone (e.g. a trailing Z)", field=field)
-    return utc_timestamp(moment.astimezone(UTC))
+    try:
+        utc = moment.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+09:00 is before year 1 in UTC
+        utc = None
+    if utc is None or not now - EVENTS_MAX_AGE <= utc <= now + EVENTS_MAX_AHEAD:
+        raise BadRequest(
+            f"'{field}' is {value!r}, outside the accepted window: at most "
+            f"{EVENTS_MAX_AGE.days} days before and {EVENTS_MAX_AHEAD.seconds // 3600} hour after "
+            f"the gateway's clock ({utc_timestamp(now)})",
+            field=field,
+        )
+    return utc_timestamp(utc)
 
 
-def parse_events(body: bytes) -> list[Outcome]:
-    """Validate an events request (one object or a list); all or nothing."""
+def parse_events(body: bytes, now: datetime | None = None) -> list[Outcome]:
+    """Validate an events request (one object or a list); all or nothing. ``now`` (default: the
+    clock) anchors the accepted window of ``ts``."""
+    now = now or datetime.now(UTC)
     obj = _decode(body)
     items = obj if isinstance(obj, list) else [obj]
     if not items:
@@ -166,7 +212,7 @@ def parse_events(body: bytes) -> list[Outcome]:
         out.append(
             Outcome(
                 event_id or new_event_id(),
-                _timestamp(ev.get("ts"), f"{where}ts"),
+                _timestamp(ev.get("ts"), f"{where}ts", now),
                 unit_id,
                 name,
                 value,

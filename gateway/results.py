@@ -8,6 +8,13 @@ caches "this unit has no list" for a shorter TTL so unknown units do not reach P
 Point reads are coalesced (gateway/coalesce.py): the units asked for in one event-loop turn
 are read with one ``MGET``, one ``unit_id = ANY($3)`` query per model version, and cache fills
 written with one pipeline.
+
+Faults are classified at this edge. Only an outage (a connection error or a timeout: the server
+is down, unreachable, restarting or too slow) opens a breaker. A server that answers with a data
+error (asyncpg ``DataError``, e.g. ``CharacterNotInRepertoireError`` for a NUL) refused that
+request's input, not everyone's: the request alone gets ``ResultsStoreRefused`` (and a fallback
+answer), the breaker stays closed, and a coalesced batch that holds the bad unit is read again
+unit by unit so that its neighbours still get their lists.
 """
 
 from __future__ import annotations
@@ -22,17 +29,37 @@ from typing import Protocol
 import asyncpg
 import orjson
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from experiments import ModelVersion
 from experiments.pins import AliasArm, pin_arms
 from gateway.coalesce import Coalescer
-from gateway.errors import CacheUnavailable, ResultsStoreSkipped, ResultsStoreUnavailable
+from gateway.errors import (
+    CacheRefused,
+    CacheUnavailable,
+    ResultsStoreRefused,
+    ResultsStoreSkipped,
+    ResultsStoreUnavailable,
+)
 
 log = logging.getLogger("abgate.gateway")
 
-# What a Postgres call can raise when the server is down, slow or restarting.
+# What a Postgres call can raise when it fails, for whatever reason.
 PG_FAILURES = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+# The outages among them: the server is down, unreachable, restarting, out of connections, or
+# too slow. Only these open the breaker.
+PG_OUTAGES = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,  # class 08
+    asyncpg.OperatorInterventionError,  # class 57: shutdown, cannot connect now, cancelled
+    asyncpg.InsufficientResourcesError,  # class 53: too many connections, disk full, memory
+)
+# A Redis outage: anything else Redis says (an error reply) refuses one command, not all.
+REDIS_OUTAGES = (TimeoutError, RedisTimeoutError, RedisConnectionError, OSError)
 
 NO_LIST = b""  # cached marker: the unit has no list in this model version
 
@@ -84,7 +111,9 @@ class PostgresResultsStore:
         self.pool = pool
         self.timeout = timeout
         self.breaker = Breaker(retry_after)
-        self._reads: Coalescer[tuple[ModelVersion, str], bytes | None] = Coalescer(self._read)
+        self._reads: Coalescer[tuple[ModelVersion, str], bytes | ResultsStoreRefused | None] = (
+            Coalescer(self._read)
+        )
 
     @property
     def available(self) -> bool:
@@ -92,14 +121,20 @@ class PostgresResultsStore:
         return self.breaker.closed
 
     async def get(self, mv: ModelVersion, unit_id: str) -> bytes | None:
-        """The unit's list, or None. Raises ResultsStoreUnavailable on any database failure,
-        and at once while the breaker is open: during an outage requests fall back without
-        each waiting ``timeout`` for Postgres."""
+        """The unit's list, or None. Raises ResultsStoreUnavailable on an outage, and at once
+        while the breaker is open: during an outage requests fall back without each waiting
+        ``timeout`` for Postgres. Raises ResultsStoreRefused when Postgres refuses this read's
+        input (the breaker stays closed)."""
         if not self.available:
             raise ResultsStoreSkipped("postgres: skipped after a recent failure")
-        return await self._reads.get((mv, unit_id))
+        found = await self._reads.get((mv, unit_id))
+        if isinstance(found, ResultsStoreRefused):
+            raise found
+        return found
 
-    async def _read(self, keys: list[tuple[ModelVersion, str]]) -> list[bytes | None]:
+    async def _read(
+        self, keys: list[tuple[ModelVersion, str]]
+    ) -> list[bytes | ResultsStoreRefused | None]:
         units: dict[ModelVersion, list[str]] = {}
         for mv, unit_id in keys:
             units.setdefault(mv, []).append(unit_id)
@@ -108,15 +143,42 @@ class PostgresResultsStore:
                 found = await asyncio.gather(
                     *(self._read_version(mv, u) for mv, u in units.items())
                 )
-        except PG_FAILURES as exc:
+        except PG_OUTAGES as exc:
             self.breaker.trip()
             raise ResultsStoreUnavailable(f"postgres: {type(exc).__name__}") from exc
-        lists = {
+        except asyncpg.DataError as exc:
+            if len(keys) == 1:
+                raise ResultsStoreRefused(f"postgres refused the read: {exc}") from exc
+            return await self._read_one_by_one(keys)  # find the unit at fault; serve the others
+        except asyncpg.PostgresError as exc:  # answered, e.g. a missing table: not an outage
+            raise ResultsStoreRefused(f"postgres refused the read: {exc}") from exc
+        lists: dict[tuple[ModelVersion, str], bytes | ResultsStoreRefused | None] = {
             (mv, unit_id): raw
             for mv, rows in zip(units, found, strict=True)
             for unit_id, raw in rows
         }
         return [lists.get(k) for k in keys]
+
+    async def _read_one_by_one(
+        self, keys: list[tuple[ModelVersion, str]]
+    ) -> list[bytes | ResultsStoreRefused | None]:
+        """Each key read alone: a refused one gets its error, the others their lists."""
+
+        async def one(mv: ModelVersion, unit_id: str) -> bytes | ResultsStoreRefused | None:
+            try:
+                rows = await self._read_version(mv, [unit_id])
+            except asyncpg.DataError as exc:
+                return ResultsStoreRefused(f"postgres refused the read: {exc}")
+            return rows[0][1] if rows else None
+
+        try:
+            async with asyncio.timeout(self.timeout):
+                return list(await asyncio.gather(*(one(mv, u) for mv, u in keys)))
+        except PG_OUTAGES as exc:
+            self.breaker.trip()
+            raise ResultsStoreUnavailable(f"postgres: {type(exc).__name__}") from exc
+        except asyncpg.PostgresError as exc:
+            raise ResultsStoreRefused(f"postgres refused the read: {exc}") from exc
 
     async def _read_version(self, mv: ModelVersion, units: list[str]) -> list[asyncpg.Record]:
         # convert_to(items::text) hands over the UTF-8 bytes as they are cached and served,
@@ -220,14 +282,17 @@ class RedisResultsCache:
         return self.breaker.closed
 
     async def get(self, mv: ModelVersion, unit_id: str) -> bytes | None:
-        """Cached bytes or None; raises CacheUnavailable (and opens the breaker) on failure."""
+        """Cached bytes or None; raises CacheUnavailable (and opens the breaker) on an outage,
+        CacheRefused (breaker closed) when Redis refuses the command."""
         if not self.available:
             raise CacheUnavailable("redis: skipped after a recent failure")
         try:
             raw = await self._gets.get(self.key(mv, unit_id))
-        except (TimeoutError, RedisError, OSError) as exc:
+        except REDIS_OUTAGES as exc:
             self.breaker.trip()
             raise CacheUnavailable(f"redis: {type(exc).__name__}") from exc
+        except (RedisError, UnicodeError) as exc:
+            raise CacheRefused(f"redis refused the read: {type(exc).__name__}") from exc
         return raw if raw is None or isinstance(raw, bytes) else raw.encode()
 
     async def _mget(self, keys: list[str]) -> list[bytes | str | None]:
@@ -262,9 +327,11 @@ class RedisResultsCache:
                 self._refusal_logged_at = now
                 error = f"{type(exc).__name__}: {str(exc)[:200]}"  # the message quotes the value
                 log.warning("redis refused cache fills; reads go on", extra={"error": error})
-        except (TimeoutError, RedisError, OSError):
+        except REDIS_OUTAGES:
             self.on_fill_error(len(fills))
             self.fill_breaker.trip()
+        except (RedisError, UnicodeError):  # refused this pipeline only
+            self.on_fill_error(len(fills))
         return [None] * len(fills)
 
     async def drain(self) -> None:

@@ -19,13 +19,19 @@ from experiments.allocation import Phase, phase_of
 from experiments.routing import Route, Router
 from experiments.source import ConfigSource
 from gateway.clock import UtcClock
-from gateway.errors import BackendUnavailable, BadRequest, NoAnswer, UnknownSurface
+from gateway.errors import (
+    BackendUnavailable,
+    BadRequest,
+    LoggingUnavailable,
+    NoAnswer,
+    UnknownSurface,
+)
 from gateway.ids import IdGenerator
+from gateway.log_writer import LogFanOut
 from gateway.models import ModelDirectory, load_directory, save_directory_file
 from gateway.read_path import ReadPath, filter_items
 from gateway.requests import RecommendationRequest
 from gateway.results import Items, PostgresResultsStore, RedisResultsCache
-from gateway.sinks import BatchingLogger
 
 if TYPE_CHECKING:
     from gateway.metrics import Metrics
@@ -82,7 +88,7 @@ class Gateway:
         read_path: ReadPath,
         store: PostgresResultsStore,
         cache: RedisResultsCache,
-        logger: BatchingLogger,
+        logger: LogFanOut,
         metrics: Metrics,
         *,
         directory_file: Path | None = None,
@@ -108,6 +114,12 @@ class Gateway:
             raise UnknownSurface(
                 f"surface '{req.surface}' is not declared (surfaces: {known})"
             ) from None
+        if route.experiment is not None and not self.logger.accepting:
+            # ABGATE_SPOOL_FULL=refuse: no experiment answer that could not be logged
+            self.metrics.log_refused.inc()
+            raise LoggingUnavailable(
+                "the exposure log is full; experiment traffic is refused until it drains"
+            )
         surface = route.surface
         limit = req.limit if req.limit is not None else surface.default_limit
         if limit > surface.max_limit:

@@ -1,10 +1,8 @@
-"""Exposure and outcome logging: a batching writer in front of a log sink.
+"""Log sinks: where encoded exposures and outcomes are written (the local archive here).
 
-A request encodes its record (one ``orjson`` call and a join, ~1 µs) and appends the line to an
-in-memory queue; it never waits on disk. A named background task writes the queue in batches
-(``log_batch_size`` lines, or every ``log_flush_interval`` seconds), each batch as one
-``write(2)`` per hourly file. On shutdown every accepted record is written. A failed write keeps
-its batch and is retried.
+gateway/log_writer.py queues records in front of a sink and writes them in batches; this module
+is the sink side. A sink writes a batch whole, or raises: ``PartialWrite`` says which lines of
+the batch did reach it, so that a retry never writes one twice.
 
 The batch is written on the event loop, not in a worker thread. Measured with the benchmark's
 gateway (``python -m loadtests.benchmark``, docs/benchmarks.md): handing batches to a thread cost
@@ -15,31 +13,31 @@ therefore be on a local disk or tmpfs (as on Cloud Run), never a network mount; 
 than ``SLOW_WRITE`` seconds is logged as a warning.
 
 ``ArchiveSink`` writes Cloud Logging's Cloud Storage export layout (DESIGN.md, "The archive"):
-``LOG_ID/YYYY/MM/DD/HH:00:00_HH:59:59_S0.json``, one LogEntry JSON object per line.
+``LOG_ID/YYYY/MM/DD/HH:00:00_HH:59:59_S0.json``, one LogEntry JSON object per line. A file only
+ever shows whole lines: a write cut short (disk full, quota) is truncated back to the offset
+where it started, and a torn last line left by a writer that died mid-write is cut off by the
+next writer (both under the file's lock).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import fcntl
-import itertools
 import logging
 import os
-import time
-from collections import defaultdict, deque
-from collections.abc import Awaitable, Sequence
+import re
+from collections import defaultdict
+from collections.abc import Awaitable, Collection, Sequence
 from pathlib import Path
 from typing import Protocol
 
 import orjson
 
 from experiments import Record
-from gateway.metrics import Metrics
 
 log = logging.getLogger("abgate.gateway")
 
-SLOW_WRITE = 0.05  # seconds; a batch write slower than this blocked the event loop noticeably
+_HOUR = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}")
+TAIL_CHUNK = 64 * 1024
 
 
 # An encoded record: the key of the object it goes to (the archive's hour) and its line.
@@ -59,14 +57,27 @@ class LogSink(Protocol):
         ...
 
     def write(self, lines: Sequence[Line]) -> Awaitable[None] | None:
-        """Write every line or raise; a sink that sends over the network returns an awaitable
-        (it must not block the event loop while it waits)."""
+        """Write every line or raise (``PartialWrite`` when some lines did reach the sink); a
+        sink that sends over the network returns an awaitable (it must not block the event
+        loop while it waits)."""
         ...
+
+
+class PartialWrite(Exception):
+    """Some lines of a batch reached the sink (``written``: their indices), the others did not."""
+
+    def __init__(self, written: Collection[int], cause: BaseException) -> None:
+        super().__init__(f"{len(written)} lines written, then {type(cause).__name__}: {cause}")
+        self.written = frozenset(written)
+        self.cause = cause
 
 
 def archive_path(root: Path, log_id: str, ts: str) -> Path:
     """The export object of the hour of ``ts`` (``2026-11-26T18:04:30.123456Z``, or its first
-    13 characters ``2026-11-26T18``)."""
+    13 characters ``2026-11-26T18``). Raises ValueError for any other shape (a year of other
+    than 4 digits would make paths such as ``999-/6-/1T/…``)."""
+    if not _HOUR.match(ts):
+        raise ValueError(f"not a UTC timestamp with a 4-digit year: {ts[:32]!r}")
     y, mo, d, h = ts[0:4], ts[5:7], ts[8:10], ts[11:13]
     return root / log_id / y / mo / d / f"{h}:00:00_{h}:59:59_S0.json"
 
@@ -113,110 +124,62 @@ class ArchiveSink(LogEntryEncoder):
     def __init__(self, root: Path, *, project: str, log_id: str) -> None:
         super().__init__(project=project, log_id=log_id)
         self.root = root
+        self.repaired = 0  # torn last lines cut off (left by a writer that died mid-write)
         self._made: set[Path] = set()
 
     def write(self, lines: Sequence[Line]) -> None:
-        """Append every line to the file of its hour."""
-        by_hour: dict[str, list[bytes]] = defaultdict(list)
-        for hour, line in lines:
-            by_hour[hour].append(line)
-        for hour, chunk in by_hour.items():
-            path = archive_path(self.root, self.log_id, hour)
-            if path.parent not in self._made:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                self._made.add(path.parent)
-            data = b"\n".join(chunk) + b"\n"
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        """Append every line to the file of its hour; raise PartialWrite if some hours' files
+        were written before a failure (the failed file is left as it was)."""
+        by_hour: dict[str, list[int]] = defaultdict(list)
+        for i, (hour, _) in enumerate(lines):
+            by_hour[hour].append(i)
+        done: list[int] = []
+        for hour, indices in by_hour.items():
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                view = memoryview(data)
+                path = archive_path(self.root, self.log_id, hour)
+                if path.parent not in self._made:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    self._made.add(path.parent)
+                self._append(path, b"\n".join([lines[i][1] for i in indices]) + b"\n")
+            except (OSError, ValueError) as exc:
+                if done:
+                    raise PartialWrite(done, exc) from exc
+                raise
+            done.extend(indices)
+
+    def _append(self, path: Path, data: bytes) -> None:
+        """Append ``data`` (whole lines) under the file's lock, or leave the file unchanged."""
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)  # read: the tail check
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            start = self._repair_tail(fd, path)
+            view = memoryview(data)
+            try:
                 while view:
                     view = view[os.write(fd, view) :]
-            finally:
-                os.close(fd)
+            except OSError:
+                os.ftruncate(fd, start)  # frees space: works on a full disk too
+                raise
+        finally:
+            os.close(fd)
 
-
-class BatchingLogger:
-    """Queue in front of a sink, drained by one owned background task."""
-
-    def __init__(
-        self,
-        sink: LogSink,
-        metrics: Metrics,
-        *,
-        flush_interval: float,
-        batch_size: int,
-        queue_max: int,
-    ) -> None:
-        self.sink = sink
-        self.metrics = metrics
-        self.flush_interval = flush_interval
-        self.batch_size = batch_size
-        self.queue_max = queue_max
-        self._queue: deque[Line] = deque()
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._closing = False
-
-    def put(self, record: Record) -> bool:
-        """Accept a record without waiting; False (and counted) if the queue is full."""
-        if len(self._queue) >= self.queue_max:
-            self.metrics.log_dropped.inc()
-            return False
-        self._queue.append(self.sink.encode(record))
-        if len(self._queue) >= self.batch_size:
-            self._wake.set()
-        return True
-
-    def __len__(self) -> int:
-        return len(self._queue)
-
-    def start(self) -> None:
-        """Start the writer task."""
-        self._task = asyncio.create_task(self._run(), name="abgate-log-writer")
-
-    async def _run(self) -> None:
-        while not self._closing:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.flush_interval)
-            self._wake.clear()
-            await self.flush()
-
-    async def flush(self) -> None:
-        """Write everything queued now, in batches; on failure keep the batch and return."""
-        while self._queue:
-            n = min(self.batch_size, len(self._queue))
-            batch = list(itertools.islice(self._queue, n))
-            started = time.perf_counter()
-            try:
-                pending = self.sink.write(batch)
-                blocked = time.perf_counter() - started  # the event loop waited this long
-                if pending is not None:
-                    await pending
-            except Exception:
-                self.metrics.log_errors.inc()
-                log.exception("log sink write failed; will retry", extra={"records": n})
-                return
-            if blocked > SLOW_WRITE:
-                log.warning(
-                    "slow log write: is the archive on a local disk?",
-                    extra={"records": n, "seconds": round(blocked, 3)},
-                )
-            for _ in range(n):
-                self._queue.popleft()
-            self.metrics.log_written.inc(n)
-            await asyncio.sleep(0)  # let waiting requests run between batches
-        self.metrics.log_queue.set(len(self._queue))
-
-    async def aclose(self) -> None:
-        """Stop the task and write every accepted record (retrying a few times)."""
-        self._closing = True
-        self._wake.set()
-        if self._task is not None:
-            await self._task
-        for _ in range(5):
-            await self.flush()
-            if not self._queue:
-                return
-            await asyncio.sleep(0.2)
-        log.error("log records lost at shutdown", extra={"records": len(self._queue)})
+    def _repair_tail(self, fd: int, path: Path) -> int:
+        """The file's size after cutting off a torn last line (one without its newline)."""
+        size = os.fstat(fd).st_size
+        if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+            return size
+        end = size
+        while end > 0:
+            start = max(0, end - TAIL_CHUNK)
+            newline = os.pread(fd, end - start, start).rfind(b"\n")
+            if newline >= 0:
+                end = start + newline + 1
+                break
+            end = start
+        os.ftruncate(fd, end)
+        self.repaired += 1
+        log.warning(
+            "cut off a torn last line of an archive file",
+            extra={"file": str(path), "bytes": size - end},
+        )
+        return end

@@ -13,10 +13,11 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 
 from experiments import Exposure
-from gateway.app import build_sink
 from gateway.cloud_logging import CloudLoggingSink
+from gateway.log_writer import BatchingLogger, build_sinks
 from gateway.metrics import Metrics
-from gateway.sinks import ArchiveSink, BatchingLogger
+from gateway.sinks import ArchiveSink
+from gateway.stdout_sink import StdoutSink
 from tests.gateway.helpers import load_demo_data, running_app, settings_for, write_config
 
 
@@ -139,12 +140,25 @@ async def test_an_unreachable_endpoint_keeps_the_batch() -> None:
     assert len(logger) == 1
 
 
-def test_the_setting_chooses_the_sink(tmp_path: Path) -> None:
+def test_the_setting_chooses_the_sinks(tmp_path: Path) -> None:
     base = {"postgres_dsn": "postgresql://x", "redis_url": "redis://x", "archive_dir": tmp_path}
     from experiments import Settings
 
-    assert isinstance(build_sink(Settings(**base)), ArchiveSink)  # type: ignore[arg-type]
-    chosen = build_sink(
+    default = build_sinks(Settings(**base))  # type: ignore[arg-type]
+    assert list(default) == ["archive"] and isinstance(default["archive"], ArchiveSink)
+    chosen = build_sinks(
         Settings(**base, log_sink="cloud-logging", cloud_logging_endpoint="http://h:1/")  # type: ignore[arg-type]
-    )
+    )["cloud-logging"]
     assert isinstance(chosen, CloudLoggingSink) and chosen.url == "http://h:1/v2/entries:write"
+    both = build_sinks(Settings(**base, log_sink=" archive , stdout"))  # type: ignore[arg-type]
+    assert list(both) == ["archive", "stdout"] and isinstance(both["stdout"], StdoutSink)
+
+
+@pytest.mark.parametrize("value", ["archive,files", "", "archive,archive"])
+def test_an_unknown_or_repeated_sink_is_refused_naming_it(value: str) -> None:
+    from pydantic import ValidationError
+
+    from experiments import Settings
+
+    with pytest.raises(ValidationError, match="log sink"):
+        Settings(log_sink=value)

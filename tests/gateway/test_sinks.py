@@ -8,8 +8,9 @@ from pathlib import Path
 import orjson
 
 from experiments import Exposure, Outcome
+from gateway.log_writer import BatchingLogger
 from gateway.metrics import Metrics
-from gateway.sinks import ArchiveSink, BatchingLogger, archive_path
+from gateway.sinks import ArchiveSink, archive_path
 
 
 def exposure(n: int, ts: str) -> Exposure:
