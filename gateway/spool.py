@@ -57,11 +57,11 @@ class Spool:
                 continue
             self._lock_fd, self.folder = fd, folder
             break
-        for p in sorted(self.folder.glob("*" + SUFFIX)):
+        for p in sorted(folder.glob("*" + SUFFIX)):
             data = p.read_bytes()
             self._segments.append((p, len(data), data.count(b"\n")))
             self._next = int(p.stem) + 1
-        for p in self.folder.glob("*.tmp"):  # a spill cut short by a crash: never visible
+        for p in folder.glob("*.tmp"):  # a spill cut short by a crash: never visible
             p.unlink()
         self.bytes = sum(s[1] for s in self._segments)
         self.records = sum(s[2] for s in self._segments)
