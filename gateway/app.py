@@ -142,7 +142,7 @@ def create_app(
             on_fill_error=metrics.lookup["redis", "error"].inc,
             reader=reader,
         )
-        logger = build_log(settings, metrics, {"archive": sink} if sink is not None else None)
+        logger = build_log(settings, metrics, {"sink": sink} if sink is not None else None)
         gw = Gateway(
             ServingState(router, directory),
             ReadPath(

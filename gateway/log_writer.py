@@ -80,6 +80,7 @@ class BatchingLogger:
         self.full = False  # the last spill found no room: the policy applies
         self._queue: deque[Line] = deque()
         self._wake = asyncio.Event()
+        self._flushing = asyncio.Lock()  # one flush at a time: a batch is never sent twice
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._backoff = flush_interval
@@ -121,14 +122,20 @@ class BatchingLogger:
 
     def problem(self) -> str | None:
         """What is wrong with this sink, for /readyz; None when all is well."""
+        if self.last_error is None and not self.full:
+            return (
+                f"{self.name}: replaying {self.spooled} spooled records" if self.spooled else None
+            )
+        state = f"failing ({self.last_error})" if self.last_error else "recovering"
         if self.full:
-            policy = "refusing experiment traffic" if self.refuse else "shedding records"
-            return f"{self.name}: spool full, {policy} ({len(self)} records in memory)"
-        if self.last_error is not None:
-            return f"{self.name}: failing ({self.last_error}); {self.spooled} records spooled"
-        if self.spooled:
-            return f"{self.name}: replaying {self.spooled} spooled records"
-        return None
+            room = "spool full" if self.spool is not None else "no spool"
+            policy = (
+                "refusing experiment traffic"
+                if self.refuse
+                else "shedding records once memory is full"
+            )
+            return f"{self.name}: {state}; {room}, {policy} ({len(self)} records in memory)"
+        return f"{self.name}: {state}; {self.spooled} records spooled"
 
     def start(self) -> None:
         """Claim a spool slot (replaying what a previous process left) and start the writer."""
@@ -158,21 +165,23 @@ class BatchingLogger:
             if self._closing:
                 return
             if time.monotonic() < self._retry_at:
-                self._spill()  # backing off: keep memory small, leave the sink alone
-                self._gauges()
+                async with self._flushing:
+                    self._spill()  # backing off: keep memory small, leave the sink alone
+                    self._gauges()
                 continue
             await self.flush()
 
     async def flush(self) -> bool:
         """Write the spool, then the queue, to the sink; on failure spill the queue to the
         spool. True when everything reached the sink."""
-        ok = await self._drain()
-        if ok:
-            self.full = False
-        else:
-            self._spill()
-        self._gauges()
-        return ok
+        async with self._flushing:
+            ok = await self._drain()
+            if ok:
+                self.full = False
+            else:
+                self._spill()
+            self._gauges()
+            return ok
 
     async def _drain(self) -> bool:
         spool, queue = self.spool, self._queue

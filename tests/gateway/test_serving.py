@@ -305,7 +305,7 @@ async def test_health_ready_metrics_and_openapi(gateway_settings):
         assert (await client.get("/healthz")).json() == {"status": "ok"}
         ready = (await client.get("/readyz")).json()
         assert ready["status"] == "ready"
-        assert ready["checks"] == {"postgres": "ok", "redis": "ok"}
+        assert ready["checks"] == {"postgres": "ok", "redis": "ok", "log": "ok"}
         await client.post("/v1/recommendations", json={"surface": "home_top", "unit_id": "u1"})
         metrics = (await client.get("/metrics")).text
         assert 'abgate_served_total{source="db",surface="home_top"} 1.0' in metrics
