@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from abgate.commands import batch, experiments, loadtest, registry, report, serve
+from abgate.commands import batch, experiments, loadtest, logs, registry, report, serve
 
 app = typer.Typer(
     name="abgate",
@@ -23,6 +23,7 @@ app.add_typer(experiments.app, name="experiments")
 app.add_typer(batch.app, name="batch")
 app.add_typer(registry.app, name="registry")
 app.command("report")(report.report)
+app.add_typer(logs.app, name="logs")
 app.command("loadtest")(loadtest.loadtest)
 
 
