@@ -99,9 +99,12 @@ class BatchingLogger:
         """False while records are refused (spool full under ``spool_full=refuse``)."""
         return not (self.refuse and self.full)
 
-    def put(self, record: Record) -> bool:
-        """Accept a record without waiting; False (and counted) if it is refused or dropped."""
-        if self.refuse and self.full:
+    def put(self, record: Record, *, admitted: bool = False) -> bool:
+        """Accept a record without waiting; False (and counted) if it is refused or dropped.
+
+        ``admitted``: the record of a request let in while ``accepting`` (its answer is already
+        given): it is never refused, only dropped at ``queue_max``."""
+        if self.refuse and self.full and not admitted:
             self.metrics.log_refused.inc()
             return False
         if len(self._queue) >= self.queue_max:
@@ -323,11 +326,11 @@ class LogFanOut:
     def __init__(self, loggers: Sequence[BatchingLogger]) -> None:
         self.loggers = tuple(loggers)
 
-    def put(self, record: Record) -> bool:
+    def put(self, record: Record, *, admitted: bool = False) -> bool:
         """Queue the record for every sink; False if any refused or dropped it."""
         ok = True
         for logger in self.loggers:
-            ok = logger.put(record) and ok
+            ok = logger.put(record, admitted=admitted) and ok
         return ok
 
     @property

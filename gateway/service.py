@@ -200,7 +200,8 @@ class Gateway:
                 {k: attributes[k] for k in logged if k in attributes}
                 if logged and attributes
                 else None,
-            )
+            ),
+            admitted=True,  # answered while the log was accepting (checked in answer())
         )
         self.metrics.exposure_child(route.experiment, route.variant).inc()
 

@@ -261,3 +261,31 @@ async def test_stdout_lines_are_cloud_run_structured_entries_and_sinks_fail_apar
         "logging.googleapis.com/labels",
     }
     assert {k: v for k, v in first.items() if k not in special} == records[0].as_payload()
+
+
+async def test_under_refuse_a_full_spool_refuses_new_records_but_keeps_admitted_ones(tmp_path):
+    root = tmp_path / "archive"
+    root.write_text("in the way")
+    metrics = Metrics()
+    logger = logger_for(
+        ArchiveSink(root, project="p", log_id="l"),
+        metrics,
+        spool=Spool(tmp_path / "spool", max_bytes=20_000),
+        spool_full="refuse",
+    )
+    logger.start()
+    try:
+        for i in range(100):
+            assert logger.put(exposure(i))
+        assert not await logger.flush()
+        assert not logger.accepting
+        assert not logger.put(exposure(100))  # an event arriving now: refused (503)
+        # an answer given while the log still accepted (checked before the read): kept
+        assert logger.put(exposure(101), admitted=True)
+        assert metrics.log_refused._value.get() == 1 and metrics.log_dropped._value.get() == 0
+        root.unlink()
+        assert await logger.flush() and logger.accepting
+        written = ids(archived(root))
+        assert written == [f"e{i}" for i in range(100)] + ["e101"]
+    finally:
+        await logger.aclose()
