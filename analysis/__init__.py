@@ -9,7 +9,15 @@ from analysis.build import ReportOptions, analyse, build_report
 from analysis.errors import AnalysisError, ArchiveError, BigQueryError, NoExposures
 from analysis.render_html import render_html
 from analysis.render_table import render_table
-from analysis.report import Comparison, DailyPoint, MetricResult, Power, Report, VariantSummary
+from analysis.report import (
+    Comparison,
+    DailyPoint,
+    LookEstimate,
+    MetricResult,
+    Power,
+    Report,
+    VariantSummary,
+)
 from analysis.verdict import Decision, GuardrailStatus, VariantVerdict, Verdict, decide
 
 __all__ = [
@@ -21,6 +29,7 @@ __all__ = [
     "DailyPoint",
     "Decision",
     "GuardrailStatus",
+    "LookEstimate",
     "MetricResult",
     "NoExposures",
     "Power",

@@ -3,7 +3,7 @@
 The archive is every ``*.json`` file below a root folder, one JSON LogEntry per line
 (DESIGN.md, "The archive"); a real export downloaded from Cloud Storage reads the same way.
 DuckDB scans the files in parallel, runs the per-unit aggregation of ``analysis.sql`` and
-returns per-(variant, day) sufficient statistics: Python never sees an event.
+returns per-(variant, look day) sufficient statistics: Python never sees an event.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 
 from analysis.errors import ArchiveError
-from analysis.sql import PAYLOAD_FIELDS, Cohort, QueryPlan, build_plan, cohorts_from_rows
+from analysis.sql import PAYLOAD_FIELDS, Look, QueryPlan, build_plan, looks_from_rows
 from experiments import Experiment
 
 VIEW = "abgate_log_entries"
@@ -53,6 +53,9 @@ def archive_connection(
     spill = tempfile.TemporaryDirectory(prefix="abgate-duckdb-")
     con = duckdb.connect(config={"memory_limit": memory_limit, "temp_directory": spill.name})
     con.execute("SET enable_progress_bar = false")
+    # The looks table has one row per day: joining each unit's running rows to it by date
+    # ranges is cheapest as a nested loop (a merge join would sort every row; see sql.py).
+    con.execute("SET nested_loop_join_threshold = 100000")
     try:
         file_list = "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
         try:
@@ -68,15 +71,15 @@ def archive_connection(
         spill.cleanup()
 
 
-def run_plan(con: duckdb.DuckDBPyConnection, plan: QueryPlan, root: Path) -> list[Cohort]:
-    """Execute a DuckDB plan and return its cohorts; driver errors become ArchiveError."""
+def run_plan(con: duckdb.DuckDBPyConnection, plan: QueryPlan, root: Path) -> list[Look]:
+    """Execute a DuckDB plan and return its looks; driver errors become ArchiveError."""
     try:
         cur = con.execute(plan.sql)
         names = [d[0] for d in cur.description]
         rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
     except duckdb.Error as exc:
         raise ArchiveError(f"cannot read archive {root}: {exc}") from exc
-    return cohorts_from_rows(plan, rows)
+    return looks_from_rows(plan, rows)
 
 
 def scan_archive(
@@ -86,8 +89,8 @@ def scan_archive(
     since: datetime | None = None,
     until: datetime | None = None,
     cuped_window: timedelta | None = None,
-) -> tuple[QueryPlan, list[Cohort]]:
-    """Per-(variant, day of first exposure) sufficient statistics of ``experiment``'s metrics."""
+) -> tuple[QueryPlan, list[Look]]:
+    """Per-(variant, look day) sufficient statistics of ``experiment``'s metrics."""
     plan = build_plan(
         experiment, VIEW, dialect="duckdb", since=since, until=until, cuped_window=cuped_window
     )

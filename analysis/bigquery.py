@@ -2,7 +2,7 @@
 
 ``--bigquery PROJECT.DATASET.TABLE`` names a table written by a Cloud Logging sink (a
 ``jsonPayload`` RECORD column with the DESIGN.md payload fields). The statement is
-``analysis.sql``'s, transpiled to BigQuery's dialect; only the per-(variant, day) sufficient
+``analysis.sql``'s, transpiled to BigQuery's dialect; only the per-(variant, look day) sufficient
 statistics are fetched.
 """
 
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from analysis.build import ReportOptions, analyse
 from analysis.errors import BigQueryError
 from analysis.report import Report
-from analysis.sql import Cohort, QueryPlan, build_plan, cohorts_from_rows
+from analysis.sql import Look, QueryPlan, build_plan, looks_from_rows
 from experiments import Experiment
 
 if TYPE_CHECKING:
@@ -58,8 +58,8 @@ def scan_bigquery(
     until: datetime | None = None,
     options: ReportOptions | None = None,
     timeout: float = 600.0,
-) -> tuple[QueryPlan, list[Cohort]]:
-    """Run the aggregation in BigQuery; return the plan and its cohorts."""
+) -> tuple[QueryPlan, list[Look]]:
+    """Run the aggregation in BigQuery; return the plan and its looks."""
     opts = options or ReportOptions()
     plan = build_plan(
         experiment,
@@ -74,7 +74,7 @@ def scan_bigquery(
         rows: list[dict[str, Any]] = [dict(r.items()) for r in job.result(timeout=timeout)]
     except Exception as exc:  # google.api_core raises many types; translate at the edge
         raise BigQueryError(f"BigQuery query on {table} failed: {exc}") from exc
-    return plan, cohorts_from_rows(plan, rows)
+    return plan, looks_from_rows(plan, rows)
 
 
 def _job_config() -> bigquery.QueryJobConfig:
@@ -95,13 +95,13 @@ def build_report_bigquery(
     config_version: int | None = None,
 ) -> Report:
     """Report of ``experiment`` from a BigQuery Cloud Logging sink table."""
-    plan, cohorts = scan_bigquery(
+    plan, looks = scan_bigquery(
         experiment, table, client, since=since, until=until, options=options
     )
     return analyse(
         experiment,
         plan,
-        cohorts,
+        looks,
         alpha=alpha,
         options=options,
         since=since,

@@ -1,7 +1,9 @@
-"""Building a report: from per-(variant, day) sufficient statistics to ``Report``.
+"""Building a report: from per-(variant, look) sufficient statistics to ``Report``.
 
-``analyse`` is pure (cohorts in, report out); ``build_report`` and ``build_report_bigquery``
-add the engine that produces the cohorts.
+``analyse`` is pure (looks in, report out); ``build_report`` and ``build_report_bigquery``
+add the engine that produces the looks. A look is the data as of the end of one UTC day
+(``analysis.sql.Look``); the last look is the whole window, so the fixed-horizon comparisons
+are the last look's, and the sequential test runs over every look.
 """
 
 from __future__ import annotations
@@ -16,8 +18,16 @@ from analysis import stats
 from analysis.aggregates import Aggregates
 from analysis.errors import NoExposures
 from analysis.metrics import compare, cuped_fit, metric_value, moments
-from analysis.report import Comparison, DailyPoint, MetricResult, Power, Report, VariantSummary
-from analysis.sql import Cohort, MetricColumns, QueryPlan
+from analysis.report import (
+    Comparison,
+    DailyPoint,
+    LookEstimate,
+    MetricResult,
+    Power,
+    Report,
+    VariantSummary,
+)
+from analysis.sql import Look, MetricColumns, QueryPlan
 from analysis.verdict import decide
 from experiments import Experiment
 
@@ -42,7 +52,7 @@ def describe_source(source: str) -> str:
     """``Report.source`` in words: "archive PATH" or "BigQuery table P.D.T"."""
     if source.startswith("bigquery:"):
         return f"BigQuery table {source.removeprefix('bigquery:')}"
-    return f"archive {source}" if source else "the given cohorts"
+    return f"archive {source}" if source else "the given looks"
 
 
 def describe_window(since: datetime | None, until: datetime | None) -> str:
@@ -56,25 +66,15 @@ def describe_window(since: datetime | None, until: datetime | None) -> str:
     return f"before {b}" if b else "at any time (no --since/--until)"
 
 
-def _by_variant(cohorts: Iterable[Cohort]) -> dict[str, Aggregates]:
-    out: dict[str, Aggregates] = {}
-    for c in cohorts:
-        out[c.variant] = out.get(c.variant, Aggregates()) + c.stats
-    return out
-
-
-def _cumulative(cohorts: Sequence[Cohort], days: Sequence[date]) -> list[dict[str, Aggregates]]:
-    """Per-variant aggregates of the units enrolled up to each day (running merge)."""
-    by_day: dict[date, list[Cohort]] = {}
-    for c in cohorts:
-        by_day.setdefault(c.day, []).append(c)
-    running: dict[str, Aggregates] = {}
-    out = []
-    for d in days:
-        for c in by_day[d]:
-            running[c.variant] = running.get(c.variant, Aggregates()) + c.stats
-        out.append(dict(running))
-    return out
+def _series(looks: Iterable[Look]) -> list[tuple[date, dict[str, Aggregates]]]:
+    """The looks in day order, each as variant -> aggregates (a variant with no unit yet absent)."""
+    by_day: dict[date, dict[str, Aggregates]] = {}
+    for look in looks:
+        day = by_day.setdefault(look.day, {})
+        if look.variant in day:
+            raise ValueError(f"two looks of variant {look.variant!r} on {look.day}")
+        day[look.variant] = look.stats
+    return sorted(by_day.items())
 
 
 def _comparisons(
@@ -85,6 +85,7 @@ def _comparisons(
     cuped: bool,
 ) -> list[tuple[str, stats.Estimate]]:
     control = str(experiment.control)
+    # θ from this look's data only: a past look must not move when later outcomes arrive.
     pooled = cuped_fit(cols, aggs.values()) if cuped and cols.x else None
     empty = Aggregates()
     c = moments(cols, aggs.get(control, empty), pooled)
@@ -107,26 +108,54 @@ def _variance_reduction(cols: MetricColumns, aggs: Mapping[str, Aggregates]) -> 
     return 1 - adjusted / raw if raw > 0 else math.nan
 
 
-def _sequential_p(
+def _look_p(e: stats.Estimate, tau2: float) -> float:
+    """One look's mSPRT p-value of a comparison (NaN when it cannot be estimated).
+
+    The look's statistic enters Λ as the normal score with the same two-sided tail probability
+    as the look's own test (``stats.normal_score``): exactly diff/se for the z-test of ratio
+    metrics, and slightly below |t| for Welch's t with few units, whose heavier tails the plain
+    diff/se would ignore. So a look's always-valid p is never below its fixed-horizon p.
+    """
+    if math.isnan(e.diff_se) or math.isnan(e.p_value):
+        return math.nan
+    diff = math.copysign(stats.normal_score(e.p_value), e.diff) * e.diff_se
+    return stats.msprt_p_value(diff, e.diff_se**2, tau2)
+
+
+def _metric_looks(
     cols: MetricColumns,
-    daily: Sequence[Mapping[str, Aggregates]],
+    series: Sequence[tuple[date, Mapping[str, Aggregates]]],
     experiment: Experiment,
-    variant: str,
-    tau_rel: float,
-) -> float:
-    """Running minimum over enrolment days of the mSPRT p-value (``stats.msprt_p_value``)."""
-    control = str(experiment.control)
-    final = daily[-1] if daily else {}
-    scale = abs(metric_value(cols, final.get(control, Aggregates())))
-    tau2 = (tau_rel * scale) ** 2
-    p = 1.0
-    for aggs in daily:
-        est = _comparisons(cols, aggs, experiment, 0.05, cuped=False)
-        for v, e in est:
-            if v == variant and not math.isnan(e.diff_se):
-                look = stats.msprt_p_value(e.diff, e.diff_se**2, tau2)
-                p = min(p, look) if not math.isnan(look) else p
-    return p
+    alpha: float,
+    cuped: bool,
+    tau_rel: float | None,
+) -> list[dict[str, tuple[stats.Estimate, LookEstimate]]]:
+    """Per look, per non-control variant: the look's comparison and its sequential record.
+
+    The always-valid p is the running minimum over looks of ``_look_p``, with one τ for the
+    whole series: τ = tau_rel·|control value at the last look| (the current report's control
+    value), τ² its square.
+    """
+    tau2 = math.nan
+    if tau_rel is not None and series:
+        control = series[-1][1].get(str(experiment.control), Aggregates())
+        tau2 = (tau_rel * abs(metric_value(cols, control))) ** 2
+    running: dict[str, float] = {}
+    out: list[dict[str, tuple[stats.Estimate, LookEstimate]]] = []
+    for _, aggs in series:
+        point: dict[str, tuple[stats.Estimate, LookEstimate]] = {}
+        for v, e in _comparisons(cols, aggs, experiment, alpha, cuped):
+            seq: float | None = None
+            if tau_rel is not None:
+                look = _look_p(e, tau2)
+                seq = (
+                    min(running.get(v, 1.0), look) if not math.isnan(look) else running.get(v, 1.0)
+                )
+                running[v] = seq
+            var = e.diff_se**2 if not math.isnan(e.diff_se) else math.nan
+            point[v] = (e, LookEstimate(e.diff, var, e.p_value, seq))
+        out.append(point)
+    return out
 
 
 def _power(
@@ -144,7 +173,7 @@ def _power(
 def analyse(
     experiment: Experiment,
     plan: QueryPlan,
-    cohorts: Sequence[Cohort],
+    looks: Sequence[Look],
     *,
     alpha: float = 0.05,
     options: ReportOptions | None = None,
@@ -154,22 +183,23 @@ def analyse(
     generated_at: datetime | None = None,
     config_version: int | None = None,
 ) -> Report:
-    """The report of ``experiment`` from its cohorts' sufficient statistics, with its verdict.
+    """The report of ``experiment`` from its looks' sufficient statistics, with its verdict.
 
     No I/O. ``source``, ``generated_at`` (default: now) and ``config_version`` (the experiment's
     version in the store, when known) are the report's metadata. NoExposures when there is no
-    cohort: a report of zero units would be a table of dashes with a passing SRM check.
+    look: a report of zero units would be a table of dashes with a passing SRM check.
     """
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-    if not cohorts:
+    if not looks:
         raise NoExposures(
             f"no exposures of experiment '{experiment.key}' in {describe_source(source)} "
             f"{describe_window(since, until)}: check the key, the source and --since/--until"
         )
     opts = options or ReportOptions()
     control = str(experiment.control)
-    aggs = _by_variant(cohorts)
+    series = _series(looks)
+    aggs = dict(series[-1][1]) if series else {}  # the last look: the whole window
     keys = list(experiment.variant_keys) + sorted(set(aggs) - set(experiment.variant_keys))
     variants = {
         k: VariantSummary(
@@ -178,24 +208,41 @@ def analyse(
         for k in keys
     }
     srm = stats.srm_p_value({k: v.units for k, v in variants.items()}, experiment.expected_shares)
-    days = sorted({c.day for c in cohorts})
-    daily_aggs = _cumulative(cohorts, days)
+    new_units: list[dict[str, int]] = []
+    before: Mapping[str, Aggregates] = {}
+    for _, day_aggs in series:
+        new_units.append(
+            {
+                k: (day_aggs[k].count if k in day_aggs else 0)
+                - (before[k].count if k in before else 0)
+                for k in keys
+            }
+        )
+        before = day_aggs
+    enrolment_days = sum(1 for n in new_units if any(n.values()))
     metrics: list[MetricResult] = []
-    daily_lifts: list[dict[str, dict[str, tuple[float, tuple[float, float]]]]] = [{} for _ in days]
+    lifts: list[dict[str, dict[str, tuple[float, tuple[float, float]]]]] = [{} for _ in series]
+    estimates: list[dict[str, dict[str, LookEstimate]]] = [{} for _ in series]
     for cols in plan.metrics:
         cuped = opts.cuped_window is not None and bool(cols.x)
-        ests = _comparisons(cols, aggs, experiment, alpha, cuped)
+        per_look = _metric_looks(cols, series, experiment, alpha, cuped, opts.sequential_tau)
+        last = per_look[-1] if per_look else {}
+        ests = (
+            [(v, e) for v, (e, _) in last.items()]
+            if last
+            else _comparisons(cols, {}, experiment, alpha, cuped)
+        )
         adjusted = stats.holm([e.p_value for _, e in ests])
         control_value = metric_value(cols, aggs.get(control, Aggregates()))
         comps = []
         for (v, e), p_adj in zip(ests, adjusted, strict=True):
             seq = (
-                _sequential_p(cols, daily_aggs, experiment, v, opts.sequential_tau)
+                (last[v][1].p_value_sequential if v in last else 1.0)
                 if opts.sequential_tau
                 else None
             )
             pw = (
-                _power(e.diff_se, control_value, opts.power, opts.target_mde, alpha, len(days))
+                _power(e.diff_se, control_value, opts.power, opts.target_mde, alpha, enrolment_days)
                 if opts.power
                 else None
             )
@@ -218,15 +265,12 @@ def analyse(
                 cuped_variance_reduction=_variance_reduction(cols, aggs) if cuped else None,
             )
         )
-        for i, day_aggs in enumerate(daily_aggs):
-            daily_lifts[i][cols.metric.name] = {
-                v: (e.lift, e.lift_ci)
-                for v, e in _comparisons(cols, day_aggs, experiment, alpha, False)
-            }
-    new_units = {d: {k: 0 for k in keys} for d in days}
-    for c in cohorts:
-        new_units[c.day][c.variant] = new_units[c.day].get(c.variant, 0) + c.stats.count
-    daily = [DailyPoint(d, new_units[d], daily_lifts[i]) for i, d in enumerate(days)]
+        for i, point in enumerate(per_look):
+            lifts[i][cols.metric.name] = {v: (e.lift, e.lift_ci) for v, (e, _) in point.items()}
+            estimates[i][cols.metric.name] = {v: rec for v, (_, rec) in point.items()}
+    daily = [
+        DailyPoint(day, new_units[i], lifts[i], estimates[i]) for i, (day, _) in enumerate(series)
+    ]
     report = Report(
         experiment.key,
         control,
@@ -259,13 +303,13 @@ def build_report(
     from analysis.archive import scan_archive
 
     opts = options or ReportOptions()
-    plan, cohorts = scan_archive(
+    plan, looks = scan_archive(
         experiment, Path(archive), since=since, until=until, cuped_window=opts.cuped_window
     )
     return analyse(
         experiment,
         plan,
-        cohorts,
+        looks,
         alpha=alpha,
         options=opts,
         since=since,

@@ -131,13 +131,29 @@ class VariantSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class LookEstimate:
+    """One comparison as the report saw it at one look (the end of one UTC day)."""
+
+    diff: float
+    var_diff: float  # V = Var(diff) = se², the variance the mSPRT uses
+    p_value: float  # the fixed-horizon p of this look's data
+    p_value_sequential: float | None = None  # running always-valid p up to this look
+
+
+@dataclass(frozen=True, slots=True)
 class DailyPoint:
-    """The state of the experiment at the end of one enrolment day (cumulative)."""
+    """One look: the experiment as of the end of one UTC day (docs/analysts.md, "Looks").
+
+    Every UTC day on which anything was logged is a look; the last one is the whole window.
+    """
 
     day: date
     new_units: dict[str, int]  # units whose first exposure fell on this day
-    # metric name -> variant -> (lift, lift_ci) over every unit enrolled up to this day
+    # metric name -> variant -> (lift, lift_ci) over the units enrolled by the end of this day,
+    # with their outcomes by then (CUPED-adjusted when the metric is)
     lifts: dict[str, dict[str, tuple[float, Interval]]]
+    # metric name -> variant -> the look's comparison (diff, its variance, p-values)
+    estimates: dict[str, dict[str, LookEstimate]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

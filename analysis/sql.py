@@ -1,20 +1,30 @@
-"""The one definition of the per-unit aggregation, generated for DuckDB and BigQuery.
+"""The one definition of the per-look aggregation, generated for DuckDB and BigQuery.
 
 The query is written once, in DuckDB's dialect, against a relation with Cloud Logging's
 ``jsonPayload`` struct column (the local archive read by ``read_json`` and a BigQuery logging
-sink table have the same shape), and transpiled with sqlglot to the engine's dialect. So the
-local and the BigQuery paths cannot drift: they run the same statement.
+sink table have the same shape). DuckDB runs that text as it is; for BigQuery it is transpiled
+with sqlglot. So the local and the BigQuery paths cannot drift: they run the same statement.
 
-What the statement does (DESIGN.md, "Metrics and the report"):
+What the statement does (DESIGN.md, "Metrics and the report"; docs/analysts.md, "Looks"):
 
 1. exposures of this experiment, not ``forced``, inside [since, until), deduplicated by
-   ``event_id``; per unit: the variant of the first exposure, its time, and the exposure count;
+   ``event_id``; per unit: the variant of its first exposure, its time and its UTC day (the
+   enrolment day);
 2. outcomes named by a metric, before ``until``, deduplicated by ``event_id``; joined to the
    unit's first exposure, counted (and their values summed) only at or after it (and, for CUPED,
    separately in the window before it); outcomes of units never exposed drop out of the join;
-3. per-unit metric values (a capped mean metric's total winsorised at its percentile over
-   the pooled units: ``_capped``), reduced per (variant, day of first exposure) to count, means,
+3. exposures and outcomes together, joined to the unit's first exposure: per unit and UTC day
+   on which something of it was logged, that day's increments (exposures, counts, sums), each
+   event on its own day (covariate outcomes, logged before enrolment, on the enrolment day);
+   a running sum per unit gives its totals at the end of each of those days;
+4. the looks: every UTC day on which anything was logged. A unit enters every look from its
+   enrolment day on, with its totals as of the end of that look's day (a range join of each
+   running row to the looks before the unit's next row);
+5. per-unit metric values at each look (a capped mean metric's total winsorised at its
+   percentile over the pooled units of that look: ``_capped``), reduced per (variant, look
+   day) to count, means,
    sample variances and covariances: the sufficient statistics, and nothing else, come back.
+   The last look holds every unit with every event of the window: the fixed-horizon data.
 """
 
 from __future__ import annotations
@@ -24,9 +34,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
-
-import sqlglot
-from sqlglot import exp
 
 from analysis.aggregates import Aggregates
 from experiments import Experiment, Metric
@@ -70,21 +77,14 @@ class QueryPlan:
 
 
 def _lit(value: str) -> str:
-    return exp.Literal.string(value).sql(dialect="duckdb")
+    """A DuckDB string literal (a quote is doubled; backslashes are plain characters)."""
+    return "'" + value.replace("'", "''") + "'"
 
 
-def _ts(value: datetime) -> str:
+def _ts(value: datetime, ts_type: str) -> str:
     if value.tzinfo is not None:
         value = value.astimezone(UTC).replace(tzinfo=None)  # naive = UTC, as the archive's Z times
-    return f"CAST({_lit(value.isoformat() + 'Z')} AS TIMESTAMPTZ)"
-
-
-def _naive_timestamps(node: exp.Expression) -> exp.Expression:
-    # DuckDB's TIMESTAMPTZ needs the ICU extension (not always loadable offline); every time
-    # in the logs is UTC ("...Z"), which DuckDB's plain TIMESTAMP parses to the same instant.
-    if isinstance(node, exp.DataType) and node.this == exp.DataType.Type.TIMESTAMPTZ:
-        return exp.DataType.build("TIMESTAMP")
-    return node
+    return f"CAST({_lit(value.isoformat() + 'Z')} AS {ts_type})"
 
 
 def _outcome_names(experiment: Experiment) -> list[str]:
@@ -100,14 +100,16 @@ def _capped(value: str, metric: Metric) -> str:
     """A mean metric's per-unit total, winsorised at its ``cap`` percentile of all units.
 
     ``LEAST(y, c)`` with c the P-th percentile of y over every unit of the experiment in the
-    window (all arms pooled, so the cap cannot depend on the arm), interpolated between order
+    look (all arms pooled, so the cap cannot depend on the arm), interpolated between order
     statistics (``QUANTILE_CONT``, BigQuery's exact ``PERCENTILE_CONT`` analytic function;
-    numpy's default ``percentile``). The metric then estimates E[min(Y, c)], not E[Y].
+    numpy's default ``percentile``). The metric then estimates E[min(Y, c)], not E[Y]. Each
+    look caps at its own percentile, as a report run that day would have: the last look's is
+    the percentile over every unit of the window.
     """
     if metric.cap is None:
         return value
     p = metric.cap.percentile / 100
-    return f"LEAST({value}, QUANTILE_CONT({value}, {p!r}) OVER ())"
+    return f"LEAST({value}, QUANTILE_CONT({value}, {p!r}) OVER (PARTITION BY look))"
 
 
 def _metric_columns(
@@ -156,7 +158,7 @@ def build_plan(
     until: datetime | None = None,
     cuped_window: timedelta | None = None,
 ) -> QueryPlan:
-    """Generate the per-(variant, day) sufficient-statistics query for ``experiment``.
+    """Generate the per-(variant, look day) sufficient-statistics query for ``experiment``.
 
     ``table`` names a relation with a ``jsonPayload`` struct column: a DuckDB view, or a
     BigQuery ``project.dataset.table``. ``cuped_window`` adds each proportion/mean metric's
@@ -166,36 +168,30 @@ def build_plan(
     index = {n: j for j, n in enumerate(names)}
     metric_cols, value_exprs, pairs = _metric_columns(experiment, index, cuped_window is not None)
     columns = [e.rsplit(" AS ", 1)[1] for e in value_exprs]
+    # Every time in the logs is UTC ("...Z"). BigQuery's TIMESTAMP is an instant; DuckDB's
+    # TIMESTAMPTZ would need the ICU extension (not always loadable offline) and would take
+    # days in the session's time zone, while its plain TIMESTAMP parses "...Z" to the same
+    # instant and casts to the UTC date. So the DuckDB text says TIMESTAMP, and the text
+    # transpiled for BigQuery says TIMESTAMPTZ (sqlglot's name for BigQuery's TIMESTAMP).
+    ts_type = "TIMESTAMPTZ" if dialect == "bigquery" else "TIMESTAMP"
 
     exposure_window = ""
     if since is not None:
-        exposure_window += f" AND ts >= {_ts(since)}"
+        exposure_window += f" AND ts >= {_ts(since, ts_type)}"
     if until is not None:
-        exposure_window += f" AND ts < {_ts(until)}"
+        exposure_window += f" AND ts < {_ts(until, ts_type)}"
     outcome_filter = f"name IN ({', '.join(_lit(n) for n in names)})" if names else "FALSE"
     if until is not None:
-        outcome_filter += f" AND ts < {_ts(until)}"
+        outcome_filter += f" AND ts < {_ts(until, ts_type)}"
 
-    used = " ".join(value_exprs)
-    per_outcome: list[str] = []
-    windows = [("", "o.ts >= f.first_ts")]
-    if cuped_window is not None:
-        secs = int(cuped_window.total_seconds())
-        windows.append(
-            ("pre_", f"o.ts < f.first_ts AND o.ts >= f.first_ts - INTERVAL {secs} SECOND")
-        )
-    for n, j in index.items():
-        is_n = f"o.name = {_lit(n)}"
-        for prefix, window in windows:
-            # Only the per-unit columns some metric reads, to keep the scan lean.
-            if re.search(rf"\b{prefix}cnt_{j}\b", used):
-                per_outcome.append(
-                    f"COUNT(CASE WHEN {is_n} AND {window} THEN 1 END) AS {prefix}cnt_{j}"
-                )
-            if re.search(rf"\b{prefix}sum_{j}\b", used):
-                per_outcome.append(
-                    f"COALESCE(SUM(CASE WHEN {is_n} AND {window} THEN o.value END), 0) AS {prefix}sum_{j}"
-                )
+    counters = _counters(index, " ".join(value_exprs), cuped_window)
+    daily = "".join(f",\n         {expr} AS {name}" for name, expr in counters)
+    running = "".join(
+        f",\n         SUM({name}) OVER (PARTITION BY unit_id ORDER BY day NULLS FIRST"
+        f" ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS {name}"
+        for name in ["exposures", *(n for n, _ in counters)]
+    )
+    carried = "".join(f", r.{name}" for name in ["exposures", *(n for n, _ in counters)])
     stats = ["COUNT(*) AS n"]
     for c in columns:
         stats += [f"AVG({c}) AS m_{c}", f"COALESCE(VAR_SAMP({c}), 0) AS v_{c}"]
@@ -203,7 +199,7 @@ def build_plan(
     fields = ", ".join(f"jsonPayload.{f} AS {f}" for f, _ in PAYLOAD_FIELDS if f != "ts")
     sql = f"""
 WITH src AS (
-  SELECT {fields}, CAST(jsonPayload.ts AS TIMESTAMPTZ) AS ts
+  SELECT {fields}, CAST(jsonPayload.ts AS {ts_type}) AS ts
   FROM {table_reference(table)}
   WHERE jsonPayload.type IN ('exposure', 'outcome')
 ),
@@ -215,7 +211,8 @@ exposure_events AS (
   GROUP BY event_id
 ),
 first_exposure AS (
-  SELECT unit_id, MIN_BY(variant, ts) AS variant, MIN(ts) AS first_ts, COUNT(*) AS exposures
+  SELECT unit_id, MIN_BY(variant, ts) AS variant, MIN(ts) AS first_ts,
+         CAST(MIN(ts) AS DATE) AS first_day
   FROM exposure_events GROUP BY unit_id
 ),
 outcome_events AS (
@@ -224,25 +221,78 @@ outcome_events AS (
   FROM src WHERE type = 'outcome' AND {outcome_filter}
   GROUP BY event_id
 ),
-per_unit AS (
-  SELECT f.unit_id, f.variant, f.first_ts, f.exposures{"".join(", " + p for p in per_outcome)}
-  FROM first_exposure AS f LEFT JOIN outcome_events AS o ON o.unit_id = f.unit_id
-  GROUP BY f.unit_id, f.variant, f.first_ts, f.exposures
+unit_events AS (
+  SELECT unit_id, CAST(ts AS DATE) AS day, 1 AS exposures, CAST(NULL AS VARCHAR) AS name,
+         CAST(NULL AS DOUBLE) AS value, ts
+  FROM exposure_events
+  UNION ALL
+  SELECT unit_id, CAST(ts AS DATE) AS day, 0 AS exposures, name, value, ts FROM outcome_events
+),
+unit_days AS (
+  SELECT f.unit_id, ANY_VALUE(f.variant) AS variant, GREATEST(o.day, f.first_day) AS day,
+         SUM(o.exposures) AS exposures{daily}
+  FROM first_exposure AS f JOIN unit_events AS o ON o.unit_id = f.unit_id
+  GROUP BY f.unit_id, GREATEST(o.day, f.first_day)
+),
+unit_running AS (
+  SELECT unit_id, variant, day,
+         LEAD(day, 1, DATE '9999-12-31') OVER (PARTITION BY unit_id ORDER BY day NULLS FIRST)
+           AS next_day{running}
+  FROM unit_days
+),
+looks AS (
+  SELECT DISTINCT day FROM unit_days
+),
+unit_looks AS (
+  SELECT r.variant, l.day AS look{carried}
+  FROM unit_running AS r JOIN looks AS l ON l.day >= r.day AND l.day < r.next_day
 ),
 unit_values AS (
-  SELECT variant, CAST(first_ts AS DATE) AS day, {", ".join(value_exprs)}
-  FROM per_unit
+  SELECT variant, look, {", ".join(value_exprs)}
+  FROM unit_looks
 )
-SELECT variant, day, {", ".join(stats)}
+SELECT variant, look AS day, {", ".join(stats)}
 FROM unit_values
-GROUP BY variant, day
+GROUP BY variant, look
 ORDER BY variant, day
 """
-    tree = sqlglot.parse_one(sql, read="duckdb")
     if dialect == "duckdb":
-        tree = tree.transform(_naive_timestamps)
-    out = tree.sql(dialect=dialect, pretty=True)
+        return QueryPlan(tuple(metric_cols), tuple(columns), tuple(pairs), sql)
+    import sqlglot  # only for BigQuery: importing it costs a local report ~0.3 s
+
+    out = sqlglot.parse_one(sql, read="duckdb").sql(dialect=dialect, pretty=True)
     return QueryPlan(tuple(metric_cols), tuple(columns), tuple(pairs), out)
+
+
+def _counters(
+    index: Mapping[str, int], used: str, cuped_window: timedelta | None
+) -> list[tuple[str, str]]:
+    """Per (unit, day): the counts and value sums of each outcome that some metric reads.
+
+    ``cnt_j``/``sum_j`` count outcome j at or after the unit's first exposure; with CUPED,
+    ``pre_cnt_j``/``pre_sum_j`` count it in the window before (those land on the enrolment day).
+    """
+    windows = [("", "o.ts >= f.first_ts")]
+    if cuped_window is not None:
+        secs = int(cuped_window.total_seconds())
+        windows.append(
+            ("pre_", f"o.ts < f.first_ts AND o.ts >= f.first_ts - INTERVAL {secs} SECOND")
+        )
+    out: list[tuple[str, str]] = []
+    for n, j in index.items():
+        is_n = f"o.name = {_lit(n)}"
+        for prefix, window in windows:
+            # Only the per-unit columns some metric reads, to keep the scan lean.
+            if re.search(rf"\b{prefix}cnt_{j}\b", used):
+                out.append((f"{prefix}cnt_{j}", f"COUNT(CASE WHEN {is_n} AND {window} THEN 1 END)"))
+            if re.search(rf"\b{prefix}sum_{j}\b", used):
+                out.append(
+                    (
+                        f"{prefix}sum_{j}",
+                        f"COALESCE(SUM(CASE WHEN {is_n} AND {window} THEN o.value END), 0)",
+                    )
+                )
+    return out
 
 
 def table_reference(table: str) -> str:
@@ -250,7 +300,7 @@ def table_reference(table: str) -> str:
     parts = table.split(".")
     if not 1 <= len(parts) <= 3 or not all(parts):
         raise ValueError(f"table {table!r} is not NAME, DATASET.NAME or PROJECT.DATASET.NAME")
-    return ".".join(exp.to_identifier(p, quoted=True).sql(dialect="duckdb") for p in parts)
+    return ".".join('"' + p.replace('"', '""') + '"' for p in parts)
 
 
 def column_names(plan: QueryPlan) -> Sequence[str]:
@@ -260,17 +310,22 @@ def column_names(plan: QueryPlan) -> Sequence[str]:
 
 
 @dataclass(frozen=True, slots=True)
-class Cohort:
-    """Sufficient statistics of the units of one variant whose first exposure fell on ``day``."""
+class Look:
+    """Sufficient statistics of one variant as the report would have seen them on ``day``.
+
+    The units whose first exposure came before the end of UTC day ``day`` (or ``until``, if
+    earlier), each with its metric values from the events logged by then. ``stats.count`` is
+    cumulative: units enrolled on ``day`` are those of this look minus those of the previous.
+    """
 
     variant: str
     day: date
     stats: Aggregates
 
 
-def cohorts_from_rows(plan: QueryPlan, rows: Iterable[Mapping[str, Any]]) -> list[Cohort]:
-    """Turn the query's result rows (as mappings of column name to value) into cohorts."""
-    out: list[Cohort] = []
+def looks_from_rows(plan: QueryPlan, rows: Iterable[Mapping[str, Any]]) -> list[Look]:
+    """Turn the query's result rows (as mappings of column name to value) into looks."""
+    out: list[Look] = []
     for r in rows:
         mean = {c: float(r[f"m_{c}"]) for c in plan.columns}
         var = {c: float(r[f"v_{c}"]) for c in plan.columns}
@@ -280,5 +335,5 @@ def cohorts_from_rows(plan: QueryPlan, rows: Iterable[Mapping[str, Any]]) -> lis
             day = day.date()
         elif isinstance(day, str):
             day = date.fromisoformat(day[:10])
-        out.append(Cohort(str(r["variant"]), day, Aggregates(int(r["n"]), mean, var, cov)))
+        out.append(Look(str(r["variant"]), day, Aggregates(int(r["n"]), mean, var, cov)))
     return out

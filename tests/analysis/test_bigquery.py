@@ -24,7 +24,7 @@ import pytest
 import sqlglot
 
 from analysis import ReportOptions, analyse, build_report
-from analysis.sql import PAYLOAD_FIELDS, build_plan, cohorts_from_rows
+from analysis.sql import PAYLOAD_FIELDS, build_plan, looks_from_rows
 from tests.analysis.analysis_testkit import T0, experiment, simulate_archive
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,7 +35,8 @@ needs_emulator = pytest.mark.skipif(
     not EMULATOR.exists(),
     reason=f"no bqemulator at {EMULATOR} (sh tests/analysis/setup_bqemulator.sh)",
 )
-OPTIONS = ReportOptions(cuped_window=timedelta(days=2))
+# every per-look statistic is in play: CUPED per look and the sequential test over the looks
+OPTIONS = ReportOptions(cuped_window=timedelta(days=2), sequential_tau=0.2)
 
 
 @pytest.fixture(scope="module")
@@ -180,6 +181,18 @@ def test_emulator_report_equals_the_local_report(emulator: str, table: str, arch
     assert sum(v.units for v in local.variants.values()) == 600
     _close(remote.to_dict(), local.to_dict())
     assert [d.new_units for d in remote.daily] == [d.new_units for d in local.daily]
+    assert len(local.daily) >= 3  # one look per day with events
+    for r, lo in zip(remote.daily, local.daily, strict=True):
+        assert r.day == lo.day
+        _close(
+            {m: {v: vars_of(e) for v, e in by.items()} for m, by in r.estimates.items()},
+            {m: {v: vars_of(e) for v, e in by.items()} for m, by in lo.estimates.items()},
+        )
+
+
+def vars_of(e: Any) -> dict[str, Any]:
+    """A LookEstimate as a plain dict (it has slots, no __dict__)."""
+    return {k: getattr(e, k) for k in ("diff", "var_diff", "p_value", "p_value_sequential")}
 
 
 @needs_emulator
@@ -223,8 +236,8 @@ def test_bigquery_sql_transpiled_back_gives_the_local_numbers(archive: Path) -> 
     con.executemany("INSERT INTO logs.events VALUES (?)", rows)
     cur = con.execute(back.replace('"proj".', ""))
     names = [d[0] for d in cur.description]
-    cohorts = cohorts_from_rows(plan_bq, [dict(zip(names, r, strict=True)) for r in cur.fetchall()])
-    remote = analyse(experiment(), plan_bq, cohorts, options=OPTIONS)
+    looks = looks_from_rows(plan_bq, [dict(zip(names, r, strict=True)) for r in cur.fetchall()])
+    remote = analyse(experiment(), plan_bq, looks, options=OPTIONS)
     _close(remote.to_dict(), build_report(experiment(), archive, options=OPTIONS).to_dict())
 
 

@@ -21,7 +21,7 @@ from scipy import optimize
 from scipy import stats as st
 
 from analysis import analyse, build_report
-from analysis.sql import Cohort, build_plan
+from analysis.sql import Look, build_plan
 from tests.analysis.analysis_testkit import (
     EXPERIMENT_YAML,
     T0,
@@ -79,7 +79,8 @@ def test_capped_values_match_numpy_percentile_over_the_events(tmp_path: Path) ->
 def test_cap_is_only_on_the_capped_metric_and_in_the_json() -> None:
     plan = build_plan(experiment(CAPPED_YAML), "t", dialect="bigquery")
     assert plan.sql.count("PERCENTILE_CONT(") == 1
-    assert "PERCENTILE_CONT(CAST(sum_0 AS FLOAT64), 0.9) OVER ()" in plan.sql
+    # each look caps at the percentile of its own units (the last look: every unit)
+    assert "PERCENTILE_CONT(CAST(sum_0 AS FLOAT64), 0.9) OVER (PARTITION BY look)" in plan.sql
     assert "QUANTILE_CONT(" in build_plan(experiment(CAPPED_YAML), "t").sql
     assert "QUANTILE" not in build_plan(experiment(), "t").sql
 
@@ -135,15 +136,13 @@ def test_capping_narrows_the_interval_and_covers_the_capped_truth() -> None:
         rng = np.random.default_rng(50_000 + seed)
         arms = {v: _units(rng, v, N) for v in ("control", "treatment")}
         pairs = [("num2", "den2")]
-        cohorts = [Cohort(v, date(2026, 11, 20), aggregates_of(a, pairs)) for v, a in arms.items()]
+        looks = [Look(v, date(2026, 11, 20), aggregates_of(a, pairs)) for v, a in arms.items()]
         cap = np.percentile(np.concatenate([a["y1"] for a in arms.values()]), P)
         cut = [
-            Cohort(
-                v, date(2026, 11, 20), aggregates_of(a | {"y1": np.minimum(a["y1"], cap)}, pairs)
-            )
+            Look(v, date(2026, 11, 20), aggregates_of(a | {"y1": np.minimum(a["y1"], cap)}, pairs))
             for v, a in arms.items()
         ]
-        c_plain = analyse(plain, plan_plain, cohorts).metrics[1].comparisons[0]
+        c_plain = analyse(plain, plan_plain, looks).metrics[1].comparisons[0]
         c_cap = analyse(capped, plan_capped, cut).metrics[1].comparisons[0]
         widths[0, seed] = c_plain.lift_ci[1] - c_plain.lift_ci[0]
         widths[1, seed] = c_cap.lift_ci[1] - c_cap.lift_ci[0]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from analysis import NoExposures, ReportOptions, analyse, build_report, stats
-from analysis.sql import Cohort, build_plan
+from analysis.sql import Look, build_plan
 from tests.analysis.analysis_testkit import (
     T0,
     ArchiveWriter,
@@ -67,7 +67,7 @@ def test_json_has_exactly_the_design_shape(tmp_path: Path) -> None:
         assert c["variant"] == "treatment" and len(c["diff_ci"]) == 2 and len(c["lift_ci"]) == 2
 
 
-def _three_way(seed: int = 0) -> tuple[list[Cohort], object]:
+def _three_way(seed: int = 0) -> tuple[list[Look], object]:
     import numpy as np
 
     exp = experiment(THREE)
@@ -75,7 +75,7 @@ def _three_way(seed: int = 0) -> tuple[list[Cohort], object]:
     rng = np.random.default_rng(seed)
     means = {"control": 10.0, "b": 10.6, "c": 10.1}
     cohorts = [
-        Cohort(
+        Look(
             v,
             T0.date(),
             aggregates_of({"exposures": np.ones(n), "y0": rng.normal(means[v], 5, n)}, []),

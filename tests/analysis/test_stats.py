@@ -121,3 +121,12 @@ def test_cuped_theta_is_the_regression_slope() -> None:
 def test_mde_of_a_known_design() -> None:
     # 80% power, alpha 0.05: (1.959964 + 0.841621)·se
     assert stats.mde(0.01) == pytest.approx(0.02801585, rel=1e-6)
+
+
+def test_normal_score_inverts_the_two_sided_normal_p_and_shrinks_welch_t() -> None:
+    for z in (0.0, 0.5, 1.96, 4.0, 12.0):
+        assert stats.normal_score(float(2 * st.norm.sf(z))) == pytest.approx(z, abs=1e-9)
+    # a Welch t of 5 on 8 degrees of freedom is weaker evidence than a z of 5
+    p_t = float(2 * st.t.sf(5.0, 8))
+    assert 3.0 < stats.normal_score(p_t) < 5.0
+    assert stats.normal_score(0.0) == math.inf and math.isnan(stats.normal_score(math.nan))
