@@ -360,3 +360,24 @@ def test_sequential_p_is_never_below_the_fixed_horizon_p_of_the_data_seen() -> N
                 1 - 1e-9
             )
     assert checked > 2000
+
+
+def test_a_capped_metric_caps_each_look_at_the_percentile_of_its_own_units(
+    tmp_path: Path,
+) -> None:
+    from tests.analysis.test_capping import CAPPED_YAML  # cap: {percentile: 90} on revenue
+
+    root = novelty_archive(tmp_path, seed=4)
+    events = _payloads(root)
+    rep = build_report(experiment(CAPPED_YAML), root, options=ReportOptions(sequential_tau=TAU))
+    assert len(rep.daily) >= 3
+    for point in rep.daily:
+        units = units_at(events, end_of(point.day))
+        cap = float(np.percentile([u.rev for u in units.values()], 90))
+        capped = [
+            Unit(u.variant, u.conv, min(u.rev, cap), u.clicks, u.exposures) for u in units.values()
+        ]
+        ref = compare(capped, "revenue")
+        got = point.estimates["revenue"]["treatment"]
+        assert got.diff == pytest.approx(ref.diff, rel=1e-9, abs=1e-12), point.day
+        assert got.var_diff == pytest.approx(ref.var, rel=1e-9), point.day
