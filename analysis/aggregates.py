@@ -2,7 +2,7 @@
 
 The engine (DuckDB, BigQuery) reduces per-unit values to, per group: the count, the mean and
 sample variance of each column, and sample covariances of chosen column pairs. ``Aggregates``
-holds them and merges two groups exactly (``a + b``), so daily cohorts add up to the total
+holds them and merges two disjoint groups exactly (``a + b``), so groups of units add up to their union
 without going back to the data.
 
 References:

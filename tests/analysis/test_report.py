@@ -74,7 +74,7 @@ def _three_way(seed: int = 0) -> tuple[list[Look], object]:
     plan = build_plan(exp, "t")
     rng = np.random.default_rng(seed)
     means = {"control": 10.0, "b": 10.6, "c": 10.1}
-    cohorts = [
+    looks = [
         Look(
             v,
             T0.date(),
@@ -82,12 +82,12 @@ def _three_way(seed: int = 0) -> tuple[list[Look], object]:
         )
         for v, n in (("control", 2000), ("b", 1000), ("c", 1000))
     ]
-    return cohorts, plan
+    return looks, plan
 
 
 def test_holm_adjusts_across_the_non_control_variants() -> None:
-    cohorts, plan = _three_way()
-    rep = analyse(experiment(THREE), plan, cohorts)  # type: ignore[arg-type]
+    looks, plan = _three_way()
+    rep = analyse(experiment(THREE), plan, looks)  # type: ignore[arg-type]
     comps = rep.metrics[0].comparisons
     assert [c.variant for c in comps] == ["b", "c"]
     raw = [c.p_value for c in comps]
