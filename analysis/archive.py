@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 
 from analysis.errors import ArchiveError
-from analysis.sql import PAYLOAD_FIELDS, Look, QueryPlan, build_plan, looks_from_rows
+from analysis.sql import QueryPlan, Scan, build_plan, payload_fields, scan_from_rows
 from experiments import Experiment
 
 VIEW = "abgate_log_entries"
@@ -39,7 +39,7 @@ def archive_files(root: Path) -> list[Path]:
 
 @contextmanager
 def archive_connection(
-    root: Path, *, memory_limit: str = "2GB"
+    root: Path, *, memory_limit: str = "2GB", segment: str | None = None
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """A DuckDB connection with a view ``abgate_log_entries`` over the archive's files.
 
@@ -49,7 +49,7 @@ def archive_connection(
     DuckDB's memory; beyond it, operators spill to a private temporary folder.
     """
     files = archive_files(root)
-    struct = ", ".join(f"{name} {typ}" for name, typ in PAYLOAD_FIELDS)
+    struct = ", ".join(f"{name} {typ}" for name, typ in payload_fields(segment))
     spill = tempfile.TemporaryDirectory(prefix="abgate-duckdb-")
     con = duckdb.connect(config={"memory_limit": memory_limit, "temp_directory": spill.name})
     con.execute("SET enable_progress_bar = false")
@@ -71,15 +71,15 @@ def archive_connection(
         spill.cleanup()
 
 
-def run_plan(con: duckdb.DuckDBPyConnection, plan: QueryPlan, root: Path) -> list[Look]:
-    """Execute a DuckDB plan and return its looks; driver errors become ArchiveError."""
+def run_plan(con: duckdb.DuckDBPyConnection, plan: QueryPlan, root: Path) -> Scan:
+    """Execute a DuckDB plan and return what it found; driver errors become ArchiveError."""
     try:
         cur = con.execute(plan.sql)
         names = [d[0] for d in cur.description]
         rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
     except duckdb.Error as exc:
         raise ArchiveError(f"cannot read archive {root}: {exc}") from exc
-    return looks_from_rows(plan, rows)
+    return scan_from_rows(plan, rows)
 
 
 def scan_archive(
@@ -89,10 +89,18 @@ def scan_archive(
     since: datetime | None = None,
     until: datetime | None = None,
     cuped_window: timedelta | None = None,
-) -> tuple[QueryPlan, list[Look]]:
-    """Per-(variant, look day) sufficient statistics of ``experiment``'s metrics."""
+    segment: str | None = None,
+) -> tuple[QueryPlan, Scan]:
+    """Per-(variant, phase, look day[, segment]) sufficient statistics of ``experiment``'s
+    metrics, with its phases and the units excluded by bucket."""
     plan = build_plan(
-        experiment, VIEW, dialect="duckdb", since=since, until=until, cuped_window=cuped_window
+        experiment,
+        VIEW,
+        dialect="duckdb",
+        since=since,
+        until=until,
+        cuped_window=cuped_window,
+        segment=segment,
     )
-    with archive_connection(root) as con:
+    with archive_connection(root, segment=segment) as con:
         return plan, run_plan(con, plan, root)

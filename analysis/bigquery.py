@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from analysis.build import ReportOptions, analyse
 from analysis.errors import BigQueryError
 from analysis.report import Report
-from analysis.sql import Look, QueryPlan, build_plan, looks_from_rows
+from analysis.sql import QueryPlan, Scan, build_plan, scan_from_rows
 from experiments import Experiment
 
 if TYPE_CHECKING:
@@ -58,8 +58,8 @@ def scan_bigquery(
     until: datetime | None = None,
     options: ReportOptions | None = None,
     timeout: float = 600.0,
-) -> tuple[QueryPlan, list[Look]]:
-    """Run the aggregation in BigQuery; return the plan and its looks."""
+) -> tuple[QueryPlan, Scan]:
+    """Run the aggregation in BigQuery; return the plan and what it found."""
     opts = options or ReportOptions()
     plan = build_plan(
         experiment,
@@ -68,13 +68,14 @@ def scan_bigquery(
         since=since,
         until=until,
         cuped_window=opts.cuped_window,
+        segment=opts.segment,
     )
     try:
         job = client.query(plan.sql, job_config=_job_config())
         rows: list[dict[str, Any]] = [dict(r.items()) for r in job.result(timeout=timeout)]
     except Exception as exc:  # google.api_core raises many types; translate at the edge
         raise BigQueryError(f"BigQuery query on {table} failed: {exc}") from exc
-    return plan, looks_from_rows(plan, rows)
+    return plan, scan_from_rows(plan, rows)
 
 
 def _job_config() -> bigquery.QueryJobConfig:
@@ -95,13 +96,13 @@ def build_report_bigquery(
     config_version: int | None = None,
 ) -> Report:
     """Report of ``experiment`` from a BigQuery Cloud Logging sink table."""
-    plan, looks = scan_bigquery(
-        experiment, table, client, since=since, until=until, options=options
-    )
+    plan, scan = scan_bigquery(experiment, table, client, since=since, until=until, options=options)
     return analyse(
         experiment,
         plan,
-        looks,
+        scan.looks,
+        phases=scan.phases,
+        excluded=scan.excluded,
         alpha=alpha,
         options=options,
         since=since,

@@ -86,6 +86,8 @@ class MetricResult:
     margin: float | None = None  # guardrails: accepted relative harm
     cap: float | None = None  # mean metrics: winsorising percentile
     cuped_variance_reduction: float | None = None  # with CUPED: share of unit variance removed
+    stratified: bool = False  # estimates stratified by enrolment phase (analysis/phases.py)
+    phases_dropped: tuple[str, ...] = ()  # phases left out (an arm with fewer than 2 units)
 
     def describe(self) -> str:
         """Kind, role, which way is good, margin, cap and CUPED, in words (table titles)."""
@@ -119,6 +121,9 @@ class MetricResult:
             out["cuped"] = True
             if self.cuped_variance_reduction is not None:
                 out["cuped_variance_reduction"] = _num(self.cuped_variance_reduction)
+        out["stratified"] = self.stratified
+        if self.phases_dropped:
+            out["phases_dropped"] = list(self.phases_dropped)
         return out
 
 
@@ -157,6 +162,95 @@ class DailyPoint:
 
 
 @dataclass(frozen=True, slots=True)
+class PhaseSummary:
+    """One allocation phase: its span, weights, units per arm and sample-ratio check."""
+
+    id: str  # "" for records written before phases existed
+    start: datetime | None
+    end: datetime | None
+    weights: dict[str, float]
+    units: dict[str, int]  # kept units enrolled in this phase, per arm
+    excluded: dict[str, int]  # units excluded by bucket (their arm changed in a later phase)
+    expected_share: dict[str, float]  # of the kept buckets
+    srm_p_value: float
+    srm_p_value_adjusted: float  # Holm across phases
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (``phases`` of the report)."""
+        return {
+            "id": self.id,
+            "start": self.start.isoformat() if self.start else None,
+            "end": self.end.isoformat() if self.end else None,
+            "weights": dict(self.weights),
+            "units": dict(self.units),
+            "excluded": dict(self.excluded),
+            "expected_share": {k: _num(v) for k, v in self.expected_share.items()},
+            "srm_p_value": _num(self.srm_p_value),
+            "srm_p_value_adjusted": _num(self.srm_p_value_adjusted),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class HoldoutComparison:
+    """One arm against the holdout (the units kept out of the experiment, served the default)."""
+
+    metric: str
+    variant: str
+    value_holdout: float
+    value_variant: float
+    diff: float
+    diff_ci: Interval
+    lift: float
+    lift_ci: Interval
+    p_value: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form."""
+        return {
+            "metric": self.metric,
+            "variant": self.variant,
+            "value_holdout": _num(self.value_holdout),
+            "value_variant": _num(self.value_variant),
+            "diff": _num(self.diff),
+            "diff_ci": _ci(self.diff_ci),
+            "lift": _num(self.lift),
+            "lift_ci": _ci(self.lift_ci),
+            "p_value": _num(self.p_value),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Holdout:
+    """The experiment's population against its holdout (docs/analysts.md, "Holdouts")."""
+
+    units: int
+    comparisons: list[HoldoutComparison]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (``holdout`` of the report)."""
+        return {"units": self.units, "comparisons": [c.to_dict() for c in self.comparisons]}
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """The report's figures among the units of one value of the ``--by`` attribute."""
+
+    value: str
+    units: dict[str, int]
+    srm_p_value: float
+    # metric -> comparisons, p_value_adjusted being Holm across segments (per metric and arm)
+    metrics: dict[str, list[Comparison]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (one entry of ``segments.groups``)."""
+        return {
+            "units": dict(self.units),
+            "srm_p_value": _num(self.srm_p_value),
+            "metrics": {k: [c.to_dict() for c in v] for k, v in self.metrics.items()},
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Report:
     """An experiment report, as built by ``build_report``."""
 
@@ -174,6 +268,10 @@ class Report:
     verdict: Verdict | None = None  # set by build (analysis.verdict.decide)
     generated_at: datetime | None = None
     config_version: int | None = None  # the experiment's version in the store, when known
+    phases: list[PhaseSummary] = field(default_factory=list)
+    holdout: Holdout | None = None
+    segment_by: str | None = None  # the ``--by`` attribute
+    segments: list[Segment] = field(default_factory=list)
 
     @property
     def srm_alarm(self) -> bool:
@@ -182,7 +280,10 @@ class Report:
 
     @property
     def srm_p_values(self) -> tuple[float, ...]:
-        """Every SRM p-value the verdict must check (one per check; today the whole report)."""
+        """Every SRM p-value the verdict must check: each phase's, Holm-adjusted across phases
+        (the report's own p when it has no phase list)."""
+        if self.phases:
+            return tuple(p.srm_p_value_adjusted for p in self.phases)
         return (self.srm_p_value,)
 
     def to_dict(self) -> dict[str, Any]:
@@ -197,4 +298,17 @@ class Report:
             "srm": {"p_value": _num(self.srm_p_value), "expected_share": dict(self.expected_share)},
             "metrics": [m.to_dict() for m in self.metrics],
             **({"verdict": self.verdict.to_dict()} if self.verdict is not None else {}),
+            "phases": [p.to_dict() for p in self.phases],
+            **({"holdout": self.holdout.to_dict()} if self.holdout is not None else {}),
+            **(
+                {
+                    "segments": {
+                        "by": self.segment_by,
+                        "exploratory": True,
+                        "groups": {s.value: s.to_dict() for s in self.segments},
+                    }
+                }
+                if self.segment_by is not None
+                else {}
+            ),
         }

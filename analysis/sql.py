@@ -52,7 +52,28 @@ PAYLOAD_FIELDS: tuple[tuple[str, str], ...] = (
     ("forced", "BOOLEAN"),
     ("name", "VARCHAR"),
     ("value", "DOUBLE"),
+    ("phase", "VARCHAR"),
+    ("weights", "STRUCT(variant VARCHAR, weight DOUBLE, lo INTEGER, hi INTEGER)[]"),
+    ("bucket", "INTEGER"),
 )
+HOLDOUT = "__holdout__"  # the variant of holdout exposures (docs/design.md, "Log records")
+DEFAULT_OVERLAP = timedelta(minutes=5)  # replicas switch allocations within seconds of each other
+
+
+def payload_fields(segment: str | None = None) -> tuple[tuple[str, str], ...]:
+    """The payload fields a report reads; with ``segment``, also ``attributes.<segment>``."""
+    if segment is None:
+        return PAYLOAD_FIELDS
+    return (*PAYLOAD_FIELDS, ("attributes", f"STRUCT({_ident(segment)} VARCHAR)"))
+
+
+def _ident(name: str) -> str:
+    """A quoted identifier (an attribute name from the command line)."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}", name) or "." in name:
+        raise ValueError(
+            f"--by {name!r}: an attribute name holds letters, digits, '_' and '-' only"
+        )
+    return '"' + name + '"'
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,12 +178,17 @@ def build_plan(
     since: datetime | None = None,
     until: datetime | None = None,
     cuped_window: timedelta | None = None,
+    segment: str | None = None,
+    overlap: timedelta = DEFAULT_OVERLAP,
 ) -> QueryPlan:
-    """Generate the per-(variant, look day) sufficient-statistics query for ``experiment``.
+    """Generate the per-(variant, phase, look day[, segment]) sufficient-statistics query.
 
     ``table`` names a relation with a ``jsonPayload`` struct column: a DuckDB view, or a
     BigQuery ``project.dataset.table``. ``cuped_window`` adds each proportion/mean metric's
     value in that window before the first exposure as a covariate column ``x<i>``.
+    ``segment`` groups units by that request attribute of their first exposure (``--by``).
+    ``overlap``: a phase still served this long after another started does not constrain the
+    units enrolled in that other one (replicas switch within seconds; analysis/phases.py).
     """
     names = _outcome_names(experiment)
     index = {n: j for j, n in enumerate(names)}
@@ -196,7 +222,23 @@ def build_plan(
     for c in columns:
         stats += [f"AVG({c}) AS m_{c}", f"COALESCE(VAR_SAMP({c}), 0) AS v_{c}"]
     stats += [f"COALESCE(COVAR_SAMP({a}, {b}), 0) AS c_{a}__{b}" for a, b in pairs]
+    stat_names = [x.rsplit(" AS ", 1)[1] for x in stats]
     fields = ", ".join(f"jsonPayload.{f} AS {f}" for f, _ in PAYLOAD_FIELDS if f != "ts")
+    if segment is not None:
+        fields += f", CAST(jsonPayload.attributes.{_ident(segment)} AS VARCHAR) AS segment"
+        seg_any, seg_first = ", ANY_VALUE(segment) AS segment", ", MIN_BY(segment, ts) AS segment"
+        seg_col, seg_carry = ", segment", ", ANY_VALUE(f.segment) AS segment"
+    else:
+        seg_any = seg_first = seg_carry = ""
+        seg_col = ", CAST(NULL AS VARCHAR) AS segment"
+    overlap_s = int(overlap.total_seconds())
+
+    def nulls(kinds: Sequence[str]) -> str:
+        return ", ".join(
+            f"CAST(NULL AS {k}) AS {n}" for n, k in zip(stat_names, kinds, strict=True)
+        )
+
+    no_stats = nulls(["BIGINT"] + ["DOUBLE"] * (len(stat_names) - 1))
     sql = f"""
 WITH src AS (
   SELECT {fields}, CAST(jsonPayload.ts AS {ts_type}) AS ts
@@ -204,16 +246,41 @@ WITH src AS (
   WHERE jsonPayload.type IN ('exposure', 'outcome')
 ),
 exposure_events AS (
-  SELECT event_id, ANY_VALUE(unit_id) AS unit_id, ANY_VALUE(variant) AS variant, ANY_VALUE(ts) AS ts
+  SELECT event_id, ANY_VALUE(unit_id) AS unit_id, ANY_VALUE(variant) AS variant, ANY_VALUE(ts) AS ts,
+         COALESCE(ANY_VALUE(phase), '') AS phase, ANY_VALUE(weights) AS weights,
+         ANY_VALUE(bucket) AS bucket{seg_any}
   FROM src
   WHERE type = 'exposure' AND experiment = {_lit(experiment.key)}
     AND COALESCE(forced, FALSE) = FALSE AND unit_id IS NOT NULL AND ts IS NOT NULL{exposure_window}
   GROUP BY event_id
 ),
+phases AS (
+  SELECT phase, ANY_VALUE(weights) AS weights, MIN(ts) AS start_ts, MAX(ts) AS end_ts
+  FROM exposure_events GROUP BY phase
+),
+phase_arms AS (
+  SELECT p.phase, p.start_ts, p.end_ts, arm.variant AS arm, arm.weight AS weight, arm.lo AS lo,
+         arm.hi AS hi
+  FROM phases AS p CROSS JOIN UNNEST(p.weights) AS u(arm)
+),
 first_exposure AS (
   SELECT unit_id, MIN_BY(variant, ts) AS variant, MIN(ts) AS first_ts,
-         CAST(MIN(ts) AS DATE) AS first_day
+         CAST(MIN(ts) AS DATE) AS first_day, MIN_BY(phase, ts) AS phase,
+         MIN_BY(bucket, ts) AS bucket{seg_first}
   FROM exposure_events GROUP BY unit_id
+),
+moved AS (
+  SELECT f.unit_id, ANY_VALUE(f.variant) AS variant, ANY_VALUE(f.phase) AS phase
+  FROM first_exposure AS f
+  JOIN phases AS k ON k.phase = f.phase
+  JOIN phase_arms AS a ON a.end_ts > k.start_ts + INTERVAL {overlap_s} SECOND
+    AND f.bucket >= a.lo AND f.bucket < a.hi AND a.arm <> f.variant
+  WHERE f.variant <> {_lit(HOLDOUT)}
+  GROUP BY f.unit_id
+),
+enrolled AS (
+  SELECT f.* FROM first_exposure AS f LEFT JOIN moved AS m ON m.unit_id = f.unit_id
+  WHERE m.unit_id IS NULL
 ),
 outcome_events AS (
   SELECT event_id, ANY_VALUE(unit_id) AS unit_id, ANY_VALUE(name) AS name,
@@ -229,13 +296,13 @@ unit_events AS (
   SELECT unit_id, CAST(ts AS DATE) AS day, 0 AS exposures, name, value, ts FROM outcome_events
 ),
 unit_days AS (
-  SELECT f.unit_id, ANY_VALUE(f.variant) AS variant, GREATEST(o.day, f.first_day) AS day,
-         SUM(o.exposures) AS exposures{daily}
-  FROM first_exposure AS f JOIN unit_events AS o ON o.unit_id = f.unit_id
+  SELECT f.unit_id, ANY_VALUE(f.variant) AS variant, ANY_VALUE(f.phase) AS phase{seg_carry},
+         GREATEST(o.day, f.first_day) AS day, SUM(o.exposures) AS exposures{daily}
+  FROM enrolled AS f JOIN unit_events AS o ON o.unit_id = f.unit_id
   GROUP BY f.unit_id, GREATEST(o.day, f.first_day)
 ),
 unit_running AS (
-  SELECT unit_id, variant, day,
+  SELECT unit_id, variant, phase{seg_col if segment else ""}, day,
          LEAD(day, 1, DATE '9999-12-31') OVER (PARTITION BY unit_id ORDER BY day NULLS FIRST)
            AS next_day{running}
   FROM unit_days
@@ -244,17 +311,35 @@ looks AS (
   SELECT DISTINCT day FROM unit_days
 ),
 unit_looks AS (
-  SELECT r.variant, l.day AS look{carried}
+  SELECT r.variant, r.phase{", r.segment" if segment else ""}, l.day AS look{carried}
   FROM unit_running AS r JOIN looks AS l ON l.day >= r.day AND l.day < r.next_day
 ),
 unit_values AS (
-  SELECT variant, look, {", ".join(value_exprs)}
+  SELECT variant, phase{seg_col}, look, {", ".join(value_exprs)}
   FROM unit_looks
 )
-SELECT variant, look AS day, {", ".join(stats)}
+SELECT 'stats' AS kind, variant, phase, segment, look AS day, {", ".join(stats)},
+       CAST(NULL AS {ts_type}) AS start_ts, CAST(NULL AS {ts_type}) AS end_ts,
+       CAST(NULL AS DOUBLE) AS weight, CAST(NULL AS BIGINT) AS lo, CAST(NULL AS BIGINT) AS hi
 FROM unit_values
-GROUP BY variant, look
-ORDER BY variant, day
+GROUP BY variant, phase, segment, look
+UNION ALL
+SELECT 'phase' AS kind, CAST(NULL AS VARCHAR) AS variant, phase, CAST(NULL AS VARCHAR) AS segment,
+       CAST(NULL AS DATE) AS day, {no_stats}, start_ts, end_ts, CAST(NULL AS DOUBLE) AS weight,
+       CAST(NULL AS BIGINT) AS lo, CAST(NULL AS BIGINT) AS hi
+FROM phases
+UNION ALL
+SELECT 'arm' AS kind, arm AS variant, phase, CAST(NULL AS VARCHAR) AS segment,
+       CAST(NULL AS DATE) AS day, {no_stats}, start_ts, end_ts, weight,
+       CAST(lo AS BIGINT) AS lo, CAST(hi AS BIGINT) AS hi
+FROM phase_arms
+UNION ALL
+SELECT 'excluded' AS kind, variant, phase, CAST(NULL AS VARCHAR) AS segment,
+       CAST(NULL AS DATE) AS day, {nulls(["BIGINT"] + ["DOUBLE"] * (len(stat_names) - 1)).replace("CAST(NULL AS BIGINT) AS n", "COUNT(*) AS n", 1)},
+       CAST(NULL AS {ts_type}) AS start_ts, CAST(NULL AS {ts_type}) AS end_ts,
+       CAST(NULL AS DOUBLE) AS weight, CAST(NULL AS BIGINT) AS lo, CAST(NULL AS BIGINT) AS hi
+FROM moved
+GROUP BY variant, phase
 """
     if dialect == "duckdb":
         return QueryPlan(tuple(metric_cols), tuple(columns), tuple(pairs), sql)
@@ -316,24 +401,77 @@ class Look:
     The units whose first exposure came before the end of UTC day ``day`` (or ``until``, if
     earlier), each with its metric values from the events logged by then. ``stats.count`` is
     cumulative: units enrolled on ``day`` are those of this look minus those of the previous.
+    ``phase`` is the allocation phase the units enrolled in ("" for records without one) and
+    ``segment`` the value of the ``--by`` attribute at their first exposure (None without).
     """
 
     variant: str
     day: date
     stats: Aggregates
+    phase: str = ""
+    segment: str | None = None
 
 
-def looks_from_rows(plan: QueryPlan, rows: Iterable[Mapping[str, Any]]) -> list[Look]:
-    """Turn the query's result rows (as mappings of column name to value) into looks."""
-    out: list[Look] = []
+@dataclass(frozen=True, slots=True)
+class PhaseRecord:
+    """A phase as the archive shows it: first and last exposure, and its arms' weights/ranges."""
+
+    id: str
+    start: datetime
+    end: datetime
+    arms: tuple[tuple[str, float, int, int], ...]  # (variant, weight, lo, hi), in bucket order
+
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """What the query returns: the looks, the phases, and the units excluded per phase and arm."""
+
+    looks: list[Look]
+    phases: list[PhaseRecord]
+    excluded: dict[str, dict[str, int]]  # phase -> variant -> units excluded by bucket
+
+
+def _as_date(day: Any) -> date:
+    if isinstance(day, datetime):
+        return day.date()
+    if isinstance(day, str):
+        return date.fromisoformat(day[:10])
+    return day  # type: ignore[no-any-return]
+
+
+def _as_time(ts: Any) -> datetime:
+    if isinstance(ts, str):
+        ts = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)  # type: ignore[no-any-return]
+
+
+def scan_from_rows(plan: QueryPlan, rows: Iterable[Mapping[str, Any]]) -> Scan:
+    """Turn the query's result rows (as mappings of column name to value) into a ``Scan``."""
+    looks: list[Look] = []
+    spans: dict[str, tuple[datetime, datetime]] = {}
+    arms: dict[str, list[tuple[str, float, int, int]]] = {}
+    excluded: dict[str, dict[str, int]] = {}
     for r in rows:
-        mean = {c: float(r[f"m_{c}"]) for c in plan.columns}
-        var = {c: float(r[f"v_{c}"]) for c in plan.columns}
-        cov = {(a, b): float(r[f"c_{a}__{b}"]) for a, b in plan.cov_pairs}
-        day = r["day"]
-        if isinstance(day, datetime):
-            day = day.date()
-        elif isinstance(day, str):
-            day = date.fromisoformat(day[:10])
-        out.append(Look(str(r["variant"]), day, Aggregates(int(r["n"]), mean, var, cov)))
-    return out
+        kind = r["kind"]
+        if kind == "stats":
+            mean = {c: float(r[f"m_{c}"]) for c in plan.columns}
+            var = {c: float(r[f"v_{c}"]) for c in plan.columns}
+            cov = {(a, b): float(r[f"c_{a}__{b}"]) for a, b in plan.cov_pairs}
+            stats = Aggregates(int(r["n"]), mean, var, cov)
+            segment = None if r["segment"] is None else str(r["segment"])
+            looks.append(
+                Look(str(r["variant"]), _as_date(r["day"]), stats, str(r["phase"]), segment)
+            )
+        elif kind == "phase":
+            spans[str(r["phase"])] = (_as_time(r["start_ts"]), _as_time(r["end_ts"]))
+        elif kind == "arm":
+            arms.setdefault(str(r["phase"]), []).append(
+                (str(r["variant"]), float(r["weight"]), int(r["lo"]), int(r["hi"]))
+            )
+        elif kind == "excluded":
+            excluded.setdefault(str(r["phase"]), {})[str(r["variant"])] = int(r["n"])
+    phases = [
+        PhaseRecord(pid, start, end, tuple(sorted(arms.get(pid, ()), key=lambda a: a[2])))
+        for pid, (start, end) in sorted(spans.items(), key=lambda kv: kv[1][0])
+    ]
+    return Scan(looks, phases, excluded)

@@ -115,7 +115,7 @@ def _reference(root: Path) -> dict[str, dict[str, np.ndarray]]:
 def test_duckdb_aggregates_match_an_independent_python_reading(tmp_path: Path) -> None:
     root = simulate_archive(tmp_path, units=800, rates={"control": 0.2, "treatment": 0.3}, seed=7)
     ref = _reference(root)
-    _, looks = scan_archive(experiment(), root)
+    looks = scan_archive(experiment(), root)[1].looks
     last = max(look.day for look in looks)  # the last look: every unit, every outcome
     by_variant = {look.variant: look.stats for look in looks if look.day == last}
     for v, d in ref.items():

@@ -24,7 +24,7 @@ import pytest
 import sqlglot
 
 from analysis import ReportOptions, analyse, build_report
-from analysis.sql import PAYLOAD_FIELDS, build_plan, looks_from_rows
+from analysis.sql import PAYLOAD_FIELDS, build_plan, scan_from_rows
 from tests.analysis.analysis_testkit import T0, experiment, simulate_archive
 
 REPO = Path(__file__).resolve().parents[2]
@@ -144,9 +144,15 @@ def table(emulator: str, archive: Path) -> str:
         "BOOLEAN": "BOOLEAN",
         "DOUBLE": "FLOAT",
         "TIMESTAMP": "TIMESTAMP",
+        "INTEGER": "INTEGER",
     }
-    # a logging sink types RFC 3339 strings such as ts as TIMESTAMP
-    payload = [f(name, bq_type[t]) for name, t in PAYLOAD_FIELDS]
+    # a logging sink types RFC 3339 strings such as ts as TIMESTAMP, and a list of objects as
+    # a REPEATED RECORD
+    arm = [f("variant", "STRING"), f("weight", "FLOAT"), f("lo", "INTEGER"), f("hi", "INTEGER")]
+    payload = [
+        f(name, "RECORD", mode="REPEATED", fields=arm) if name == "weights" else f(name, bq_type[t])
+        for name, t in PAYLOAD_FIELDS
+    ]
     schema = [f("timestamp", "TIMESTAMP"), f("jsonPayload", "RECORD", fields=payload)]
     client.create_dataset("logs", exists_ok=True)
     client.create_table(bigquery.Table("test.logs.abgate_events", schema=schema))
@@ -236,8 +242,15 @@ def test_bigquery_sql_transpiled_back_gives_the_local_numbers(archive: Path) -> 
     con.executemany("INSERT INTO logs.events VALUES (?)", rows)
     cur = con.execute(back.replace('"proj".', ""))
     names = [d[0] for d in cur.description]
-    looks = looks_from_rows(plan_bq, [dict(zip(names, r, strict=True)) for r in cur.fetchall()])
-    remote = analyse(experiment(), plan_bq, looks, options=OPTIONS)
+    scan = scan_from_rows(plan_bq, [dict(zip(names, r, strict=True)) for r in cur.fetchall()])
+    remote = analyse(
+        experiment(),
+        plan_bq,
+        scan.looks,
+        phases=scan.phases,
+        excluded=scan.excluded,
+        options=OPTIONS,
+    )
     _close(remote.to_dict(), build_report(experiment(), archive, options=OPTIONS).to_dict())
 
 

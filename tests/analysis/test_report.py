@@ -34,7 +34,24 @@ metrics:
 def test_json_has_exactly_the_design_shape(tmp_path: Path) -> None:
     root = simulate_archive(tmp_path, units=400, rates={"control": 0.2, "treatment": 0.25})
     d = json.loads(json.dumps(build_report(experiment(), root).to_dict()))
-    assert list(d) == ["experiment", "control", "alpha", "variants", "srm", "metrics", "verdict"]
+    assert list(d) == [
+        "experiment",
+        "control",
+        "alpha",
+        "variants",
+        "srm",
+        "metrics",
+        "verdict",
+        "phases",
+    ]
+    # records without phase fields: one phase, the file's weights, nothing excluded
+    (phase,) = d["phases"]
+    assert (phase["id"], phase["weights"], phase["excluded"]) == (
+        "",
+        {"control": 50.0, "treatment": 50.0},
+        {},
+    )
+    assert phase["srm_p_value"] == d["srm"]["p_value"]
     assert list(d["verdict"]) == ["decision", "reason", "variants"]
     assert d["verdict"]["decision"] in ("ship", "do_not_ship", "keep_running", "invalid")
     assert list(d["verdict"]["variants"]["treatment"]) == [
@@ -53,7 +70,16 @@ def test_json_has_exactly_the_design_shape(tmp_path: Path) -> None:
     # no metric says primary: the first non-guardrail one is, and the JSON says so
     assert [m["role"] for m in d["metrics"]] == ["primary", "secondary", "secondary"]
     for m in d["metrics"]:
-        assert list(m) == ["name", "kind", "role", "direction", "values", "comparisons"]
+        assert list(m) == [
+            "name",
+            "kind",
+            "role",
+            "direction",
+            "values",
+            "comparisons",
+            "stratified",
+        ]
+        assert m["stratified"] is False
         (c,) = m["comparisons"]
         assert list(c) == [
             "variant",
