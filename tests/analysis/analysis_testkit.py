@@ -78,8 +78,13 @@ class ArchiveWriter:
         experiment: str = "home-recs-demo",
         forced: bool = False,
         event_id: str | None = None,
+        phase: tuple[str, list[tuple[str, float]]] | None = None,
+        bucket: int | None = None,
+        holdout: bool = False,
+        attributes: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Log an exposure of ``unit`` in ``variant`` at ``ts``."""
+        """Log an exposure of ``unit`` in ``variant`` at ``ts``; ``phase`` = (id, weights) adds
+        the phase fields as the gateway writes them (experiments/allocation.py)."""
         p: dict[str, Any] = {
             "type": "exposure", "event_id": event_id or f"e{next(self._ids)}", "ts": iso(ts),
             "experiment": experiment, "variant": variant, "unit_id": unit, "surface": "home_top",
@@ -88,6 +93,23 @@ class ArchiveWriter:
         }  # fmt: skip
         if forced:
             p["forced"] = True
+        if phase is not None:
+            from experiments import bucket_bounds
+
+            pid, weights = phase
+            bounds = bucket_bounds([w for _, w in weights])
+            lows = (0, *bounds[:-1])
+            p["phase"] = pid
+            p["weights"] = [
+                {"variant": v, "weight": w, "lo": lo, "hi": hi}
+                for (v, w), lo, hi in zip(weights, lows, bounds, strict=True)
+            ]
+        if bucket is not None:
+            p["bucket"] = bucket
+        if holdout:
+            p["holdout"] = True
+        if attributes:
+            p["attributes"] = attributes
         return self.entry(p, ts)
 
     def outcome(

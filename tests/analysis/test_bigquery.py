@@ -133,6 +133,22 @@ def emulator(emulator_endpoints: Endpoints) -> str:
 
 @pytest.fixture(scope="module")
 def table(emulator: str, archive: Path) -> str:
+    return _load(emulator, archive, "abgate_events")
+
+
+@pytest.fixture(scope="module")
+def ramp_table(emulator: str, ramp_archive: Path) -> str:
+    return _load(emulator, ramp_archive, "abgate_ramp")
+
+
+@pytest.fixture(scope="module")
+def ramp_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.analysis.test_phased_report import ramped_archive
+
+    return ramped_archive(tmp_path_factory.mktemp("ramp"), n=600, holdout=100)[0]
+
+
+def _load(emulator: str, archive: Path, name: str) -> str:
     from google.cloud import bigquery
 
     from analysis.bigquery import make_client
@@ -155,11 +171,11 @@ def table(emulator: str, archive: Path) -> str:
     ]
     schema = [f("timestamp", "TIMESTAMP"), f("jsonPayload", "RECORD", fields=payload)]
     client.create_dataset("logs", exists_ok=True)
-    client.create_table(bigquery.Table("test.logs.abgate_events", schema=schema))
+    client.create_table(bigquery.Table(f"test.logs.{name}", schema=schema))
     rows = _payloads(archive)
     for i in range(0, len(rows), 2000):
-        assert client.insert_rows_json("test.logs.abgate_events", rows[i : i + 2000]) == []
-    return "test.logs.abgate_events"
+        assert client.insert_rows_json(f"test.logs.{name}", rows[i : i + 2000]) == []
+    return f"test.logs.{name}"
 
 
 def _close(a: Any, b: Any) -> None:
@@ -194,6 +210,19 @@ def test_emulator_report_equals_the_local_report(emulator: str, table: str, arch
             {m: {v: vars_of(e) for v, e in by.items()} for m, by in r.estimates.items()},
             {m: {v: vars_of(e) for v, e in by.items()} for m, by in lo.estimates.items()},
         )
+
+
+@needs_emulator
+def test_emulator_report_of_a_ramp_equals_the_local_report(
+    emulator: str, ramp_table: str, ramp_archive: Path
+) -> None:
+    from analysis.bigquery import build_report_bigquery, make_client
+
+    remote = build_report_bigquery(experiment(), ramp_table, make_client("test", endpoint=emulator))
+    local = build_report(experiment(), ramp_archive)
+    assert len(local.phases) == 2 and local.metrics[0].stratified
+    assert local.holdout is not None and sum(p.excluded.get("control", 0) for p in local.phases)
+    _close(remote.to_dict(), local.to_dict())
 
 
 def vars_of(e: Any) -> dict[str, Any]:
