@@ -3,7 +3,8 @@
 AnalysisError
  ├── ArchiveError         the log archive is missing, empty or unreadable
  ├── BigQueryError        the BigQuery job failed or the table reference is invalid
- └── NoExposures          the source holds no exposure of the experiment in the window
+ ├── NoExposures          the source holds no exposure of the experiment in the window
+ └── BadSegment           ``--by`` names something that cannot be an attribute
 """
 
 from __future__ import annotations
@@ -27,3 +28,7 @@ class NoExposures(AnalysisError):
     A report of zero units would show dashes and a passing SRM check; this says what was read
     instead, so a wrong key, archive or window is seen at once.
     """
+
+
+class BadSegment(AnalysisError):
+    """``--by`` is not a plain attribute name (letters, digits, ``_`` and ``-``)."""

@@ -10,6 +10,7 @@ per day. A lift is green only when its interval excludes zero in the metric's go
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from html import escape
 
 from analysis.report import MetricResult, Report
@@ -125,6 +126,70 @@ def _metadata(r: Report) -> str:
     return f'<table class="meta">{body}</table>'
 
 
+def _phases(r: Report) -> str:
+    """The allocation phases: span, weights, kept and excluded units, SRM per phase."""
+    if len(r.phases) <= 1 and not any(p.excluded for p in r.phases):
+        return ""
+
+    def when(t: datetime | None) -> str:
+        return f"{t:%Y-%m-%d %H:%M}" if t else ""
+
+    body = "".join(
+        ('<tr class="bad">' if p.srm_p_value_adjusted < 0.001 else "<tr>")
+        + f"<td><code>{escape(p.id or '(none logged)')}</code></td>"
+        + f"<td>{when(p.start)}</td><td>{when(p.end)}</td>"
+        + f"<td>{escape('/'.join(f'{w:g}' for w in p.weights.values()))}</td>"
+        + f"<td>{escape(', '.join(f'{k} {n}' for k, n in p.units.items()))}</td>"
+        + f"<td>{escape(', '.join(f'{k} {n}' for k, n in p.excluded.items()) or '0')}</td>"
+        + f"<td>{_n(p.srm_p_value)}</td><td>{_n(p.srm_p_value_adjusted)}</td></tr>"
+        for p in r.phases
+    )
+    return (
+        '<h2>Allocation phases</h2><p class="muted">Each phase\'s units are checked against the '
+        "shares of its kept buckets (Holm across phases); units whose arm changed in a later "
+        "phase are excluded by bucket; estimates are stratified by enrolment phase.</p>"
+        "<table><tr><th>phase</th><th>from</th><th>to</th><th>weights</th><th>units</th>"
+        f"<th>excluded</th><th>SRM p</th><th>p Holm</th></tr>{body}</table>"
+    )
+
+
+def _holdout(r: Report) -> str:
+    if r.holdout is None:
+        return ""
+    rows = "".join(
+        f"<tr><td>{escape(c.metric)}</td><td>{escape(c.variant)}</td><td>{_n(c.value_holdout)}</td>"
+        f"<td>{_n(c.value_variant)}</td><td>{_n(c.diff)}</td>"
+        f"<td>[{_n(c.diff_ci[0])}, {_n(c.diff_ci[1])}]</td><td>{_pct(c.lift)}</td>"
+        f"<td>{_p(c.p_value, r.alpha)}</td></tr>"
+        for c in r.holdout.comparisons
+    )
+    return (
+        f"<h2>Against the holdout ({r.holdout.units} units)</h2>"
+        "<table><tr><th>metric</th><th>variant</th><th>holdout</th><th>variant value</th>"
+        f"<th>diff</th><th>diff CI</th><th>lift</th><th>p</th></tr>{rows}</table>"
+    )
+
+
+def _segments(r: Report) -> str:
+    if r.segment_by is None:
+        return ""
+    rows = "".join(
+        f"<tr><td>{escape(m)}</td><td>{escape(s.value)}</td><td>{escape(c.variant)}</td>"
+        f"<td>{_n(c.diff)}</td><td>[{_n(c.diff_ci[0])}, {_n(c.diff_ci[1])}]</td>"
+        f"<td>{_pct(c.lift)}</td><td>{_p(c.p_value, r.alpha)}</td>"
+        f"<td>{_p(c.p_value_adjusted, r.alpha)}</td></tr>"
+        for s in r.segments
+        for m, comps in s.metrics.items()
+        for c in comps
+    )
+    return (
+        f'<h2>Segments by {escape(r.segment_by)} (exploratory)</h2><p class="muted">p-values '
+        "Holm-adjusted across segments; an effect in one segment is a hypothesis to test.</p>"
+        "<table><tr><th>metric</th><th>segment</th><th>variant</th><th>diff</th><th>diff CI</th>"
+        f"<th>lift</th><th>p</th><th>p Holm</th></tr>{rows}</table>"
+    )
+
+
 def render_html(report: Report) -> str:
     """The report as a standalone HTML page: the verdict first, then what the table shows."""
     r = report
@@ -176,11 +241,14 @@ def render_html(report: Report) -> str:
 <p class="muted">control: {escape(r.control)}</p>
 <table><tr><th>variant</th><th>units</th><th>share</th><th>expected</th><th>exposures</th></tr>{summary}</table>
 {srm}
+{_phases(r)}
 <h2>Lift by metric ({level} CI)</h2>
 <p class="muted">Green: the interval excludes zero in the metric's good direction; red: in the
 bad direction; grey: it does not exclude zero.</p>
 {forest_plot(rows)}
 {"".join(_metric_table(m, r) for m in r.metrics)}
+{_holdout(r)}
+{_segments(r)}
 <h2>Cumulative lift by enrolment day</h2>
 <p class="muted">Units enrolled up to each day, with all their outcomes so far.</p>
 {"".join(over_time)}

@@ -102,5 +102,82 @@ def render_table(report: Report, console: Console) -> None:
         )
     else:
         console.print(f"SRM check: p = {srm} (ok)", highlight=False)
+    if len(report.phases) > 1 or any(p.excluded for p in report.phases):
+        console.print(phase_table(report))
     for m in report.metrics:
         console.print(_metric_table(m, report))
+    if report.holdout is not None:
+        console.print(holdout_table(report))
+    if report.segment_by is not None:
+        console.print(
+            f"[yellow]Segments by {report.segment_by}: exploratory[/] (p-values Holm-adjusted "
+            "across segments; an effect in one segment is a hypothesis to test, not a finding)"
+        )
+        for table in segment_tables(report):
+            console.print(table)
+
+
+def phase_table(report: Report) -> Table:
+    """One row per allocation phase: span, weights, kept and excluded units, SRM."""
+    t = Table(
+        title="Allocation phases (SRM per phase against its kept buckets; Holm across phases)"
+    )
+    for col in ("phase", "from", "to", "weights", "units", "excluded", "SRM p", "p Holm"):
+        t.add_column(col, justify="right" if col in ("SRM p", "p Holm") else "left")
+    for p in report.phases:
+        style = "bold red" if p.srm_p_value_adjusted < 0.001 else ""
+        t.add_row(
+            p.id or "(none logged)",
+            f"{p.start:%Y-%m-%d %H:%M}" if p.start else "",
+            f"{p.end:%Y-%m-%d %H:%M}" if p.end else "",
+            "/".join(f"{w:g}" for w in p.weights.values()),
+            ", ".join(f"{k} {n}" for k, n in p.units.items()),
+            ", ".join(f"{k} {n}" for k, n in p.excluded.items()) or "0",
+            _f(p.srm_p_value),
+            _f(p.srm_p_value_adjusted),
+            style=style,
+        )
+    return t
+
+
+def holdout_table(report: Report) -> Table:
+    """Each arm against the holdout (units kept out of the experiment, served the default)."""
+    assert report.holdout is not None
+    t = Table(title=f"Against the holdout ({report.holdout.units} units)")
+    for col in ("metric", "variant", "holdout", "variant value", "diff", "diff CI", "lift", "p"):
+        t.add_column(col, justify="left" if col in ("metric", "variant") else "right")
+    for c in report.holdout.comparisons:
+        t.add_row(
+            c.metric,
+            c.variant,
+            _f(c.value_holdout),
+            _f(c.value_variant),
+            _f(c.diff),
+            _ci(c.diff_ci),
+            _pct(c.lift),
+            _p(c.p_value, report.alpha),
+        )
+    return t
+
+
+def segment_tables(report: Report) -> list[Table]:
+    """One table per metric: each segment's comparison, p Holm-adjusted across segments."""
+    out = []
+    for m in report.metrics:
+        t = Table(title=f"{m.name} by {report.segment_by}")
+        for col in ("segment", "variant", "units", "diff", "diff CI", "lift", "p", "p Holm"):
+            t.add_column(col, justify="left" if col in ("segment", "variant") else "right")
+        for seg in report.segments:
+            for c in seg.metrics.get(m.name, []):
+                t.add_row(
+                    seg.value,
+                    c.variant,
+                    ", ".join(f"{k} {n}" for k, n in seg.units.items()),
+                    _f(c.diff),
+                    _ci(c.diff_ci),
+                    _pct(c.lift),
+                    _p(c.p_value, report.alpha),
+                    _p(c.p_value_adjusted, report.alpha),
+                )
+        out.append(t)
+    return out

@@ -36,6 +36,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 from analysis.aggregates import Aggregates
+from analysis.errors import BadSegment
 from experiments import Experiment, Metric
 
 Dialect = Literal["duckdb", "bigquery"]
@@ -69,8 +70,8 @@ def payload_fields(segment: str | None = None) -> tuple[tuple[str, str], ...]:
 
 def _ident(name: str) -> str:
     """A quoted identifier (an attribute name from the command line)."""
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}", name) or "." in name:
-        raise ValueError(
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_\-]{0,127}", name):
+        raise BadSegment(
             f"--by {name!r}: an attribute name holds letters, digits, '_' and '-' only"
         )
     return '"' + name + '"'

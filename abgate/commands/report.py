@@ -167,6 +167,12 @@ def report(
         min=1e-6,
         help="With --power: days until this relative MDE (0.02 = 2%)",
     ),
+    by: str | None = typer.Option(
+        None,
+        "--by",
+        help="Also give the figures per value of this logged request attribute "
+        "(the surface's log_attributes); exploratory, Holm across segments",
+    ),
 ) -> None:
     """Experiment report: a verdict, lift with confidence intervals, SRM check, Holm p-values."""
     from analysis import AnalysisError, ReportOptions, build_report, render_html, render_table
@@ -186,6 +192,7 @@ def report(
         sequential_tau=sequential_tau if sequential else None,
         power=power_level if power else None,
         target_mde=target_mde if power else None,
+        segment=by,
     )
     window = {"since": _when(since, "--since"), "until": _when(until, "--until")}
     try:

@@ -220,3 +220,33 @@ def test_key_form_with_an_unreachable_store_exits_3_in_one_line(
     assert r.exit_code == 3 and "Traceback" not in r.output
     (line,) = r.stderr.strip().splitlines()
     assert line.startswith("error cannot read the experiment store (Postgres schema abgate)")
+
+
+def test_a_ramped_archive_reports_its_phases_holdout_and_segments_in_every_format(
+    tmp_path: Path, config: Path
+) -> None:
+    from tests.analysis.test_phased_report import ramped_archive
+
+    root = ramped_archive(tmp_path / "ramp", n=400, holdout=60)[0]
+    base = ["report", "-c", str(config), "-a", str(root), "--by", "platform"]
+    table = runner.invoke(app, [*base, "--format", "table"], env={"COLUMNS": "200"})
+    assert table.exit_code == 0, table.output
+    assert "Allocation phases" in table.output and "aaaaaaaaaaaa" in table.output
+    assert "Against the holdout (60 units)" in table.output
+    assert "Segments by platform: exploratory" in table.output
+    d = json.loads(runner.invoke(app, [*base, "--format", "json"]).stdout)
+    assert [p["id"] for p in d["phases"]] == ["aaaaaaaaaaaa", "bbbbbbbbbbbb"]
+    assert d["segments"]["by"] == "platform" and d["segments"]["exploratory"] is True
+    assert set(d["segments"]["groups"]) == {"ios", "android"}
+    assert d["holdout"]["units"] == 60
+    html = tmp_path / "r.html"
+    assert runner.invoke(app, [*base, "--format", "html", "-o", str(html)]).exit_code == 0
+    page = html.read_text()
+    assert "Allocation phases" in page and "Segments by platform" in page and "holdout" in page
+
+
+def test_a_by_that_is_not_an_attribute_name_is_one_clear_line(archive: Path, config: Path) -> None:
+    r = runner.invoke(app, ["report", "-c", str(config), "-a", str(archive), "--by", "a b"])
+    assert r.exit_code == 1
+    assert "--by 'a b': an attribute name holds letters, digits" in r.output
+    assert "Traceback" not in r.output
