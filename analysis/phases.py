@@ -140,13 +140,15 @@ def plan_phases(phases: Iterable[Phase], *, overlap: timedelta = timedelta(0)) -
     """Kept bucket ranges, expected shares and excluded buckets of each phase.
 
     For units enrolled in phase k, variant v keeps the buckets that map to v in phase k and in
-    every other phase j with ``j.end > k.start + overlap``: any phase the unit may be served
-    under after enrolling. A recurring allocation (90/10 → 50/50 → 90/10) is one phase whose
-    start and end span the other, so both constrain each other. A change of traffic or
-    targeting alone (same weights, new id) excludes nothing.
+    every other phase j the unit may be served under after enrolling: j started after k
+    (``j.start > k.start``), or an earlier j was still served more than ``overlap`` after k
+    started (``j.end > k.start + overlap``). A recurring allocation (90/10 → 50/50 → 90/10) is
+    one phase whose start and end span the other, so both constrain each other. A change of
+    traffic or targeting alone (same weights, new id) excludes nothing.
 
     ``overlap`` tolerates replicas that still serve the old phase for a moment after the new one
-    started (config polling): with 0, a phase that ended even a second after k started counts.
+    started (config polling): an earlier phase seen only that long into k is that lag, not a
+    return to the old allocation. Phases that started after k always count, however short.
 
     Expected share of v in phase k = |kept(k, v)| / Σ_u |kept(k, u)| (buckets are uniform, so
     the kept units split in proportion to the kept bucket counts).
@@ -161,7 +163,9 @@ def plan_phases(phases: Iterable[Phase], *, overlap: timedelta = timedelta(0)) -
         raise ValueError(f"phase ids must be distinct (one phase per allocation), repeated: {dup}")
     out = []
     for k in ordered:
-        others = [j for j in ordered if j.id != k.id and j.end > k.start + overlap]
+        others = [
+            j for j in ordered if j.id != k.id and (j.start > k.start or j.end > k.start + overlap)
+        ]
         kept = _kept_ranges(k, others)
         sizes = {v: sum(hi - lo for lo, hi in rs) for v, rs in kept.items()}
         total = sum(sizes.values())

@@ -188,8 +188,9 @@ def build_plan(
     BigQuery ``project.dataset.table``. ``cuped_window`` adds each proportion/mean metric's
     value in that window before the first exposure as a covariate column ``x<i>``.
     ``segment`` groups units by that request attribute of their first exposure (``--by``).
-    ``overlap``: a phase still served this long after another started does not constrain the
-    units enrolled in that other one (replicas switch within seconds; analysis/phases.py).
+    ``overlap``: an earlier phase seen up to this long after a later one started is replicas
+    switching, not the old allocation served again (the rule is analysis/phases.py's
+    ``plan_phases``, which the report uses for the expected shares).
     """
     names = _outcome_names(experiment)
     index = {n: j for j, n in enumerate(names)}
@@ -274,7 +275,8 @@ moved AS (
   SELECT f.unit_id, ANY_VALUE(f.variant) AS variant, ANY_VALUE(f.phase) AS phase
   FROM first_exposure AS f
   JOIN phases AS k ON k.phase = f.phase
-  JOIN phase_arms AS a ON a.end_ts > k.start_ts + INTERVAL {overlap_s} SECOND
+  JOIN phase_arms AS a ON a.phase <> k.phase
+    AND (a.start_ts > k.start_ts OR a.end_ts > k.start_ts + INTERVAL {overlap_s} SECOND)
     AND f.bucket >= a.lo AND f.bucket < a.hi AND a.arm <> f.variant
   WHERE f.variant <> {_lit(HOLDOUT)}
   GROUP BY f.unit_id

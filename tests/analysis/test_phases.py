@@ -113,14 +113,18 @@ def test_a_traffic_only_change_excludes_nothing() -> None:
         assert keep.expected_share == pytest.approx({"control": 0.7, "treatment": 0.3})
 
 
-def test_overlap_tolerates_replicas_still_serving_the_old_phase() -> None:
+def test_replicas_still_serving_the_old_phase_do_not_constrain_the_new_one() -> None:
     a = Phase("a", T0, T0 + timedelta(hours=10, seconds=5), ct(90, 10))  # stale for 5 s
     b = Phase("b", T0 + timedelta(hours=10), T0 + timedelta(hours=20), ct(50, 50))
-    strict = plan_phases([a, b])
-    assert strict["b"].kept == {"control": ((0, 5000),), "treatment": ((9000, 10000),)}
-    tolerant = plan_phases([a, b], overlap=timedelta(minutes=1))
-    assert tolerant["b"].excluded_buckets == 0
-    assert tolerant["a"].kept == strict["a"].kept  # a's units can still meet b later
+    plan = plan_phases([a, b], overlap=timedelta(minutes=1))
+    assert plan["b"].excluded_buckets == 0 and plan["b"].against == ()
+    assert plan["a"].kept == {"control": ((0, 5000),), "treatment": ((9000, 10000),)}
+    # ... with a tolerance: with none, the stale seconds count as serving a again
+    assert plan_phases([a, b], overlap=timedelta(0))["b"].against == ("a",)
+    # a later phase always constrains an earlier one, however soon it came
+    soon = Phase("b", T0 + timedelta(seconds=30), T0 + timedelta(minutes=2), ct(50, 50))
+    early = Phase("a", T0, T0 + timedelta(seconds=31), ct(90, 10))
+    assert plan_phases([early, soon])["a"].against == ("b",)
 
 
 def test_an_added_arm_owns_nothing_before_it_exists_and_moves_buckets_after() -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -32,3 +34,19 @@ async def serving(settings: Settings, app: Starlette | None = None) -> AsyncIter
     finally:
         server.should_exit = True
         await task
+
+
+def sqlite_registry(root: Path) -> tuple[Any, Any]:
+    """A sqlite MLflow registry with home_recs versions 1 (@champion) and 2: the
+    ``MlflowRegistry`` over it and an ``MlflowClient`` to read it back."""
+    from mlflow import MlflowClient
+
+    from registry import MlflowRegistry
+
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.create_registered_model("home_recs")
+    for _ in ("1", "2"):
+        client.create_model_version("home_recs", source=(root / "model").as_uri())
+    client.set_registered_model_alias("home_recs", "champion", "1")
+    return MlflowRegistry(uri), client

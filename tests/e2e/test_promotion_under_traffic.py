@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from experiments.postgres import create_pool
-from tests.e2e.helpers import serving
+from tests.e2e.helpers import serving, sqlite_registry
 from tests.gateway.helpers import EXPERIMENT, load_demo_data, read_archive, settings_for
 
 pytest.importorskip("mlflow")
@@ -37,21 +35,6 @@ surfaces:
 FOLLOW_BOUND = 5.0  # seconds for the gateway to see the alias move (it polls every 0.05 s)
 
 
-def _mlflow_registry(root: Path) -> Any:
-    """A sqlite MLflow registry with home_recs versions 1 (@champion) and 2."""
-    from mlflow import MlflowClient
-
-    from registry import MlflowRegistry
-
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    client.create_registered_model("home_recs")
-    for _ in ("1", "2"):
-        client.create_model_version("home_recs", source=(root / "model").as_uri())
-    client.set_registered_model_alias("home_recs", "champion", "1")
-    return MlflowRegistry(uri), client
-
-
 async def test_promotion_mid_experiment_keeps_arms_pinned_and_moves_the_defaults(
     pg_dsn, redis_url, schema, redis_prefix, experiments_dir, archive_dir, tmp_path
 ):
@@ -60,7 +43,7 @@ async def test_promotion_mid_experiment_keeps_arms_pinned_and_moves_the_defaults
     await load_demo_data(pg_dsn, schema, units=50)
     (experiments_dir / "surfaces.yaml").write_text(SURFACES)
     (experiments_dir / "home-exp.yaml").write_text(EXPERIMENT)
-    registry, client = await asyncio.to_thread(_mlflow_registry, tmp_path)
+    registry, client = await asyncio.to_thread(sqlite_registry, tmp_path)
     settings = settings_for(
         pg_dsn, redis_url, schema, redis_prefix, experiments_dir, archive_dir, alias_refresh=0.05
     )
