@@ -250,7 +250,7 @@ bad direction; grey: it does not exclude zero.</p>
 {_holdout(r)}
 {_segments(r)}
 <h2>Cumulative lift by enrolment day</h2>
-<p class="muted">Units enrolled up to each day, with all their outcomes so far.</p>
+<p class="muted">Each point is a look: the units enrolled by the end of that UTC day, with only the outcomes logged by then (docs/analysts.md, "Looks"); stratified by phase.</p>
 {"".join(over_time)}
 <h2>Units per variant per day (first exposure)</h2>
 {bar_chart(days, units)}
