@@ -194,6 +194,12 @@ def render_html(report: Report) -> str:
     """The report as a standalone HTML page: the verdict first, then what the table shows."""
     r = report
     share = r.expected_share
+    if len(r.phases) > 1:  # each phase enrolled under its own weights: expect their mixture
+        n = sum(sum(p.units.values()) for p in r.phases) or 1
+        share = {
+            k: sum(sum(p.units.values()) * p.expected_share.get(k, 0.0) for p in r.phases) / n
+            for k in r.variants
+        }
     total = sum(v.units for v in r.variants.values()) or 1
     summary = "".join(
         f"<tr><td>{escape(k)}</td><td>{v.units}</td><td>{v.units / total:.2%}</td>"
