@@ -291,7 +291,7 @@ def _count_archive(root: Path) -> Counter[str]:
 
 
 async def run_demo(
-    data_dir: Path, *, users: int, traffic_users: int, concurrency: int, seed: int = 7
+    data_dir: Path, *, users: int, traffic_users: int, concurrency: int, seed: int = 1
 ) -> int:
     """Run the demo; return the process exit code."""
     # Piped output (CI logs) gets a width that fits the report tables instead of rich's 80.
