@@ -273,7 +273,8 @@ def _phase_summaries(
             next((r.start for r in records if r.id == p.phase.id), None),
             next((r.end for r in records if r.id == p.phase.id), None),
             dict(p.phase.weights),
-            dict(checks[p.phase.id].units),
+            {v: checks[p.phase.id].units.get(v, 0) for v in p.phase.variants}
+            | dict(checks[p.phase.id].units),
             dict(excluded.get(p.phase.id, {})),
             dict(p.expected_share),
             checks[p.phase.id].p_value,

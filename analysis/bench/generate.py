@@ -2,7 +2,9 @@
 
 Each of ``units`` units is exposed ``lines/units·0.6`` times and has outcomes for the rest of
 its lines (clicks, one purchase in ten with a revenue value), spread over ``days`` days; 1% of
-the lines are delivered twice and 0.1% of exposures are forced. Lines are partitioned by hour
+the lines are delivered twice and 0.1% of exposures are forced. Exposures carry the phase
+fields the gateway writes: two 50/50 phases (a traffic change on 2026-11-23: the report's
+phase machinery runs, nothing is excluded) and each unit's bucket, consistent with its arm. Lines are partitioned by hour
 into ``abgate-events/YYYY/MM/DD/HH:00:00_HH:59:59_S0.json``.
 """
 
@@ -49,7 +51,11 @@ SELECT strftime(ts, '%Y/%m/%d/%H') AS part,
       'type', 'exposure', 'event_id', 'ev' || i, 'ts', tss, 'experiment', 'bench-exp',
       'variant', CASE WHEN v = 0 THEN 'control' ELSE 'treatment' END, 'unit_id', unit_id,
       'surface', 'home_top', 'model', 'home_recs', 'model_version', '7', 'items', ['sku-1', 'sku-2', 'sku-3'],
-      'config_version', 1, 'source', 'cache', 'request_id', 'rq' || i, 'forced', CASE WHEN h = 999 THEN TRUE END)
+      'config_version', 1, 'source', 'cache', 'request_id', 'rq' || i, 'forced', CASE WHEN h = 999 THEN TRUE END,
+      'phase', CASE WHEN ts < TIMESTAMP '2026-11-23 00:00:00' THEN 'phase-a' ELSE 'phase-b' END,
+      'weights', [{{'variant': 'control', 'weight': 50, 'lo': 0, 'hi': 5000}},
+                  {{'variant': 'treatment', 'weight': 50, 'lo': 5000, 'hi': 10000}}],
+      'bucket', v * 5000 + hash(unit_id || ':b') % 5000)
     ELSE json_object(
       'type', 'outcome', 'event_id', 'ev' || i, 'ts', tss, 'unit_id', unit_id,
       'name', CASE WHEN h < 100 + 10 * v THEN 'purchase' ELSE 'click' END,
