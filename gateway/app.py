@@ -28,10 +28,10 @@ from experiments.postgres import create_pool
 from experiments.routing import Router
 from experiments.settings import Settings
 from experiments.source import ConfigSource, YamlDirectorySource
-from gateway.errors import BackendUnavailable, ProblemError
+from gateway.auth import Authenticator, Caller
+from gateway.errors import BackendUnavailable, ProblemError, RateLimited
 from gateway.fast_path import GatewayApp, RecommendationsEndpoint, RequestIdMiddleware
 from gateway.http import (
-    check_auth,
     http_exception_handler,
     internal_error_handler,
     json_response,
@@ -42,7 +42,7 @@ from gateway.listing import describe, running_arms
 from gateway.log_writer import build_log
 from gateway.metrics import Metrics
 from gateway.models import ModelDirectory, load_directory, read_directory_file, save_directory_file
-from gateway.openapi import OPENAPI
+from gateway.openapi import build_openapi
 from gateway.read_path import ReadPath
 from gateway.requests import parse_events
 from gateway.results import PG_FAILURES, LocalCache, PostgresResultsStore, RedisResultsCache
@@ -107,7 +107,7 @@ def create_app(
     if not settings.postgres_dsn or not settings.redis_url:
         raise ValueError("create_app needs settings.postgres_dsn and settings.redis_url")
     metrics = Metrics()
-    tokens = settings.tokens
+    auth = Authenticator(settings.tokens)
     max_body = settings.max_body_bytes
     holder: dict[str, Any] = {}
 
@@ -192,8 +192,20 @@ def create_app(
 
         return wrapped
 
+    def authenticate(request: Request) -> Caller | None:
+        """The caller, checked against its rate limit (None when auth is off)."""
+        header = next((v for k, v in request.scope["headers"] if k == b"authorization"), None)
+        caller = auth.authenticate(header)
+        if caller is not None:
+            try:
+                caller.check_rate(time.perf_counter())
+            except RateLimited:
+                metrics.rate_limited_child(caller.name).inc()
+                raise
+        return caller
+
     async def events(request: Request) -> Response:
-        check_auth(request, tokens)
+        authenticate(request)
         outcomes = parse_events(await read_body(request, max_body))
         gw = holder["gw"]
         accepted = sum(gw.logger.put(o) for o in outcomes)
@@ -205,7 +217,7 @@ def create_app(
         return json_response({"accepted": accepted}, status=202)
 
     async def list_experiments(request: Request) -> Response:
-        check_auth(request, tokens)
+        authenticate(request)
         return json_response(describe(holder["gw"].state))
 
     async def healthz(request: Request) -> Response:
@@ -249,10 +261,18 @@ def create_app(
             metrics.log_queue.set(len(holder_gw.logger))
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    async def openapi(request: Request) -> Response:
-        return json_response(OPENAPI)
+    built: list[Any] = [None, b""]  # the snapshot the document was built for, the document
 
-    fast = RecommendationsEndpoint(holder, metrics, tokens, max_body)
+    async def openapi(request: Request) -> Response:
+        # Built once per configuration snapshot: the surfaces enum follows reloads.
+        gw = holder.get("gw")
+        snapshot = gw.state.router.snapshot if gw is not None else None
+        if built[0] is not snapshot or not built[1]:
+            surfaces = list(snapshot.config.surfaces.values()) if snapshot is not None else []
+            built[:] = [snapshot, build_openapi(surfaces, auth=auth.required)]
+        return Response(built[1], media_type="application/json")
+
+    fast = RecommendationsEndpoint(holder, metrics, auth, max_body)
     routes = [
         Route("/v1/recommendations", fast, methods=["POST"]),
         Route("/v1/events", counted("events", events), methods=["POST"]),
@@ -272,6 +292,9 @@ def create_app(
             Exception: internal_error_handler,
         },
     )
+    # A trailing slash is another path (404): Starlette's redirect would name the Host header.
+    app.router.redirect_slashes = False
     app.state.holder = holder
+    app.state.auth = auth
     app.fast = fast
     return app

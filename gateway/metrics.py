@@ -75,6 +75,9 @@ class Metrics:
             "(ABGATE_SPOOL_FULL=refuse)",
             registry=r,
         )
+        self.rate_limited = Counter(
+            "abgate_rate_limited", "Requests refused with 429, by key name", ["key"], registry=r
+        )
         # labels() hashes its arguments and takes a lock on every call: keep the children.
         self.lookup = {
             (layer, result): self.cache_lookups.labels(layer, result)
@@ -84,6 +87,7 @@ class Metrics:
         self._served: dict[tuple[str, str], Any] = {}
         self._requests: dict[tuple[str, int], Any] = {}
         self._exposures: dict[tuple[str, str], Any] = {}
+        self._limited: dict[str, Any] = {}
 
     def request_child(self, endpoint: str, status: int) -> Any:
         """The ``abgate_requests`` counter of one endpoint and status."""
@@ -107,4 +111,11 @@ class Metrics:
         child = self._exposures.get(key)
         if child is None:
             child = self._exposures[key] = self.exposures.labels(experiment, variant)
+        return child
+
+    def rate_limited_child(self, key: str) -> Any:
+        """The ``abgate_rate_limited`` counter of one key."""
+        child = self._limited.get(key)
+        if child is None:
+            child = self._limited[key] = self.rate_limited.labels(key)
         return child

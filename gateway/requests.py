@@ -29,7 +29,10 @@ MAX_EXCLUSIONS = 1000
 MAX_EVENTS = 1000
 MAX_NAME = 128
 LIMIT_MAX = 200
-_EVENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+MAX_SURFACE = 128
+# Also the OpenAPI pattern (gateway/openapi.py); fullmatch, as a JSON Schema pattern anchors.
+EVENT_ID_PATTERN = "[A-Za-z0-9_-]{1,64}"
+_EVENT_ID = re.compile(EVENT_ID_PATTERN)
 # Late events are real (offline conversions, billing runs): a month of 30-day attribution plus
 # five days of reporting delay. Ahead: clock skew between callers and the gateway.
 EVENTS_MAX_AGE = timedelta(days=35)
@@ -102,7 +105,7 @@ def parse_recommendation(body: bytes) -> RecommendationRequest:
     obj = _decode(body)
     if not isinstance(obj, dict):
         raise BadRequest("the body must be a JSON object")
-    surface = _required(obj, "surface", max_len=128)
+    surface = _required(obj, "surface", max_len=MAX_SURFACE)
     unit_id = _required(obj, "unit_id", max_len=MAX_UNIT_ID)
     exclude_raw = obj.get("exclude")
     if exclude_raw is None:
@@ -120,6 +123,8 @@ def parse_recommendation(body: bytes) -> RecommendationRequest:
             check_storable(x, f"exclude[{i}]")
         exclude = frozenset(exclude_raw)
     limit = obj.get("limit")
+    if isinstance(limit, float) and limit.is_integer():
+        limit = int(limit)  # JSON Schema's integer: 3.0 is 3 (the OpenAPI document says integer)
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)):
         raise BadRequest("'limit' must be an integer", field="limit")
     if limit is not None and not 1 <= limit <= LIMIT_MAX:
@@ -206,7 +211,7 @@ def parse_events(body: bytes, now: datetime | None = None) -> list[Outcome]:
             raise BadRequest(f"'{field}' is not a known field", field=field)
         # A caller-chosen id makes retries idempotent: readers drop duplicates by event_id.
         event_id = _string(ev, "event_id", required=False, max_len=64, where=where)
-        if event_id is not None and not _EVENT_ID.match(event_id):
+        if event_id is not None and not _EVENT_ID.fullmatch(event_id):
             field = f"{where}event_id"
             raise BadRequest(f"'{field}' may hold only letters, digits, '-' and '_'", field=field)
         out.append(

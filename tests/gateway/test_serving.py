@@ -334,7 +334,7 @@ async def test_bearer_tokens_are_enforced_when_configured(gateway_settings):
         )
     assert missing.status_code == 401
     assert missing.headers["content-type"] == "application/problem+json"
-    assert wrong.status_code == 403
+    assert wrong.status_code == 401
     assert ok.status_code == 200
 
 
