@@ -105,6 +105,22 @@ class Settings(BaseSettings):
     )
     api_tokens: str = Field("", description="Comma-separated bearer tokens; empty: no auth")
     max_body_bytes: int = Field(64 * 1024, ge=1)
+    header_timeout: float = Field(
+        5.0,
+        gt=0,
+        description="Seconds for a request's headers to arrive, else the connection closes",
+    )
+    body_timeout: float = Field(
+        5.0, gt=0, description="Seconds for a request's body to arrive, else the connection closes"
+    )
+    keep_alive_timeout: float = Field(
+        5.0, gt=0, description="Seconds an idle kept-alive connection stays open"
+    )
+    max_concurrency: int = Field(
+        1000,
+        ge=1,
+        description="Requests in flight per process; beyond: a fast 503",
+    )
 
     # Local state
     data_dir: Path = Field(

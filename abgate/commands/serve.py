@@ -46,6 +46,7 @@ def serve(
     from abgate.embedded import EmbeddedError, resolve_services
     from abgate.logs import configure_logging
     from gateway import create_app
+    from gateway.server import uvicorn_options
 
     overrides = {
         k: v
@@ -78,16 +79,7 @@ def serve(
             "using embedded servers", extra={"data_dir": str(settings.data_dir)}
         )
     settings = settings.model_copy(update={"postgres_dsn": dsn, "redis_url": redis_url})
-    options: dict[str, Any] = {
-        "host": settings.host,
-        "port": settings.port,
-        "loop": "uvloop",
-        "http": "httptools",
-        "access_log": False,
-        "proxy_headers": False,  # the gateway never reads client addresses; ~1% per request
-        "log_config": None,
-        "timeout_graceful_shutdown": 10,
-    }
+    options = uvicorn_options(settings)
     if settings.workers == 1:
         uvicorn.run(create_app(settings), **options)
         return
