@@ -104,6 +104,10 @@ class Settings(BaseSettings):
         1, ge=1, description="Gateway processes sharing the port (one per vCPU); 1: no supervisor"
     )
     api_tokens: str = Field("", description="Comma-separated bearer tokens; empty: no auth")
+    api_keys: bool = Field(
+        False,
+        description="Require API keys from Postgres (abgate keys); tokens stay accepted beside them",
+    )
     max_body_bytes: int = Field(64 * 1024, ge=1)
     header_timeout: float = Field(
         5.0,

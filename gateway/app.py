@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from experiments.keys import PostgresKeyStore
 from experiments.pg_source import PostgresConfigSource
 from experiments.postgres import create_pool
 from experiments.routing import Router
@@ -38,6 +39,7 @@ from gateway.http import (
     problem_handler,
     read_body,
 )
+from gateway.keys import KEY_FAILURES, KeyFollower
 from gateway.listing import describe, running_arms
 from gateway.log_writer import build_log
 from gateway.metrics import Metrics
@@ -107,7 +109,7 @@ def create_app(
     if not settings.postgres_dsn or not settings.redis_url:
         raise ValueError("create_app needs settings.postgres_dsn and settings.redis_url")
     metrics = Metrics()
-    auth = Authenticator(settings.tokens)
+    auth = Authenticator(settings.tokens, keys_enabled=settings.api_keys)
     max_body = settings.max_body_bytes
     holder: dict[str, Any] = {}
 
@@ -159,11 +161,32 @@ def create_app(
         )
         holder["gw"] = gw
         holder["source"] = config_source
+        follower = None
+        if settings.api_keys:
+            follower = KeyFollower(
+                PostgresKeyStore(pool),
+                auth,
+                dsn=settings.postgres_dsn or "",
+                schema=settings.postgres_schema,
+                workers=settings.workers,
+                poll_interval=settings.config_poll_interval,
+            )
+            try:
+                await follower.load()
+            except KEY_FAILURES as exc:  # Postgres down at start: no key until it is back
+                log.error("api keys not loaded; retrying", extra={"error": str(exc)})
+            keys_task = asyncio.create_task(follower.run(), name="abgate-api-keys")
         logger.start()
         gw.start(config_source, settings.alias_refresh)
         try:
             yield
         finally:
+            if follower is not None:
+                keys_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await keys_task
+                with contextlib.suppress(*KEY_FAILURES):
+                    await follower.flush_last_used()
             await gw.aclose()
             await logger.aclose()
             await config_source.aclose()
@@ -269,7 +292,8 @@ def create_app(
         snapshot = gw.state.router.snapshot if gw is not None else None
         if built[0] is not snapshot or not built[1]:
             surfaces = list(snapshot.config.surfaces.values()) if snapshot is not None else []
-            built[:] = [snapshot, build_openapi(surfaces, auth=auth.required)]
+            doc = build_openapi(surfaces, auth=auth.required, rate_limits=settings.api_keys)
+            built[:] = [snapshot, doc]
         return Response(built[1], media_type="application/json")
 
     fast = RecommendationsEndpoint(holder, metrics, auth, max_body)

@@ -36,6 +36,7 @@ class Caller:
     surfaces: frozenset[str] | None = None
     bucket: TokenBucket | None = None
     key_id: int | None = None
+    used: bool = False  # since the last flush of last_used_at (gateway/keys.py)
 
     def check_surface(self, surface: str) -> None:
         """Raise Forbidden unless this caller may use ``surface``."""
@@ -81,6 +82,7 @@ class Authenticator:
         # The dict finds the digest; compare_digest makes the final comparison constant-time.
         if caller is None or not hmac.compare_digest(presented, caller.digest):
             raise Unauthorized("the key is unknown or revoked", error="invalid_token")
+        caller.used = True
         return caller
 
     def __len__(self) -> int:
