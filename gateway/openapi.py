@@ -6,8 +6,12 @@ It is built from what parses and answers requests, never written beside it:
   from the configuration being served: ``surface`` is an enum of the declared surfaces and each
   surface's ``limit`` has that surface's ``max_limit`` (one ``oneOf`` branch per surface), so the
   document changes when the configuration reloads;
+- the characters the backends cannot store (gateway/requests.py ``STORABLE_PATTERN``) and the
+  syntax of events' ``ts`` (``TS_PATTERN``) as patterns; the window of ``ts`` around the
+  gateway's clock, which JSON Schema cannot state, in its description and ``x-abgate-window``;
 - security and the 401/403/429 answers from whether callers must authenticate;
-- response schemas with their required fields from the handlers' bodies.
+- response schemas with their required fields from the handlers' bodies, and each problem
+  answer's possible ``type``s from the error classes of gateway/errors.py.
 
 tests/gateway/test_contract.py checks that the parser and this schema agree on generated valid
 and invalid bodies, and tests/integration/test_schemathesis.py runs schemathesis (every check)
@@ -22,14 +26,31 @@ from typing import Any
 import orjson
 
 from experiments.schema import Surface
+from gateway.errors import (
+    PROBLEM_BASE,
+    BadRequest,
+    Forbidden,
+    LoggingUnavailable,
+    NoAnswer,
+    Overloaded,
+    PayloadTooLarge,
+    ProblemError,
+    RateLimited,
+    Unauthorized,
+    UnknownSurface,
+)
 from gateway.requests import (
     EVENT_ID_PATTERN,
+    EVENTS_MAX_AGE,
+    EVENTS_MAX_AHEAD,
     LIMIT_MAX,
     MAX_EVENTS,
     MAX_EXCLUSIONS,
     MAX_NAME,
     MAX_SURFACE,
     MAX_UNIT_ID,
+    STORABLE_PATTERN,
+    TS_PATTERN,
 )
 
 Schema = dict[str, Any]
@@ -55,17 +76,34 @@ def _nullable(schema: Schema) -> Schema:
 
 
 def _text(min_len: int, max_len: int | None = None) -> Schema:
-    out: Schema = {"type": "string", "minLength": min_len}
+    out: Schema = {"type": "string", "minLength": min_len, "pattern": STORABLE_PATTERN}
     if max_len is not None:
         out["maxLength"] = max_len
     return out
 
 
-def _problem(description: str, headers: Schema | None = None) -> Schema:
+def _problem_of(*errors: type[ProblemError]) -> Schema:
+    """A problem whose ``type`` and ``status`` are those of one of ``errors``."""
+    return {
+        "allOf": [
+            _PROBLEM_REF,
+            {
+                "properties": {
+                    "type": {"enum": [PROBLEM_BASE + e.type_ for e in errors]},
+                    "status": {"enum": sorted({e.status for e in errors})},
+                }
+            },
+        ]
+    }
+
+
+def _problem(
+    description: str, *errors: type[ProblemError], headers: Schema | None = None
+) -> Schema:
     return {
         "description": description,
         "headers": {**_REQUEST_ID_HEADER, **(headers or {})},
-        "content": {"application/problem+json": {"schema": _PROBLEM_REF}},
+        "content": {"application/problem+json": {"schema": _problem_of(*errors)}},
     }
 
 
@@ -86,7 +124,8 @@ def _object(properties: Schema, required: Iterable[str] | None = None, **extra: 
     }
 
 
-_ATTRIBUTE = {"type": ["string", "number", "boolean", "null"]}
+# ``pattern`` constrains the string values only.
+_ATTRIBUTE = {"type": ["string", "number", "boolean", "null"], "pattern": STORABLE_PATTERN}
 
 
 def _recommendation_request(surfaces: list[Surface]) -> Schema:
@@ -101,10 +140,20 @@ def _recommendation_request(surfaces: list[Surface]) -> Schema:
                 "surface": surface,
                 "unit_id": _text(1, MAX_UNIT_ID),
                 "exclude": _nullable(
-                    {"type": "array", "items": {"type": "string"}, "maxItems": MAX_EXCLUSIONS}
+                    {
+                        "type": "array",
+                        "items": {"type": "string", "pattern": STORABLE_PATTERN},
+                        "maxItems": MAX_EXCLUSIONS,
+                    }
                 ),
                 "limit": _nullable({"type": "integer", "minimum": 1, "maximum": max_limit}),
-                "attributes": _nullable({"type": "object", "additionalProperties": _ATTRIBUTE}),
+                "attributes": _nullable(
+                    {
+                        "type": "object",
+                        "propertyNames": {"pattern": STORABLE_PATTERN},
+                        "additionalProperties": _ATTRIBUTE,
+                    }
+                ),
             },
         }
 
@@ -136,7 +185,16 @@ _EVENT: Schema = {
             {
                 "type": "string",
                 "format": "date-time",
-                "description": "RFC 3339 with a time zone; omitted: the time received",
+                "pattern": f"^{TS_PATTERN}$",
+                "description": "RFC 3339 with a time zone (no leap second); omitted: the time "
+                f"received. Accepted only from {EVENTS_MAX_AGE.days} days before to "
+                f"{EVENTS_MAX_AHEAD.seconds // 3600} hour after the gateway's clock, else 400: "
+                "JSON Schema cannot state a window relative to now, x-abgate-window gives it "
+                "in seconds.",
+                "x-abgate-window": {
+                    "maxAgeSeconds": int(EVENTS_MAX_AGE.total_seconds()),
+                    "maxAheadSeconds": int(EVENTS_MAX_AHEAD.total_seconds()),
+                },
             }
         ),
     },
@@ -233,7 +291,23 @@ _SERVING = _object(
 _READY = _object(
     {
         "status": {"type": "string", "enum": ["ready", "degraded", "starting"]},
-        "checks": {"type": "object", "additionalProperties": {"type": "string"}},
+        "checks": _object(
+            {
+                "postgres": {"type": "string", "description": "'ok' or 'down: ...'"},
+                "redis": {"type": "string", "description": "'ok' or 'down: ...'"},
+                "log": {
+                    "type": "string",
+                    "description": "'ok', or what is wrong with which log sink (spool filling, "
+                    "spool full, writes failing)",
+                },
+                "config": {
+                    "type": "string",
+                    "description": "present when serving the snapshot kept on disk",
+                },
+            },
+            required=["postgres", "redis", "log"],
+            additionalProperties={"type": "string"},
+        ),
         "config": _object(
             {
                 "origin": {"type": "string"},
@@ -261,7 +335,8 @@ def build_openapi(surfaces: Iterable[Surface], *, auth: bool, rate_limits: bool 
     declared = sorted(surfaces, key=lambda s: s.name)
     overloaded = _problem(
         "The gateway is at its concurrency limit; retry after Retry-After seconds",
-        {"Retry-After": _RETRY_AFTER},
+        Overloaded,
+        headers={"Retry-After": _RETRY_AFTER},
     )
 
     def guarded(responses: Schema) -> Schema:
@@ -269,19 +344,22 @@ def build_openapi(surfaces: Iterable[Surface], *, auth: bool, rate_limits: bool 
         if auth:
             responses["401"] = _problem(
                 "No credentials, or an unknown or revoked key",
-                {"WWW-Authenticate": {"required": True, "schema": {"type": "string"}}},
+                Unauthorized,
+                headers={"WWW-Authenticate": {"required": True, "schema": {"type": "string"}}},
             )
-            responses["403"] = _problem("The key may not use this surface")
+            responses["403"] = _problem("The key may not use this surface", Forbidden)
         if rate_limits:
             responses["429"] = _problem(
-                "The key's rate limit is exceeded", {"Retry-After": _RETRY_AFTER}
+                "The key's rate limit is exceeded",
+                RateLimited,
+                headers={"Retry-After": _RETRY_AFTER},
             )
         return dict(sorted(responses.items()))
 
     security: list[Schema] = [{"bearer": []}] if auth else [{}]
     open_endpoint: list[Schema] = [{}]
-    bad = _problem("Bad input; `field` names the field when one is at fault")
-    too_large = _problem("Body larger than ABGATE_MAX_BODY_BYTES")
+    bad = _problem("Bad input; `field` names the field when one is at fault", BadRequest)
+    too_large = _problem("Body larger than ABGATE_MAX_BODY_BYTES", PayloadTooLarge)
     paths: Schema = {
         "/v1/recommendations": {
             "post": {
@@ -302,12 +380,18 @@ def build_openapi(surfaces: Iterable[Surface], *, auth: bool, rate_limits: bool 
                             "The results", {"$ref": "#/components/schemas/Recommendation"}
                         ),
                         "400": bad,
-                        "404": _problem("Unknown surface"),
+                        "404": _problem("Unknown surface", UnknownSurface),
                         "413": too_large,
                         "503": _problem(
-                            "No list and no default list could be read (do not retry), or "
-                            "the gateway is overloaded (Retry-After)",
-                            {"Retry-After": _RETRY_AFTER},
+                            "no-answer: no list and no default list could be read (do not "
+                            "retry); logging-unavailable: the unit is in an experiment and the "
+                            "exposure log is full under ABGATE_SPOOL_FULL=refuse (retry later or "
+                            "use your default); overloaded: the gateway is at its concurrency "
+                            "limit (Retry-After)",
+                            NoAnswer,
+                            LoggingUnavailable,
+                            Overloaded,
+                            headers={"Retry-After": _RETRY_AFTER},
                         ),
                     }
                 ),
@@ -344,7 +428,8 @@ def build_openapi(surfaces: Iterable[Surface], *, auth: bool, rate_limits: bool 
                         "400": bad,
                         "413": too_large,
                         "503": {
-                            "description": "The log queue is full: the first `accepted` events "
+                            "description": "The log queue is full, or the on-disk spool is "
+                            "full under ABGATE_SPOOL_FULL=refuse: the first `accepted` events "
                             "were queued, resend the rest; or the gateway is overloaded "
                             "(problem, Retry-After)",
                             "headers": {**_REQUEST_ID_HEADER, "Retry-After": _RETRY_AFTER},
@@ -357,7 +442,7 @@ def build_openapi(surfaces: Iterable[Surface], *, auth: bool, rate_limits: bool 
                                         }
                                     )
                                 },
-                                "application/problem+json": {"schema": _PROBLEM_REF},
+                                "application/problem+json": {"schema": _problem_of(Overloaded)},
                             },
                         },
                     }
@@ -391,7 +476,7 @@ def build_openapi(surfaces: Iterable[Surface], *, auth: bool, rate_limits: bool 
         "/readyz": {
             "get": {
                 "operationId": "readiness",
-                "summary": "Readiness with Postgres and Redis checks",
+                "summary": "Readiness with Postgres, Redis and log sink checks",
                 "security": open_endpoint,
                 "parameters": [
                     {
@@ -409,7 +494,7 @@ def build_openapi(surfaces: Iterable[Surface], *, auth: bool, rate_limits: bool 
                         "headers": _REQUEST_ID_HEADER,
                         "content": {
                             "application/json": {"schema": _READY},
-                            "application/problem+json": {"schema": _PROBLEM_REF},
+                            "application/problem+json": {"schema": _problem_of(Overloaded)},
                         },
                     },
                 },
