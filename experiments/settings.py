@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOG_SINKS = ("archive", "cloud-logging", "stdout")
@@ -124,6 +124,15 @@ class Settings(BaseSettings):
         1000,
         ge=1,
         description="Requests in flight per process; beyond: a fast 503",
+    )
+
+    prometheus_multiproc_dir: Path | None = Field(
+        None,
+        # prometheus-client reads this variable itself (no ABGATE_ prefix); the field name is
+        # kept for Settings(prometheus_multiproc_dir=...).
+        validation_alias=AliasChoices("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir"),
+        description="Folder of prometheus-client's multiprocess mode, used when workers > 1; "
+        "unset: abgate serve --workers makes a temporary one",
     )
 
     # Local state

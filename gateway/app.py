@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -108,7 +108,9 @@ def create_app(
     """
     if not settings.postgres_dsn or not settings.redis_url:
         raise ValueError("create_app needs settings.postgres_dsn and settings.redis_url")
-    metrics = Metrics()
+    # One process: its own registry. Under --workers (abgate serve sets the folder): every
+    # worker's values, whichever worker answers the scrape.
+    metrics = Metrics(settings.prometheus_multiproc_dir if settings.workers > 1 else None)
     auth = Authenticator(settings.tokens, keys_enabled=settings.api_keys)
     max_body = settings.max_body_bytes
     holder: dict[str, Any] = {}
@@ -194,6 +196,7 @@ def create_app(
             if reader is not None:
                 await reader.aclose()
             await pool.close()
+            metrics.retire()
 
     def counted(endpoint: str, handler: Handler) -> Handler:
         """Count every answer of ``handler`` by status and time it, errors included."""
@@ -282,7 +285,7 @@ def create_app(
         holder_gw = holder.get("gw")
         if holder_gw is not None:
             metrics.log_queue.set(len(holder_gw.logger))
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics.export(), media_type=CONTENT_TYPE_LATEST)
 
     built: list[Any] = [None, b""]  # the snapshot the document was built for, the document
 
