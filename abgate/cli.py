@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from abgate.commands import batch, experiments, loadtest, logs, registry, report, serve
+from abgate.commands import batch, experiments, keys, loadtest, logs, registry, report, serve
 
 app = typer.Typer(
     name="abgate",
@@ -22,6 +22,7 @@ app.command("demo")(serve.demo)
 app.add_typer(experiments.app, name="experiments")
 app.add_typer(batch.app, name="batch")
 app.add_typer(registry.app, name="registry")
+app.add_typer(keys.app, name="keys")
 app.command("report")(report.report)
 app.add_typer(logs.app, name="logs")
 app.command("loadtest")(loadtest.loadtest)

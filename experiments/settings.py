@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOG_SINKS = ("archive", "cloud-logging", "stdout")
@@ -104,7 +104,36 @@ class Settings(BaseSettings):
         1, ge=1, description="Gateway processes sharing the port (one per vCPU); 1: no supervisor"
     )
     api_tokens: str = Field("", description="Comma-separated bearer tokens; empty: no auth")
+    api_keys: bool = Field(
+        False,
+        description="Require API keys from Postgres (abgate keys); tokens stay accepted beside them",
+    )
     max_body_bytes: int = Field(64 * 1024, ge=1)
+    header_timeout: float = Field(
+        5.0,
+        gt=0,
+        description="Seconds for a request's headers to arrive, else the connection closes",
+    )
+    body_timeout: float = Field(
+        5.0, gt=0, description="Seconds for a request's body to arrive, else the connection closes"
+    )
+    keep_alive_timeout: float = Field(
+        5.0, gt=0, description="Seconds an idle kept-alive connection stays open"
+    )
+    max_concurrency: int = Field(
+        1000,
+        ge=1,
+        description="Requests in flight per process; beyond: a fast 503",
+    )
+
+    prometheus_multiproc_dir: Path | None = Field(
+        None,
+        # prometheus-client reads this variable itself (no ABGATE_ prefix); the field name is
+        # kept for Settings(prometheus_multiproc_dir=...).
+        validation_alias=AliasChoices("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir"),
+        description="Folder of prometheus-client's multiprocess mode, used when workers > 1; "
+        "unset: abgate serve --workers makes a temporary one",
+    )
 
     # Local state
     data_dir: Path = Field(

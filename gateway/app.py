@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -23,26 +23,28 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from experiments.keys import PostgresKeyStore
 from experiments.pg_source import PostgresConfigSource
 from experiments.postgres import create_pool
 from experiments.routing import Router
 from experiments.settings import Settings
 from experiments.source import ConfigSource, YamlDirectorySource
-from gateway.errors import BackendUnavailable, ProblemError
+from gateway.auth import Authenticator, Caller
+from gateway.errors import BackendUnavailable, ProblemError, RateLimited
 from gateway.fast_path import GatewayApp, RecommendationsEndpoint, RequestIdMiddleware
 from gateway.http import (
-    check_auth,
     http_exception_handler,
     internal_error_handler,
     json_response,
     problem_handler,
     read_body,
 )
+from gateway.keys import KEY_FAILURES, KeyFollower
 from gateway.listing import describe, running_arms
 from gateway.log_writer import build_log
 from gateway.metrics import Metrics
 from gateway.models import ModelDirectory, load_directory, read_directory_file, save_directory_file
-from gateway.openapi import OPENAPI
+from gateway.openapi import build_openapi
 from gateway.read_path import ReadPath
 from gateway.requests import parse_events
 from gateway.results import PG_FAILURES, LocalCache, PostgresResultsStore, RedisResultsCache
@@ -106,8 +108,10 @@ def create_app(
     """
     if not settings.postgres_dsn or not settings.redis_url:
         raise ValueError("create_app needs settings.postgres_dsn and settings.redis_url")
-    metrics = Metrics()
-    tokens = settings.tokens
+    # One process: its own registry. Under --workers (abgate serve sets the folder): every
+    # worker's values, whichever worker answers the scrape.
+    metrics = Metrics(settings.prometheus_multiproc_dir if settings.workers > 1 else None)
+    auth = Authenticator(settings.tokens, keys_enabled=settings.api_keys)
     max_body = settings.max_body_bytes
     holder: dict[str, Any] = {}
 
@@ -159,11 +163,32 @@ def create_app(
         )
         holder["gw"] = gw
         holder["source"] = config_source
+        follower = None
+        if settings.api_keys:
+            follower = KeyFollower(
+                PostgresKeyStore(pool),
+                auth,
+                dsn=settings.postgres_dsn or "",
+                schema=settings.postgres_schema,
+                workers=settings.workers,
+                poll_interval=settings.config_poll_interval,
+            )
+            try:
+                await follower.load()
+            except KEY_FAILURES as exc:  # Postgres down at start: no key until it is back
+                log.error("api keys not loaded; retrying", extra={"error": str(exc)})
+            keys_task = asyncio.create_task(follower.run(), name="abgate-api-keys")
         logger.start()
         gw.start(config_source, settings.alias_refresh)
         try:
             yield
         finally:
+            if follower is not None:
+                keys_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await keys_task
+                with contextlib.suppress(*KEY_FAILURES):
+                    await follower.flush_last_used()
             await gw.aclose()
             await logger.aclose()
             await config_source.aclose()
@@ -171,6 +196,7 @@ def create_app(
             if reader is not None:
                 await reader.aclose()
             await pool.close()
+            metrics.retire()
 
     def counted(endpoint: str, handler: Handler) -> Handler:
         """Count every answer of ``handler`` by status and time it, errors included."""
@@ -192,8 +218,20 @@ def create_app(
 
         return wrapped
 
+    def authenticate(request: Request) -> Caller | None:
+        """The caller, checked against its rate limit (None when auth is off)."""
+        header = next((v for k, v in request.scope["headers"] if k == b"authorization"), None)
+        caller = auth.authenticate(header)
+        if caller is not None:
+            try:
+                caller.check_rate(time.perf_counter())
+            except RateLimited:
+                metrics.rate_limited_child(caller.name).inc()
+                raise
+        return caller
+
     async def events(request: Request) -> Response:
-        check_auth(request, tokens)
+        authenticate(request)
         outcomes = parse_events(await read_body(request, max_body))
         gw = holder["gw"]
         accepted = sum(gw.logger.put(o) for o in outcomes)
@@ -205,7 +243,7 @@ def create_app(
         return json_response({"accepted": accepted}, status=202)
 
     async def list_experiments(request: Request) -> Response:
-        check_auth(request, tokens)
+        authenticate(request)
         return json_response(describe(holder["gw"].state))
 
     async def healthz(request: Request) -> Response:
@@ -247,12 +285,21 @@ def create_app(
         holder_gw = holder.get("gw")
         if holder_gw is not None:
             metrics.log_queue.set(len(holder_gw.logger))
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics.export(), media_type=CONTENT_TYPE_LATEST)
+
+    built: list[Any] = [None, b""]  # the snapshot the document was built for, the document
 
     async def openapi(request: Request) -> Response:
-        return json_response(OPENAPI)
+        # Built once per configuration snapshot: the surfaces enum follows reloads.
+        gw = holder.get("gw")
+        snapshot = gw.state.router.snapshot if gw is not None else None
+        if built[0] is not snapshot or not built[1]:
+            surfaces = list(snapshot.config.surfaces.values()) if snapshot is not None else []
+            doc = build_openapi(surfaces, auth=auth.required, rate_limits=settings.api_keys)
+            built[:] = [snapshot, doc]
+        return Response(built[1], media_type="application/json")
 
-    fast = RecommendationsEndpoint(holder, metrics, tokens, max_body)
+    fast = RecommendationsEndpoint(holder, metrics, auth, max_body)
     routes = [
         Route("/v1/recommendations", fast, methods=["POST"]),
         Route("/v1/events", counted("events", events), methods=["POST"]),
@@ -272,6 +319,9 @@ def create_app(
             Exception: internal_error_handler,
         },
     )
+    # A trailing slash is another path (404): Starlette's redirect would name the Host header.
+    app.router.redirect_slashes = False
     app.state.holder = holder
+    app.state.auth = auth
     app.fast = fast
     return app

@@ -4,11 +4,13 @@ GatewayError                      (500, never shown with its message)
  ├── ProblemError                 an answer for the caller: status, stable type, detail
  │    ├── BadRequest              400, names the field
  │    ├── PayloadTooLarge         413
- │    ├── Unauthorized            401
+ │    ├── Unauthorized            401, with WWW-Authenticate
  │    ├── Forbidden               403
  │    ├── UnknownSurface          404
+ │    ├── RateLimited             429, with Retry-After
  │    ├── NoAnswer                503, no list at all could be produced
- │    └── LoggingUnavailable      503, experiment traffic refused: the log spool is full
+ │    ├── LoggingUnavailable      503, experiment traffic refused: the log spool is full
+ │    └── Overloaded              503, at the concurrency limit, with Retry-After
  ├── BackendUnavailable           a store or cache failed (translated at the adapter edge):
  │    │                           down, unreachable or too slow; its breaker opens
  │    ├── ResultsStoreUnavailable Postgres
@@ -36,10 +38,13 @@ class ProblemError(GatewayError):
     type_ = "internal"
     title = "Internal error"
 
-    def __init__(self, detail: str, *, field: str | None = None) -> None:
+    def __init__(
+        self, detail: str, *, field: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.field = field
+        self.headers = headers or {}
 
     def to_problem(self, instance: str) -> dict[str, object]:
         """The RFC 9457 problem object."""
@@ -68,15 +73,28 @@ class PayloadTooLarge(ProblemError):
 
 
 class Unauthorized(ProblemError):
-    """No bearer token was given."""
+    """No bearer token, or one that is unknown or revoked (RFC 6750: ``invalid_token``)."""
 
     status, type_, title = 401, "unauthorized", "Unauthorized"
 
+    def __init__(self, detail: str, *, error: str | None = None) -> None:
+        challenge = 'Bearer realm="abgate"' + (f', error="{error}"' if error else "")
+        super().__init__(detail, headers={"WWW-Authenticate": challenge})
+
 
 class Forbidden(ProblemError):
-    """The bearer token is not accepted."""
+    """The key is valid but may not use this surface (RFC 6750: ``insufficient_scope``)."""
 
     status, type_, title = 403, "forbidden", "Forbidden"
+
+
+class RateLimited(ProblemError):
+    """The key's request rate is over its limit."""
+
+    status, type_, title = 429, "rate-limited", "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after)})
 
 
 class UnknownSurface(ProblemError):
@@ -95,6 +113,15 @@ class LoggingUnavailable(ProblemError):
     """The exposure log cannot take records (spool full, ``ABGATE_SPOOL_FULL=refuse``)."""
 
     status, type_, title = 503, "logging-unavailable", "Logging unavailable"
+
+
+class Overloaded(ProblemError):
+    """The process is at its concurrency limit: answered at once, before any work."""
+
+    status, type_, title = 503, "overloaded", "Overloaded"
+
+    def __init__(self, detail: str, *, retry_after: int = 1) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after)})
 
 
 class BackendUnavailable(GatewayError):

@@ -16,8 +16,9 @@ from typing import Any
 import orjson
 from starlette.applications import Starlette
 
+from gateway.auth import Authenticator
 from gateway.errors import PayloadTooLarge, ProblemError
-from gateway.http import PROBLEM_JSON, check_bearer, internal_problem, pick_request_id
+from gateway.http import PROBLEM_JSON, internal_problem, pick_request_id
 from gateway.ids import IdGenerator
 from gateway.metrics import Metrics
 from gateway.requests import parse_recommendation
@@ -57,11 +58,11 @@ class RecommendationsEndpoint:
     """The ASGI app of ``POST /v1/recommendations``."""
 
     def __init__(
-        self, holder: dict[str, Any], metrics: Metrics, tokens: frozenset[str], max_body: int
+        self, holder: dict[str, Any], metrics: Metrics, auth: Authenticator, max_body: int
     ) -> None:
         self.holder = holder
         self.metrics = metrics
-        self.tokens = tokens
+        self.auth = auth
         self.max_body = max_body
         self.latency = metrics.latency.labels("recommendations")
         self.new_id = IdGenerator()
@@ -77,11 +78,16 @@ class RecommendationsEndpoint:
                 auth = value
             elif name == b"x-request-id":
                 given_id = value
-        rid = pick_request_id(given_id.decode("latin-1") if given_id else None, self.new_id)
+        rid = pick_request_id(given_id, self.new_id)
+        extra: list[tuple[bytes, bytes]] = []
+        caller = None
         try:
-            if self.tokens:
-                check_bearer(auth.decode("latin-1") if auth else "", self.tokens)
+            caller = self.auth.authenticate(auth)
+            if caller is not None:
+                caller.check_rate(started)
             req = parse_recommendation(await _read_body(receive, declared, self.max_body))
+            if caller is not None:
+                caller.check_surface(req.surface)
             gw = self.holder["gw"]
             answer = await gw.answer(req)
             gw.log_exposure(answer, req.unit_id, rid, req.attributes)
@@ -106,13 +112,21 @@ class RecommendationsEndpoint:
             status = exc.status
             body = orjson.dumps(exc.to_problem(PATH))
             kind = _PROBLEM
+            extra = [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
+            if status == 429:
+                self.metrics.rate_limited_child(caller.name if caller else "").inc()
         except Exception as exc:  # never a trace to the caller
             body = internal_problem(PATH, exc)
             kind = _PROBLEM
         finally:
             self.metrics.request_child("recommendations", status).inc()
             self.latency.observe(time.perf_counter() - started)
-        headers = [kind, (b"content-length", b"%d" % len(body)), (b"x-request-id", rid.encode())]
+        headers = [
+            kind,
+            (b"content-length", b"%d" % len(body)),
+            (b"x-request-id", rid.encode()),
+            *extra,
+        ]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
@@ -130,7 +144,7 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         given = next((v for k, v in scope["headers"] if k == b"x-request-id"), None)
-        rid = pick_request_id(given.decode("latin-1") if given else None, self.new_id).encode()
+        rid = pick_request_id(given, self.new_id).encode()
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

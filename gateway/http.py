@@ -1,4 +1,4 @@
-"""HTTP plumbing shared by the handlers: body limits, auth, problem responses, JSON responses."""
+"""HTTP plumbing shared by the handlers: body limits, request ids, problem and JSON responses."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.errors import Forbidden, PayloadTooLarge, ProblemError, Unauthorized
+from gateway.errors import PayloadTooLarge, ProblemError
 
 log = logging.getLogger("abgate.gateway")
 
@@ -25,10 +25,16 @@ def json_response(
     )
 
 
-def pick_request_id(given: str | None, new_id: Callable[[], str]) -> str:
-    """``given`` if it is a sane request id, else a new one."""
-    if given and len(given) <= 128 and given.isprintable():
-        return given
+def pick_request_id(given: bytes | None, new_id: Callable[[], str]) -> str:
+    """``given`` if it is 1-128 printable ASCII characters, else a new id.
+
+    Header bytes are not decoded with a guessed charset: a UTF-8 ``café-1`` read as latin-1 came
+    back as ``cafÃ©-1``. Anything outside printable ASCII gets a fresh id instead (docs/integrators.md).
+    """
+    if given and len(given) <= 128 and given.isascii():
+        text = given.decode("ascii")
+        if text.isprintable():
+            return text
     return new_id()
 
 
@@ -47,21 +53,6 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-def check_auth(request: Request, tokens: frozenset[str]) -> None:
-    """Require ``Authorization: Bearer <token>`` when tokens are configured."""
-    if tokens:
-        check_bearer(request.headers.get("authorization", ""), tokens)
-
-
-def check_bearer(header: str, tokens: frozenset[str]) -> None:
-    """Check an ``Authorization`` header value against the accepted tokens."""
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise Unauthorized("send 'Authorization: Bearer <token>'")
-    if token.strip() not in tokens:
-        raise Forbidden("the bearer token is not accepted")
-
-
 async def problem_handler(request: Request, exc: Exception) -> Response:
     """Render a ProblemError as RFC 9457 ``application/problem+json``."""
     if not isinstance(exc, ProblemError):  # pragma: no cover - registered for ProblemError only
@@ -70,6 +61,7 @@ async def problem_handler(request: Request, exc: Exception) -> Response:
         orjson.dumps(exc.to_problem(request.url.path)),
         status_code=exc.status,
         media_type=PROBLEM_JSON,
+        headers=exc.headers,
     )
 
 
@@ -104,4 +96,8 @@ async def http_exception_handler(request: Request, exc: Exception) -> Response:
         "detail": f"{request.method} {request.url.path}: {title.lower()}",
         "instance": request.url.path,
     }
-    return Response(orjson.dumps(problem), status_code=status, media_type=PROBLEM_JSON)
+    # 405 carries Starlette's ``Allow`` header (RFC 9110 requires it).
+    headers = getattr(exc, "headers", None)
+    return Response(
+        orjson.dumps(problem), status_code=status, media_type=PROBLEM_JSON, headers=headers
+    )

@@ -295,6 +295,8 @@ class BatchingLogger:
         self._spool_records.set(spool.records if spool is not None else 0)
         self._spool_bytes.set(spool.bytes if spool is not None else 0)
         self._spool_full.set(1 if self.full else 0)
+        # each worker's own total, for --workers (livesum): scrapes reach one worker only
+        self.metrics.set_queued(self.name, len(self._queue))
 
     async def aclose(self) -> None:
         """Stop the task and write every accepted record (retrying a few times); what the sink

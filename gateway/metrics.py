@@ -1,17 +1,41 @@
-"""Prometheus metrics of one gateway app (own registry, so several apps can live in one process)."""
+"""Prometheus metrics of one gateway app (own registry, so several apps can live in one process).
+
+Under ``abgate serve --workers N`` the values are shared through prometheus-client's
+multiprocess mode (gateway/worker_metrics.py). Each gauge says how the workers' values combine
+(``multiprocess_mode``; ignored in a single process): ``livesum`` for amounts held by each
+worker (records in its queue, in its spool slot), whose total is what the gateway holds;
+``livemax`` for a state that matters if any worker is in it (a spool full). Only living workers
+count: a dead worker's queue is gone and its spool slot is counted by the worker that took it
+over.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
+
+from gateway.worker_metrics import multiprocess_registry, prune_dead, retire
 
 
 class Metrics:
-    """Every metric the gateway exports on ``GET /metrics``."""
+    """Every metric the gateway exports on ``GET /metrics``.
 
-    def __init__(self) -> None:
+    ``multiprocess_dir``: the ``PROMETHEUS_MULTIPROC_DIR`` of ``--workers`` processes; the
+    export is then every worker's (None: this process's, with its ``process_*`` metrics).
+    """
+
+    def __init__(self, multiprocess_dir: Path | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self.multiprocess_dir = multiprocess_dir
         r = self.registry
         self.requests = Counter(
             "abgate_requests", "Answered requests", ["endpoint", "status"], registry=r
@@ -43,7 +67,10 @@ class Metrics:
             "abgate_store_errors", "Postgres failures on the read path", registry=r
         )
         self.log_queue = Gauge(
-            "abgate_log_queue_records", "Records waiting to be written", registry=r
+            "abgate_log_queue_records",
+            "Records waiting to be written",
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.log_written = Counter(
             "abgate_log_records_written", "Records written to the sink", registry=r
@@ -55,16 +82,25 @@ class Metrics:
             "abgate_log_write_errors", "Failed sink writes (retried)", registry=r
         )
         self.log_spool_records = Gauge(
-            "abgate_log_spool_records", "Records waiting in the on-disk spool", ["sink"], registry=r
+            "abgate_log_spool_records",
+            "Records waiting in the on-disk spool",
+            ["sink"],
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.log_spool_bytes = Gauge(
-            "abgate_log_spool_bytes", "Bytes of the on-disk spool", ["sink"], registry=r
+            "abgate_log_spool_bytes",
+            "Bytes of the on-disk spool",
+            ["sink"],
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.log_spool_full = Gauge(
             "abgate_log_spool_full",
             "1 while the spool cannot take records (ABGATE_SPOOL_FULL applies)",
             ["sink"],
             registry=r,
+            multiprocess_mode="livemax",
         )
         self.log_spooled = Counter(
             "abgate_log_records_spooled", "Records moved to the on-disk spool", ["sink"], registry=r
@@ -75,6 +111,9 @@ class Metrics:
             "(ABGATE_SPOOL_FULL=refuse)",
             registry=r,
         )
+        self.rate_limited = Counter(
+            "abgate_rate_limited", "Requests refused with 429, by key name", ["key"], registry=r
+        )
         # labels() hashes its arguments and takes a lock on every call: keep the children.
         self.lookup = {
             (layer, result): self.cache_lookups.labels(layer, result)
@@ -84,6 +123,29 @@ class Metrics:
         self._served: dict[tuple[str, str], Any] = {}
         self._requests: dict[tuple[str, int], Any] = {}
         self._exposures: dict[tuple[str, str], Any] = {}
+        self._limited: dict[str, Any] = {}
+        self._queued: dict[str, int] = {}
+        if multiprocess_dir is None:
+            ProcessCollector(registry=r)
+            self._export = r
+        else:
+            self._export = multiprocess_registry(multiprocess_dir)
+
+    def export(self) -> bytes:
+        """The text of ``GET /metrics``."""
+        if self.multiprocess_dir is not None:
+            prune_dead(self.multiprocess_dir)
+        return generate_latest(self._export)
+
+    def retire(self) -> None:
+        """At shutdown: under ``--workers``, this worker's gauges stop counting."""
+        if self.multiprocess_dir is not None:
+            retire(self.multiprocess_dir)
+
+    def set_queued(self, sink: str, records: int) -> None:
+        """One sink's queue length; ``abgate_log_queue_records`` is their total."""
+        self._queued[sink] = records
+        self.log_queue.set(sum(self._queued.values()))
 
     def request_child(self, endpoint: str, status: int) -> Any:
         """The ``abgate_requests`` counter of one endpoint and status."""
@@ -107,4 +169,11 @@ class Metrics:
         child = self._exposures.get(key)
         if child is None:
             child = self._exposures[key] = self.exposures.labels(experiment, variant)
+        return child
+
+    def rate_limited_child(self, key: str) -> Any:
+        """The ``abgate_rate_limited`` counter of one key."""
+        child = self._limited.get(key)
+        if child is None:
+            child = self._limited[key] = self.rate_limited.labels(key)
         return child

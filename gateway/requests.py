@@ -10,6 +10,10 @@ used to reach Postgres, fail there, and open the results store's breaker for eve
 An event's ``ts`` must fall in a window around the gateway's clock (``EVENTS_MAX_AGE`` back,
 ``EVENTS_MAX_AHEAD`` forward; docs/integrators.md says why), which also keeps archive paths to
 4-digit years and recent hours.
+
+gateway/openapi.py states these rules from the constants below (``STORABLE_PATTERN``,
+``TS_PATTERN``, the limits), so that the document and this parser cannot drift;
+tests/gateway/test_contract.py holds them equal.
 """
 
 from __future__ import annotations
@@ -29,11 +33,27 @@ MAX_EXCLUSIONS = 1000
 MAX_EVENTS = 1000
 MAX_NAME = 128
 LIMIT_MAX = 200
-_EVENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+MAX_SURFACE = 128
+# Also the OpenAPI pattern (gateway/openapi.py); fullmatch, as a JSON Schema pattern anchors.
+EVENT_ID_PATTERN = "[A-Za-z0-9_-]{1,64}"
+_EVENT_ID = re.compile(EVENT_ID_PATTERN)
 # Late events are real (offline conversions, billing runs): a month of 30-day attribution plus
 # five days of reporting delay. Ahead: clock skew between callers and the gateway.
 EVENTS_MAX_AGE = timedelta(days=35)
 EVENTS_MAX_AHEAD = timedelta(hours=1)
+# The OpenAPI pattern of every free-text string: no U+0000, the one character check_storable
+# refuses that JSON Schema can state. An unpaired surrogate cannot even be written in a valid
+# request: the body must be I-JSON (RFC 7493), so orjson refuses "\ud800" as invalid JSON.
+STORABLE_PATTERN = r"^[^\u0000]*$"
+# RFC 3339 date-time with what it leaves open closed, the parser's syntax and the document's
+# pattern (beside format: date-time): ASCII digits, 'T' or 't', seconds 00-59 (a leap second
+# has no datetime), an offset 'Z', 'z' or +hh:mm. datetime.fromisoformat alone is wider (a
+# space, week dates, +0000, offsets with seconds) and narrower ('z').
+TS_PATTERN = (
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt]([0-9]{2}:[0-9]{2}:[0-5][0-9])(\.[0-9]+)?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+_TS = re.compile(TS_PATTERN)
 
 
 def check_storable(value: str, field: str) -> None:
@@ -102,7 +122,7 @@ def parse_recommendation(body: bytes) -> RecommendationRequest:
     obj = _decode(body)
     if not isinstance(obj, dict):
         raise BadRequest("the body must be a JSON object")
-    surface = _required(obj, "surface", max_len=128)
+    surface = _required(obj, "surface", max_len=MAX_SURFACE)
     unit_id = _required(obj, "unit_id", max_len=MAX_UNIT_ID)
     exclude_raw = obj.get("exclude")
     if exclude_raw is None:
@@ -120,6 +140,8 @@ def parse_recommendation(body: bytes) -> RecommendationRequest:
             check_storable(x, f"exclude[{i}]")
         exclude = frozenset(exclude_raw)
     limit = obj.get("limit")
+    if isinstance(limit, float) and limit.is_integer():
+        limit = int(limit)  # JSON Schema's integer: 3.0 is 3 (the OpenAPI document says integer)
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)):
         raise BadRequest("'limit' must be an integer", field="limit")
     if limit is not None and not 1 <= limit <= LIMIT_MAX:
@@ -145,19 +167,35 @@ def parse_recommendation(body: bytes) -> RecommendationRequest:
     return RecommendationRequest(surface, unit_id, exclude, limit, attributes)
 
 
+def _rfc3339(value: str) -> datetime | None:
+    """The moment ``value`` names if it is an RFC 3339 date-time (``TS_PATTERN``), else None."""
+    match = _TS.fullmatch(value)
+    if match is None:
+        return None
+    day, clock, fraction, offset = match.groups()
+    if offset in ("Z", "z"):
+        offset = "+00:00"
+    elif int(offset[4:]) > 59:  # fromisoformat would read +00:60 as +01:00
+        return None
+    try:  # month, day, hour, minute and offset hour ranges; microseconds: 6 digits at most
+        return datetime.fromisoformat(f"{day}T{clock}{(fraction or '')[:7]}{offset}")
+    except ValueError:
+        return None
+
+
 def _timestamp(value: object, field: str, now: datetime) -> str:
     if value is None:
         return utc_timestamp(now)
     if not isinstance(value, str):
         raise BadRequest(f"'{field}' must be an RFC 3339 timestamp string", field=field)
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+    moment = _rfc3339(value)
+    if moment is None:
+        if _rfc3339(value + "Z") is not None:
+            raise BadRequest(f"'{field}' needs a time zone (e.g. a trailing Z)", field=field)
         raise BadRequest(
-            f"'{field}' is not an RFC 3339 timestamp: {value!r}", field=field
-        ) from None
-    if moment.tzinfo is None:
-        raise BadRequest(f"'{field}' needs a time zone (e.g. a trailing Z)", field=field)
+            f"'{field}' is not an RFC 3339 timestamp (2026-11-27T10:00:00Z): {value!r}",
+            field=field,
+        )
     try:
         utc = moment.astimezone(UTC)
     except OverflowError:  # e.g. 0001-01-01T00:00:00+09:00 is before year 1 in UTC
@@ -206,7 +244,7 @@ def parse_events(body: bytes, now: datetime | None = None) -> list[Outcome]:
             raise BadRequest(f"'{field}' is not a known field", field=field)
         # A caller-chosen id makes retries idempotent: readers drop duplicates by event_id.
         event_id = _string(ev, "event_id", required=False, max_len=64, where=where)
-        if event_id is not None and not _EVENT_ID.match(event_id):
+        if event_id is not None and not _EVENT_ID.fullmatch(event_id):
             field = f"{where}event_id"
             raise BadRequest(f"'{field}' may hold only letters, digits, '-' and '_'", field=field)
         out.append(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,7 @@ def serve(
     from abgate.embedded import EmbeddedError, resolve_services
     from abgate.logs import configure_logging
     from gateway import create_app
+    from gateway.server import uvicorn_options
 
     overrides = {
         k: v
@@ -78,32 +81,48 @@ def serve(
             "using embedded servers", extra={"data_dir": str(settings.data_dir)}
         )
     settings = settings.model_copy(update={"postgres_dsn": dsn, "redis_url": redis_url})
-    options: dict[str, Any] = {
-        "host": settings.host,
-        "port": settings.port,
-        "loop": "uvloop",
-        "http": "httptools",
-        "access_log": False,
-        "proxy_headers": False,  # the gateway never reads client addresses; ~1% per request
-        "log_config": None,
-        "timeout_graceful_shutdown": 10,
-    }
+    options = uvicorn_options(settings)
     if settings.workers == 1:
         uvicorn.run(create_app(settings), **options)
         return
     # Each worker is a fresh interpreter that builds its app from the environment: hand it the
-    # resolved services and the command-line overrides through ABGATE_* variables.
+    # resolved services and the command-line overrides through ABGATE_* variables, and the
+    # folder of prometheus-client's multiprocess mode, which it reads when it is imported.
+    metrics_dir, made = _metrics_dir(settings.prometheus_multiproc_dir)
     os.environ.update(
         {
             "ABGATE_POSTGRES_DSN": dsn,
             "ABGATE_REDIS_URL": redis_url,
             **{f"ABGATE_{k.upper()}": str(v) for k, v in overrides.items()},
             "ABGATE_SERVE_LOG_LEVEL": log_level.upper(),
+            "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         }
     )
-    uvicorn.run(
-        "abgate.commands.serve:worker_app", factory=True, workers=settings.workers, **options
-    )
+    try:
+        uvicorn.run(
+            "abgate.commands.serve:worker_app", factory=True, workers=settings.workers, **options
+        )
+    finally:
+        if made:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+        else:
+            _clear_metrics_dir(metrics_dir)
+
+
+def _metrics_dir(given: Path | None) -> tuple[Path, bool]:
+    """The multiprocess metrics folder of a ``--workers`` run, empty, and whether it was made
+    here (then it is removed at exit). A folder the operator named is emptied at start and at
+    exit, as prometheus-client requires: values left by an earlier run would be added in."""
+    if given is None:
+        return Path(tempfile.mkdtemp(prefix="abgate-metrics-")), True
+    given.mkdir(parents=True, exist_ok=True)
+    _clear_metrics_dir(given)
+    return given, False
+
+
+def _clear_metrics_dir(folder: Path) -> None:
+    for path in folder.glob("*.db"):
+        path.unlink(missing_ok=True)
 
 
 def worker_app() -> Any:

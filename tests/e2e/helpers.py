@@ -14,15 +14,16 @@ from starlette.applications import Starlette
 from abgate.embedded import free_port
 from experiments.settings import Settings
 from gateway import create_app
+from gateway.server import uvicorn_options
 
 
 @contextlib.asynccontextmanager
 async def serving(settings: Settings, app: Starlette | None = None) -> AsyncIterator[str]:
-    """The base URL of ``app`` (default: ``create_app(settings)``) served by uvicorn."""
+    """The base URL of ``app`` (default: ``create_app(settings)``) served by uvicorn, with the
+    options of ``abgate serve`` (gateway/server.py)."""
     port = free_port()
-    config = uvicorn.Config(
-        app or create_app(settings), host="127.0.0.1", port=port, log_config=None, lifespan="on"
-    )
+    options = {**uvicorn_options(settings), "host": "127.0.0.1", "port": port, "lifespan": "on"}
+    config = uvicorn.Config(app or create_app(settings), **options)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:

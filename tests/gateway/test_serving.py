@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+from prometheus_client.parser import text_string_to_metric_families
 
 from batch import set_alias
 from experiments import assign, bucket
@@ -321,6 +322,22 @@ async def test_health_ready_metrics_and_openapi(gateway_settings):
         assert listing["experiments"][0]["variants"][0]["resolved"] == "models:/home_recs/1"
 
 
+async def test_one_process_exports_its_own_process_metrics_and_queue(gateway_settings):
+    settings = gateway_settings.model_copy(update={"log_flush_interval": 600})
+    async with running_app(settings) as (_, client):
+        for unit in ("u1", "u2", "u3"):
+            await client.post("/v1/recommendations", json={"surface": "home_top", "unit_id": unit})
+        metrics = (await client.get("/metrics")).text
+    samples = {
+        s.name: s for family in text_string_to_metric_families(metrics) for s in family.samples
+    }
+    assert samples["abgate_log_queue_records"].value == 3  # the exposures not yet written
+    for name in ("process_resident_memory_bytes", "process_cpu_seconds_total", "process_open_fds"):
+        assert samples[name].labels == {}  # this process, no pid label (that is --workers)
+    assert samples["process_start_time_seconds"].value > 0
+    assert "abgate_requests_created" in samples  # single-process exposition, unchanged
+
+
 async def test_bearer_tokens_are_enforced_when_configured(gateway_settings):
     settings = gateway_settings.model_copy(update={"api_tokens": "s3cret, other"})
     body = {"surface": "home_top", "unit_id": "u1"}
@@ -334,7 +351,7 @@ async def test_bearer_tokens_are_enforced_when_configured(gateway_settings):
         )
     assert missing.status_code == 401
     assert missing.headers["content-type"] == "application/problem+json"
-    assert wrong.status_code == 403
+    assert wrong.status_code == 401
     assert ok.status_code == 200
 
 

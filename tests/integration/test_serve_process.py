@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,6 +13,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.parser import text_string_to_metric_families
 
 from abgate.embedded import free_port
 from tests.gateway.helpers import load_demo_data, read_archive, write_config
@@ -151,3 +156,128 @@ async def test_workers_share_the_port_and_flush_every_record_on_sigterm(
     assert [e["jsonPayload"]["type"] for e in entries].count("exposure") == 60
     assert len({e["insertId"] for e in entries}) == 60
     assert "Traceback" not in log.read_text()
+
+
+def _scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of one ``/metrics`` answer (a new connection: any worker may answer)."""
+    text = httpx.get(url + "/metrics", timeout=5).text
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+OK_200 = ("abgate_requests_total", (("endpoint", "recommendations"), ("status", "200")))
+LATENCY_COUNT = ("abgate_request_seconds_count", (("endpoint", "recommendations"),))
+
+
+def _metrics_folder(worker: int) -> Path:
+    """The PROMETHEUS_MULTIPROC_DIR a worker was started with."""
+    environ = Path(f"/proc/{worker}/environ").read_bytes().split(b"\0")
+    [value] = [v for v in environ if v.startswith(b"PROMETHEUS_MULTIPROC_DIR=")]
+    return Path(value.split(b"=", 1)[1].decode())
+
+
+def _served_by(folder: Path, pid: int, tmp: Path) -> float:
+    """Recommendations answered by one worker, from its own value file alone."""
+    alone = tmp / f"worker-{pid}"
+    alone.mkdir()
+    shutil.copy(folder / f"counter_{pid}.db", alone)
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(alone))
+    return registry.get_sample_value("abgate_requests_total", dict(OK_200[1])) or 0.0
+
+
+async def _recommend(url: str, n: int, first: int) -> None:
+    """``n`` requests over 8 concurrent connections, each request on a new connection."""
+
+    async def one(i: int) -> None:
+        async with httpx.AsyncClient(base_url=url) as client:
+            r = await client.post(
+                "/v1/recommendations", json={"surface": "home_top", "unit_id": f"u{i % 20}"}
+            )
+            assert r.status_code == 200
+
+    for start in range(first, first + n, 8):
+        await asyncio.gather(*(one(i) for i in range(start, min(start + 8, first + n))))
+
+
+async def test_workers_export_one_set_of_counters_that_never_go_backwards(
+    pg_dsn, redis_url, schema, redis_prefix, experiments_dir, archive_dir, tmp_path
+):
+    await load_demo_data(pg_dsn, schema, units=20)
+    write_config(experiments_dir)
+    env, url = _gateway_env(pg_dsn, redis_url, schema, redis_prefix, experiments_dir, archive_dir)
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # abgate serve makes (and removes) its own
+    log = archive_dir.parent / "serve.log"
+    proc = _serve(env, log, "--workers", "2")
+    try:
+        _wait_ready(url, proc, log)
+        sent, seen = 0, []
+        for _ in range(6):
+            await _recommend(url, 30, sent)
+            sent += 30
+            for _ in range(3):  # several scrapes: each may reach either worker
+                sample = _scrape(url)
+                seen.append(sample[OK_200])
+                assert sample[OK_200] == sample[LATENCY_COUNT] == sent, (sent, seen)
+        workers = sorted(p for p in _children(proc.pid) if (Path("/proc") / str(p)).exists())
+        folder = _metrics_folder(workers[0])
+        served = {p: _served_by(folder, p, tmp_path) for p in workers if _has_values(folder, p)}
+        assert len(served) == 2 and all(n > 0 for n in served.values()), served
+        assert sum(served.values()) == sent
+        sample = _scrape(url)
+        rss = {dict(k[1])["pid"] for k in sample if k[0] == "process_resident_memory_bytes"}
+        assert rss == {str(p) for p in served}
+        assert sample[("abgate_log_spool_full", (("sink", "archive"),))] == 0  # livemax: no pid
+
+        # A worker killed outright: uvicorn starts another; its counts stay in the total.
+        killed = min(served)
+        os.kill(killed, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while True:
+            sample = _scrape(url)
+            assert sample[OK_200] == sent
+            pids = {dict(k[1])["pid"] for k in sample if k[0] == "process_resident_memory_bytes"}
+            if len(pids) == 2 and str(killed) not in pids:
+                break
+            assert time.monotonic() < deadline, pids
+            time.sleep(0.1)  # waiting for uvicorn's supervisor to replace the worker
+        await _recommend(url, 10, sent)
+        assert _scrape(url)[OK_200] == sent + 10
+        assert not list(folder.glob(f"gauge_live*_{killed}.db"))  # its gauges no longer count
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(30)
+    assert code in (0, -signal.SIGTERM), log.read_text()
+    assert not folder.exists()
+    assert "Traceback" not in log.read_text()
+
+
+def _has_values(folder: Path, pid: int) -> bool:
+    return (folder / f"counter_{pid}.db").exists()
+
+
+async def test_a_metrics_folder_named_by_the_operator_is_emptied_at_start_and_exit(
+    pg_dsn, redis_url, schema, redis_prefix, experiments_dir, archive_dir, tmp_path
+):
+    await load_demo_data(pg_dsn, schema, units=20)
+    write_config(experiments_dir)
+    env, url = _gateway_env(pg_dsn, redis_url, schema, redis_prefix, experiments_dir, archive_dir)
+    folder = tmp_path / "prom"
+    folder.mkdir()
+    (folder / "counter_1.db").write_bytes(b"left by an earlier run")  # unreadable if kept
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+    log = archive_dir.parent / "serve.log"
+    proc = _serve(env, log, "--workers", "2")
+    try:
+        _wait_ready(url, proc, log)
+        await _recommend(url, 8, 0)
+        assert _scrape(url)[OK_200] == 8
+        assert not (folder / "counter_1.db").exists()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(30)
+    assert code in (0, -signal.SIGTERM), log.read_text()
+    assert folder.is_dir() and list(folder.glob("*.db")) == []
