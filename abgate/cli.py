@@ -10,6 +10,7 @@ import typer
 
 from abgate.commands import batch, experiments, loadtest, logs, registry, report, serve
 
+
 def _version(value: bool) -> None:
     if value:
         from importlib.metadata import PackageNotFoundError, version
