@@ -13,7 +13,7 @@ import sys
 
 sys.path.insert(0, os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
 
-import abgate_daily  # noqa: E402  (the DAG file, found like Airflow finds it)
+import abgate_daily  # the DAG file, found as Airflow finds it
 
 run = abgate_daily.dag_object.test(run_conf=json.loads(sys.argv[1]))
 tasks = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}

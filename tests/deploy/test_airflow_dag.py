@@ -18,6 +18,7 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import asyncpg
 import pytest
@@ -55,7 +56,7 @@ pytestmark = [
 
 
 class _Webhook(BaseHTTPRequestHandler):
-    received: list[dict[str, str]] = []
+    received: ClassVar[list[dict[str, str]]] = []
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
