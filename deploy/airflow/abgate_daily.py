@@ -183,7 +183,8 @@ def abgate_daily() -> None:
     @task
     def validate(mv: dict[str, str]) -> dict[str, str]:
         params = get_current_context()["params"]
-        mine = loads_of(mv)
+        rows = versions(mv["model"])
+        mine = [r for r in rows if r["version"] == mv["version"]]
         if not mine:
             raise ValueError(f"{mv['uri']} is not loaded")
         # The newest staged load (what activate would attach), else the active one (a re-run).
@@ -191,7 +192,7 @@ def abgate_daily() -> None:
         candidate = (
             max(staged, key=lambda r: r["metadata"].get("load_id", 0)) if staged else mine[0]
         )
-        serving = next((r for r in versions(mv["model"]) if params["alias"] in r["aliases"]), None)
+        serving = next((r for r in rows if params["alias"] in r["aliases"]), None)
         problems = check_load(
             candidate,
             serving,
