@@ -24,6 +24,9 @@ import asyncpg
 import pytest
 import redis
 
+from tests.analysis.analysis_testkit import EXPERIMENT_YAML, simulate_archive
+from tests.gateway.helpers import SURFACES, load_demo_data
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -93,6 +96,8 @@ def dag_env(tmp_path, pg_dsn, redis_url, schema, redis_prefix, webhook):
         "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "deploy/airflow"),
         "PYTHONPATH": str(ROOT),
         "ABGATE_COMMAND": f"{sys.executable} -m abgate",
+        "ABGATE_PAPERMILL_COMMAND": f"{sys.executable} -m papermill",
+        "JUPYTER_PLATFORM_DIRS": "1",
         "ABGATE_DAG_RETRIES": "0",
         "ABGATE_ALERT_WEBHOOK": webhook[0],
         "ABGATE_POSTGRES_DSN": pg_dsn,
@@ -119,9 +124,17 @@ def _register(env: dict[str, str], features: Path, units: int) -> None:
 
 
 def _run_dag(env: dict[str, str], features: Path) -> dict[str, object]:
-    conf = {"features": str(features), "top_k": 10, "min_coverage": 0.9}
+    return _run("abgate_daily", env, {"features": str(features), "top_k": 10, "min_coverage": 0.9})
+
+
+def _run(dag_module: str, env: dict[str, str], conf: dict[str, object]) -> dict[str, object]:
     done = subprocess.run(
-        [AIRFLOW_PYTHON, str(ROOT / "tests/deploy/airflow_driver.py"), json.dumps(conf)],
+        [
+            AIRFLOW_PYTHON,
+            str(ROOT / "tests/deploy/airflow_driver.py"),
+            dag_module,
+            json.dumps(conf),
+        ],
         env=env,
         capture_output=True,
         text=True,
@@ -178,3 +191,43 @@ async def test_daily_dag_loads_validates_warms_and_moves_the_alias_and_refuses_a
     assert _keys(redis_url, f"{redis_prefix}r:home_recs:2:*") == []
     [alert] = webhook[1]
     assert "task validate" in alert["text"] and "coverage 50.0%" in alert["text"]
+
+
+async def test_reports_dag_executes_the_notebook_for_each_running_experiment(
+    dag_env, tmp_path, pg_dsn, schema
+):
+    await load_demo_data(pg_dsn, schema, units=5)
+    files = tmp_path / "experiments"
+    files.mkdir()
+    (files / "surfaces.yaml").write_text(SURFACES)
+    running = EXPERIMENT_YAML.replace("models:/home_recs/7", "models:/home_recs/2")
+    (files / "running.yaml").write_text(running)
+    (files / "draft.yaml").write_text(
+        running.replace("key: home-recs-demo", "key: draft-exp").replace("running", "draft")
+    )
+    for f in ("surfaces.yaml", "running.yaml", "draft.yaml"):
+        done = subprocess.run([sys.executable, "-m", "abgate", "experiments", "apply",
+                               str(files / f)], env=dag_env, capture_output=True, text=True)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+    archive = simulate_archive(
+        tmp_path / "archive", units=300, rates={"control": 0.1, "treatment": 0.2}
+    )
+    reports = tmp_path / "reports"
+
+    run = _run("abgate_reports", dag_env, {"experiments": ["home-recs-demo", "draft-exp"],
+               "archive": str(archive), "reports_dir": str(reports)})  # fmt: skip
+    assert run["state"] == "success", run
+
+    kept = sorted(p.relative_to(reports).parts[1:] for p in reports.glob("*/*/*"))
+    assert kept == [
+        ("home-recs-demo", name) for name in ("lift.png", "report.ipynb", "report.json")
+    ]
+    executed = json.loads((next(reports.glob("*/home-recs-demo/report.ipynb"))).read_text())
+    assert executed["metadata"]["papermill"]["parameters"]["experiment"] == "home-recs-demo"
+    shown = json.loads(next(reports.glob("*/home-recs-demo/report.json")).read_text())
+    cli = subprocess.run(
+        [sys.executable, "-m", "abgate", "report", "home-recs-demo", "--archive", str(archive),
+         "--format", "json"],
+        env=dag_env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert shown["variants"] == json.loads(cli.stdout)["variants"]
