@@ -19,7 +19,8 @@ cd "$(dirname "$0")/../.."
 
 SUITE=bookworm
 MIRROR=${ABGATE_DEBIAN_MIRROR:-http://deb.debian.org/debian}
-PACKAGES=python3,python3-venv,ca-certificates
+# libstdc++6, netbase, tzdata: in python:3.11-slim too (numpy, pyarrow, grpc need libstdc++).
+PACKAGES=python3,python3-venv,ca-certificates,libstdc++6,netbase,tzdata
 CACHE=${ABGATE_IMAGE_CACHE:-$HOME/.cache/abgate/images}
 TAG=${ABGATE_IMAGE_TAG:-local}
 RECIPE="$SUITE $PACKAGES essential nodoc-v1"
@@ -38,7 +39,7 @@ if ! podman image exists "$BASE"; then
   tarball="$CACHE/rootfs-$SUITE-$KEY.tar"
   if [ ! -s "$tarball" ]; then
     echo "build.sh: making the Debian $SUITE root file system (about a minute)" >&2
-    mmdebstrap --quiet --variant=essential --include="$PACKAGES" \
+    mmdebstrap --quiet --format=tar --variant=essential --include="$PACKAGES" \
       --aptopt='Acquire::Languages "none"' \
       --dpkgopt='path-exclude=/usr/share/doc/*' \
       --dpkgopt='path-exclude=/usr/share/man/*' \

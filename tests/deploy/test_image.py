@@ -61,12 +61,11 @@ def _podman_options() -> tuple[list[str], list[str]]:
     return glob.split(), limits.split()
 
 
-@pytest.fixture(scope="module")
-def gateway_image() -> str:
-    """The gateway image, built (or brought up to date) from this tree."""
+def _build(target: str) -> str:
+    """The image of ``target``, built (or brought up to date) from this tree."""
     t0 = time.monotonic()
     done = subprocess.run(
-        ["sh", "deploy/container/build.sh", "gateway"],
+        ["sh", "deploy/container/build.sh", target],
         cwd=ROOT,
         env={**os.environ, "ABGATE_IMAGE_TAG": "test"},
         capture_output=True,
@@ -83,6 +82,12 @@ def gateway_image() -> str:
     ).stdout.strip()
     print(f"\nbuilt {image} in {time.monotonic() - t0:.1f} s; size {int(size) / 1e6:.0f} MB")
     return image
+
+
+@pytest.fixture(scope="module")
+def gateway_image() -> str:
+    """The gateway image of this tree."""
+    return _build("gateway")
 
 
 def _wait_ready(url: str, name: str, deadline_s: float = 60) -> httpx.Response:
@@ -179,3 +184,18 @@ async def test_image_serves_a_recommendation_from_real_postgres_and_redis(
     # Diagnostics are JSON lines on stderr with Cloud Logging's fields.
     diag = [json.loads(line) for line in logs.stderr.splitlines() if line.startswith("{")]
     assert diag and all({"time", "severity", "message"} <= d.keys() for d in diag)
+
+
+def test_batch_image_runs_the_batch_commands_with_their_extras():
+    image = _build("batch")
+    glob, limits = _podman_options()
+    done = subprocess.run(
+        ["podman", *glob, "run", "--rm", "--network", "none", *limits, "--entrypoint", "sh",
+         image, "-c",
+         "id -u && python3 -c 'import mlflow, pyarrow, google.cloud.bigquery, google.cloud.storage'"
+         " && abgate batch predict --help"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.splitlines()[0] == "10001"
+    assert "--top-k" in done.stdout
