@@ -118,7 +118,7 @@ def _register(env: dict[str, str], features: Path, units: int) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "abgate", "batch", "example-model", "--units", str(units),
          "--features", str(features)],
-        env=env, capture_output=True, text=True,
+        env=env, capture_output=True, text=True, cwd=features.parent,  # mlflow writes ./mlruns
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
 
@@ -139,6 +139,7 @@ def _run(dag_module: str, env: dict[str, str], conf: dict[str, object]) -> dict[
         capture_output=True,
         text=True,
         timeout=600,
+        cwd=Path(env["ABGATE_DATA_DIR"]).parent,  # predict's mlflow runs write ./mlruns
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
