@@ -2,9 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= embedded,analysis,gcp,dev,demo,batch,mlflow
+EXTRAS ?= embedded,analysis,gcp,dev,demo,batch,mlflow,reports
 
-.PHONY: demo test lint venv clean
+.PHONY: demo test lint venv clean deploy-tools
 
 $(BIN)/abgate: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,27 @@ $(VENV)/.spark-installed: pyproject.toml $(BIN)/abgate
 	$(BIN)/pip install --quiet -e ".[$(EXTRAS),spark]"
 	touch $@
 
+# The deployment tests' tools (tests/deploy): Airflow and checkov in venvs of their own (their
+# pins clash with ours), podman + mmdebstrap from Debian for the image test. Each is skipped
+# by its test when absent; without root or apt-get the Debian tools are left out.
+$(VENV)-airflow/bin/airflow: pyproject.toml
+	$(PYTHON) -m venv $(VENV)-airflow
+	$(VENV)-airflow/bin/pip install --quiet -e ".[airflow]"
+	touch $@
+
+$(VENV)-checkov/bin/checkov:
+	$(PYTHON) -m venv $(VENV)-checkov
+	$(VENV)-checkov/bin/pip install --quiet checkov
+	touch $@
+
+deploy-tools: $(VENV)-airflow/bin/airflow $(VENV)-checkov/bin/checkov
+	@if ! command -v podman >/dev/null || ! command -v mmdebstrap >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      podman buildah mmdebstrap runc uidmap slirp4netns >/dev/null; \
+	  else echo "deploy-tools: no root/apt-get: the image test will be skipped"; fi; \
+	fi
+
 demo: venv
 	$(BIN)/abgate demo
 
@@ -31,8 +52,8 @@ lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy experiments analysis
 
-test: venv lint $(VENV)/bqemulator/bin/bqemulator $(VENV)/.spark-installed
+test: venv lint $(VENV)/bqemulator/bin/bqemulator $(VENV)/.spark-installed deploy-tools
 	$(BIN)/pytest -q
 
 clean:
-	rm -rf $(VENV) .abgate
+	rm -rf $(VENV) $(VENV)-airflow $(VENV)-checkov .abgate

@@ -10,6 +10,18 @@ import typer
 
 from abgate.commands import batch, experiments, keys, loadtest, logs, registry, report, serve
 
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"abgate {version('abgate')}")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            typer.echo("abgate (not installed)")
+        raise typer.Exit()
+
+
 app = typer.Typer(
     name="abgate",
     help="Online A/B experimentation gateway for precomputed ML results.",
@@ -17,6 +29,17 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit"
+    ),
+) -> None:
+    """Online A/B experimentation gateway for precomputed ML results."""
+
+
 app.command("serve")(serve.serve)
 app.command("demo")(serve.demo)
 app.add_typer(experiments.app, name="experiments")

@@ -99,7 +99,14 @@ class Settings(BaseSettings):
 
     # HTTP
     host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, le=65535)
+    port: int = Field(
+        8000,
+        ge=0,
+        le=65535,
+        # Cloud Run sets PORT; ABGATE_PORT, when set, wins.
+        validation_alias=AliasChoices("abgate_port", "port"),
+        description="Port; unset: PORT (Cloud Run), else 8000",
+    )
     workers: int = Field(
         1, ge=1, description="Gateway processes sharing the port (one per vCPU); 1: no supervisor"
     )

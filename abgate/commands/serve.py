@@ -46,7 +46,7 @@ def serve(
     import uvicorn
 
     from abgate.embedded import EmbeddedError, resolve_services
-    from abgate.logs import configure_logging
+    from abgate.logs import TraceContext, configure_logging
     from gateway import create_app
     from gateway.server import uvicorn_options
 
@@ -83,7 +83,7 @@ def serve(
     settings = settings.model_copy(update={"postgres_dsn": dsn, "redis_url": redis_url})
     options = uvicorn_options(settings)
     if settings.workers == 1:
-        uvicorn.run(create_app(settings), **options)
+        uvicorn.run(TraceContext(create_app(settings), settings.gcp_project), **options)
         return
     # Each worker is a fresh interpreter that builds its app from the environment: hand it the
     # resolved services and the command-line overrides through ABGATE_* variables, and the
@@ -127,11 +127,12 @@ def _clear_metrics_dir(folder: Path) -> None:
 
 def worker_app() -> Any:
     """The app of one ``--workers`` process, built from ABGATE_* variables (see ``serve``)."""
-    from abgate.logs import configure_logging
+    from abgate.logs import TraceContext, configure_logging
     from gateway import create_app
 
     configure_logging(os.environ.get("ABGATE_SERVE_LOG_LEVEL", "INFO"))
-    return create_app(Settings())
+    settings = Settings()
+    return TraceContext(create_app(settings), settings.gcp_project)
 
 
 def demo(
