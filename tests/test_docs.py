@@ -18,7 +18,7 @@ def _variable(name: str, field: FieldInfo) -> str:
     alias = field.validation_alias
     if isinstance(alias, AliasChoices):
         alias = alias.choices[0]
-    return alias if isinstance(alias, str) else f"ABGATE_{name.upper()}"
+    return alias.upper() if isinstance(alias, str) else f"ABGATE_{name.upper()}"
 
 
 def test_every_setting_has_a_row_in_the_operators_table() -> None:
