@@ -1,13 +1,12 @@
 """The benchmark's data: result files, the gateway's config folder, the reference's Redis keys.
 
 Both model versions get ``units`` lists of ``items`` items (ids among sku-0..sku-49999, scores
-descending), the shape of /work/shared/bench/ref_app.py's seed. The reference app reads the
+descending), the keys loadtests/ref_app.py reads. The reference app reads the
 same lists from its own keys (``ref:{variant}:{unit}``), so both serve identical bytes sizes.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 import subprocess
@@ -16,6 +15,8 @@ from pathlib import Path
 
 import orjson
 import redis
+
+from loadtests.ref_app import variant_of
 
 MODEL = "home_recs"
 VERSIONS = ("1", "2")
@@ -99,12 +100,6 @@ def write_config(folder: Path) -> None:
     )
 
 
-def ref_variant(unit_id: str, salt: str = "ref") -> str:
-    """ref_app.py's split (copied: importing ref_app opens a Redis pool at import)."""
-    h = int.from_bytes(hashlib.sha256(f"{salt}:{unit_id}".encode()).digest()[:8], "big") % 10000
-    return "control" if h < 5000 else "treatment"
-
-
 def seed_reference(files: dict[str, Path], redis_url: str) -> int:
     """Write ``ref:{variant}:{unit}``: control gets version 1's list, treatment version 2's."""
     client = redis.Redis.from_url(redis_url)
@@ -120,7 +115,7 @@ def seed_reference(files: dict[str, Path], redis_url: str) -> int:
     for unit in lists["1"]:
         if unit == "__default__":
             continue
-        variant = ref_variant(unit)
+        variant = variant_of(unit)
         pipe.set(f"ref:{variant}:{unit}", lists["1" if variant == "control" else "2"][unit])
         n += 1
         if n % 1000 == 0:

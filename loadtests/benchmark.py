@@ -4,7 +4,7 @@ Run by hand (or in a separate CI job), never as a timed unit test. It loads 100,
 100 items for two model versions into a dedicated Postgres schema (``abgate batch load``),
 seeds the reference app's keys in a dedicated Redis database, starts every server (gateways
 with ``abgate serve``: uvicorn, uvloop, httptools, one worker, archive logging on; the bare
-reference app of /work/shared/bench; its asyncpg twin; Feast's feature server), drives each
+reference app of loadtests/ref_app.py; its asyncpg twin; Feast's feature server), drives each
 with wrk, case after case, round after round (so drifts of a shared machine hit all cases
 alike), profiles the gateway with py-spy, prints the table and ratios, and cleans up.
 
@@ -35,8 +35,7 @@ from loadtests.servers import Server, free_port, warm
 from loadtests.wrk import WrkResult, run_wrk
 
 HERE = Path(__file__).parent
-SHARED_BENCH = Path("/work/shared/bench")
-POST_LUA = SHARED_BENCH / "post.lua"
+POST_LUA = HERE / "lua" / "post.lua"
 UNITS_LUA = HERE / "lua" / "units.lua"
 FEAST_LUA = HERE / "lua" / "feast.lua"
 GW_PREFIX = "abgate-loadbench:"
@@ -141,7 +140,7 @@ def build_servers(args: argparse.Namespace, config_dir: Path, work: Path) -> dic
             {**gw_env, "ABGATE_REDIS_PREFIX": GW_COLD_PREFIX},
             free_port(),
         ),
-        "ref": Server("ref", [], {"REF_REDIS_URL": args.redis_url}, free_port(), cwd=SHARED_BENCH),
+        "ref": Server("ref", [], {"REF_REDIS_URL": args.redis_url}, free_port()),
         "ref-pg": Server(
             "ref-pg",
             [],
@@ -155,7 +154,13 @@ def build_servers(args: argparse.Namespace, config_dir: Path, work: Path) -> dic
     }
     for name in ("gw", "gw-local", "gw-cold"):
         servers[name].env["ABGATE_PORT"] = str(servers[name].port)
-    servers["ref"].cmd = [*uvicorn, "ref_app:app", "--port", str(servers["ref"].port)]
+    servers["ref"].cmd = [
+        *uvicorn,
+        "--factory",
+        "loadtests.ref_app:create_app",
+        "--port",
+        str(servers["ref"].port),
+    ]
     servers["ref-pg"].cmd = [
         *uvicorn,
         "--factory",

@@ -1,4 +1,4 @@
-"""Feast's Python feature server as a benchmark peer (see /work/shared/bench/FEAST.md).
+"""Feast's Python feature server as a benchmark peer (docs/benchmarks.md says how it is set up).
 
 Feast lives in its own virtual environment (``/tmp/feastpeer`` by default), never in the
 project's: this module only runs its ``pip``, ``python`` and ``feast`` executables.

@@ -20,6 +20,8 @@ LAYERS = (
 )
 
 
+_REPO = str(Path(__file__).resolve().parents[1]) + "/"  # this checkout, wherever it is
+
 _OUTER = {
     "other",
     "asyncio / uvloop event loop",
@@ -50,7 +52,7 @@ def _function(frame: str) -> str:
     """``function (file)`` without the line number."""
     head, _, rest = frame.partition(" (")
     file = rest.rsplit(":", 1)[0]
-    for marker in ("site-packages/", "/work/main/", "python3.11/"):
+    for marker in ("site-packages/", _REPO, "python3.11/"):
         if marker in file:
             file = file.split(marker, 1)[1]
     return f"{head} ({file})"

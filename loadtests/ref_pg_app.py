@@ -1,6 +1,6 @@
 """The reference app's Postgres twin: the least an answer read from Postgres can cost.
 
-Same work as /work/shared/bench/ref_app.py (parse, hash the unit into a variant, read one
+Same work as loadtests/ref_app.py (parse, hash the unit into a variant, read one
 list, drop exclusions, answer the first ``limit``), but the read is one primary-key SELECT
 through an asyncpg pool on the gateway's own ``results`` table, so both read the same rows.
 The benchmark compares it with the gateway's cold-cache path.
@@ -13,7 +13,6 @@ Run:  REF_PG_DSN=postgresql://postgres@127.0.0.1:5432/test REF_PG_SCHEMA=abgate_
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 from collections.abc import AsyncIterator
 
@@ -24,14 +23,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from loadtests.ref_app import VARIANTS, variant_of
+
 VERSIONS = ("1", "2")  # control, treatment
 _QUERY = "SELECT items::text FROM results WHERE model = $1 AND version = $2 AND unit_id = $3"
 
 
-def version_of(unit_id: str, salt: str = "ref") -> str:
-    """The reference's 50/50 split, as in ref_app.py."""
-    h = int.from_bytes(hashlib.sha256(f"{salt}:{unit_id}".encode()).digest()[:8], "big") % 10000
-    return VERSIONS[0] if h < 5000 else VERSIONS[1]
+def version_of(unit_id: str) -> str:
+    """The reference's 50/50 split (``ref_app.variant_of``): control reads 1, treatment 2."""
+    return VERSIONS[VARIANTS.index(variant_of(unit_id))]
 
 
 def create_app() -> Starlette:
