@@ -19,7 +19,7 @@ CONVERSION = {"control": 0.10, "treatment": 0.20}
 
 async def visit(client: httpx.AsyncClient, unit: str) -> str:
     """One user: a recommendation request, then maybe a purchase of the first item."""
-    answer = (await client.post("/v1/recommendations", json={"surface": "home_top", "unit_id": unit}))
+    answer = await client.post("/v1/recommendations", json={"surface": "home_top", "unit_id": unit})
     answer.raise_for_status()
     body = answer.json()
     variant = body.get("variant") or "none"

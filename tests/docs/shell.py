@@ -23,6 +23,7 @@ reason is the skip's reason in the test report.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -127,14 +128,10 @@ class Shell:
                 self.proc.stdin.close()
             except BrokenPipeError:
                 pass
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)  # whatever the session left behind
-        except ProcessLookupError:
-            pass
         self.proc.wait()
 
 
@@ -254,7 +251,9 @@ def _drop(pinned: dict[str, str]) -> None:
     async def drop_schema() -> None:
         conn = await asyncpg.connect(pinned["ABGATE_POSTGRES_DSN"])
         try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{pinned["ABGATE_POSTGRES_SCHEMA"]}" CASCADE')
+            await conn.execute(
+                f'DROP SCHEMA IF EXISTS "{pinned["ABGATE_POSTGRES_SCHEMA"]}" CASCADE'
+            )
         finally:
             await conn.close()
 

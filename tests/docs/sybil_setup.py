@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
-from sybil import Example, Sybil
+from sybil import Document, Example, Region, Sybil
 from sybil.parsers.markdown import CodeBlockParser, PythonCodeBlockParser, SkipParser
 
 from tests.docs.shell import (
@@ -49,6 +51,26 @@ def evaluate_console(example: Example) -> None:
         )
 
 
+class ExampleFilesParser(CodeBlockParser):
+    """YAML blocks that quote files of examples/ (a ``# examples/...`` line before each)."""
+
+    def __init__(self) -> None:
+        super().__init__("yaml", evaluate_example_files)
+
+    def __call__(self, document: Document) -> Iterable[Region]:
+        for region in super().__call__(document):
+            if str(region.parsed).startswith("# examples/"):
+                yield region
+
+
+def evaluate_example_files(example: Example) -> None:
+    """Each quoted file is, line for line, the file in examples/."""
+    sections = re.split(r"^# (examples/\S+)\n", str(example.parsed), flags=re.MULTILINE)
+    for name, quoted in zip(sections[1::2], sections[2::2], strict=True):
+        actual = (ROOT / name).read_text(encoding="utf-8")
+        assert quoted == actual, f"{_label(example)} quotes {name}, which reads:\n{actual}"
+
+
 DOCS = Sybil(
     parsers=[
         SkipParser(),
@@ -56,6 +78,7 @@ DOCS = Sybil(
         CodeBlockParser("bash", evaluate_sh),
         CodeBlockParser("console", evaluate_console),
         PythonCodeBlockParser(),
+        ExampleFilesParser(),
     ],
     path=str(ROOT),
     patterns=["README.md", "docs/*.md"],
