@@ -11,7 +11,7 @@ docs' usual DSN still talks to the test's servers).
 Languages:
 - ``sh`` / ``bash``: the block runs with ``set -e``; any failing command fails the example (and
   ends the session: later blocks of the file then fail too, naming the block that broke it).
-- ``console``: ``$ command`` lines (a trailing ``\\`` continues a command), each followed by the
+- ``console``: ``$ command`` lines (a trailing ``\\`` or an open quote continues a command), each followed by the
   output the docs show. The output must match, with ``…`` standing for any text (ids, timings,
   hashes) and whitespace compared loosely (runs of blanks are one, and none is needed next to
   JSON punctuation, so a pretty-printed JSON answer matches the compact one curl prints).
@@ -27,6 +27,7 @@ import contextlib
 import os
 import queue
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -43,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 DOCS_PORT = re.compile(r"\b(localhost|127\.0\.0\.1):8000\b")
-BLOCK_TIMEOUT = 600.0  # seconds one block may take (the tour's longest is the events script)
+BLOCK_TIMEOUT = 300.0  # seconds one block may take (the tour's longest takes ~30 s)
 
 
 def free_port() -> int:
@@ -160,6 +161,17 @@ def output_matches(expected: str, actual: str) -> bool:
     return re.fullmatch("(?s:.*?)".join(parts), _loose(actual), flags=re.DOTALL) is not None
 
 
+def _incomplete(command: str) -> bool:
+    """Whether the shell would read another line: a trailing backslash or an open quote."""
+    if command.endswith("\\"):
+        return True
+    try:
+        shlex.split(command, comments=True)
+    except ValueError:  # "No closing quotation"
+        return True
+    return False
+
+
 def console_commands(source: str) -> list[tuple[str, str]]:
     """The (command, expected output) pairs of a console block."""
     pairs: list[tuple[str, list[str]]] = []
@@ -169,7 +181,7 @@ def console_commands(source: str) -> list[tuple[str, str]]:
         line = lines[i]
         if line.startswith("$ "):
             command = [line[2:]]
-            while command[-1].endswith("\\") and i + 1 < len(lines):
+            while _incomplete("\n".join(command)) and i + 1 < len(lines):
                 i += 1
                 command.append(lines[i])
             pairs.append(("\n".join(command), []))
