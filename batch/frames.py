@@ -2,7 +2,7 @@
 
 A ``UnitBatch`` holds a run of units as Arrow arrays: unit ``i`` owns the items
 ``offsets[i]:offsets[i+1]`` of ``item_ids``/``scores``, best first. Every input format becomes
-UnitBatches (batch/sources.py); validation and JSON encoding then run column-wise in Arrow's C++
+UnitBatches (batch/inputs/); validation and JSON encoding then run column-wise in Arrow's C++
 kernels, never one Python object per item, which is what makes a 100-million-item load fast.
 """
 
