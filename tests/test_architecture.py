@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-OURS = {"experiments", "registry", "batch", "gateway", "analysis", "loadtests", "abgate"}
+OURS = {"experiments", "registry", "batch", "gateway", "analysis", "loadtests", "abgate", "benchmarks"}
 ALLOWED = {
     "experiments": set(),
     "registry": {"experiments"},

@@ -1,6 +1,6 @@
 """Benchmark of loading and warm-up against the physical limits of this machine (not a test).
 
-    python -m batch.bench --units 1000000 --items 100 --dir /tmp/abgate-bench
+    python -m benchmarks.batch_load --units 1000000 --items 100 --dir /tmp/abgate-bench
 
 1. Generates the same results three ways: a long CSV (unit_id,item_id,score), a wide Parquet
    file (unit_id, item_ids, scores) and the final rows as COPY text (unit_id <TAB> JSON list).
