@@ -315,15 +315,22 @@ class ClientCore:
             return None
         try:
             data = orjson.loads(reply.body)
-            results = [
-                EventResult(
-                    r["index"], r["status"], r.get("event_id"), r.get("field"), r.get("detail")
-                )
-                for r in data["results"]
-            ]
+            if "results" in data:
+                results = [
+                    EventResult(
+                        r["index"], r["status"], r.get("event_id"), r.get("field"), r.get("detail")
+                    )
+                    for r in data["results"]
+                ]
+            else:  # a gateway before per-element answers: the first `accepted` were queued
+                accepted = data["accepted"]
+                results = [
+                    EventResult(i, "accepted" if i < accepted else "dropped", e.event_id)
+                    for i, e in enumerate(batch)
+                ]
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
             self.buffer.stats.last_error = _problem(reply)
-            return None  # an overloaded 503 problem, or an answer without results
+            return None  # e.g. an overloaded 503 problem
         if [r.index for r in results] != list(range(len(batch))):
             return None
         for r in results:

@@ -9,8 +9,16 @@ import orjson
 import pytest
 
 from abgate.client import CircuitBreaker, Item
-from abgate.client._core import EVENTS_PATH, RECOMMEND_PATH, Call, ClientCore, Exchange, Failure
-from abgate.client._core import Reply, Wait
+from abgate.client._core import (
+    EVENTS_PATH,
+    RECOMMEND_PATH,
+    Call,
+    ClientCore,
+    Exchange,
+    Failure,
+    Reply,
+    Wait,
+)
 
 T = TypeVar("T")
 
