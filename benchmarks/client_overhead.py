@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
 import socket
 import time
@@ -37,9 +38,9 @@ ANSWER = orjson.dumps(
         "source": "cache",
     }
 )
-RESPONSE = (
-    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
-    % (len(ANSWER), ANSWER)
+RESPONSE = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (
+    len(ANSWER),
+    ANSWER,
 )
 
 
@@ -80,10 +81,8 @@ def core_only(calls: int) -> float:
     for _ in range(calls):
         exchange = core.recommend("home_top", "u42", limit=10, exclude=("sku-99",))
         next(exchange)
-        try:
+        with contextlib.suppress(StopIteration):
             exchange.send(reply)
-        except StopIteration:
-            pass
     return (time.process_time() - started) / calls
 
 
