@@ -345,7 +345,7 @@ class ClientCore:
         """The sender's next pause: the flush interval, doubled per failed batch in a row."""
         if self.send_failures == 0:
             return self.flush_interval
-        return min(self.flush_interval * 2 ** min(self.send_failures, 30), self.max_backoff)
+        return min(self.flush_interval * float(2 ** min(self.send_failures, 30)), self.max_backoff)
 
     def sender(self) -> Exchange[None]:
         """The background sender: batches on a timer (or a full batch), back off on failure;
