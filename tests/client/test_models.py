@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import sys
-from pathlib import Path
 from typing import get_args
 
 import orjson
 
-import abgate.client
 from abgate.client import Event, EventResult, Item, ModelInfo, Recommendation
 from abgate.client._models import EventStatus, Source
 from gateway.openapi import build_openapi
 
-ROOT = Path(__file__).resolve().parents[2]
 DOC = orjson.loads(build_openapi([], auth=False))
 SCHEMAS = DOC["components"]["schemas"]
 
@@ -43,26 +38,3 @@ def test_event_result_fields_are_the_documents() -> None:
     results = answer["application/json"]["schema"]["properties"]["results"]["items"]
     assert fields(EventResult) == set(results["properties"])
     assert set(results["properties"]["status"]["enum"]) == set(get_args(EventStatus))
-
-
-def test_the_client_imports_without_the_servers_dependencies() -> None:
-    code = (
-        "import sys, abgate.client\n"
-        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
-        "{'starlette', 'asyncpg', 'redis', 'uvicorn', 'experiments', 'gateway', 'mlflow'})\n"
-        "print(','.join(heavy))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
-    )
-    assert out.stdout.strip() == ""
-
-
-def test_the_client_exports_exactly_its_all() -> None:
-    public = {
-        name
-        for name, value in vars(abgate.client).items()
-        if not name.startswith("_")
-        and getattr(value, "__module__", "").startswith("abgate.client.")
-    }
-    assert public == set(abgate.client.__all__)
