@@ -46,7 +46,7 @@ from gateway.metrics import Metrics
 from gateway.models import ModelDirectory, load_directory, read_directory_file, save_directory_file
 from gateway.openapi import build_openapi
 from gateway.read_path import ReadPath
-from gateway.requests import parse_events
+from gateway.requests import event_results, parse_events
 from gateway.results import PG_FAILURES, LocalCache, PostgresResultsStore, RedisResultsCache
 from gateway.service import Gateway, ServingState
 from gateway.sinks import LogSink
@@ -232,15 +232,10 @@ def create_app(
 
     async def events(request: Request) -> Response:
         authenticate(request)
-        outcomes = parse_events(await read_body(request, max_body))
-        gw = holder["gw"]
-        accepted = sum(gw.logger.put(o) for o in outcomes)
-        metrics.outcomes.inc(accepted)
-        if accepted < len(outcomes):
-            return json_response(
-                {"accepted": accepted, "dropped": len(outcomes) - accepted}, status=503
-            )
-        return json_response({"accepted": accepted}, status=202)
+        parsed = parse_events(await read_body(request, max_body))
+        body = event_results(parsed, holder["gw"].logger.put)
+        metrics.outcomes.inc(body["accepted"])
+        return json_response(body, status=503 if body["dropped"] else 202)
 
     async def list_experiments(request: Request) -> Response:
         authenticate(request)
