@@ -306,8 +306,7 @@ class Skipped:
         """The warning shown next to the verdict (table and HTML) when lines were skipped."""
         more = f" (+{len(self.files) - 1} more files)" if len(self.files) > 1 else ""
         return (
-            f"{self.describe()}{more}; they are left out of every figure "
-            "(--strict fails instead)."
+            f"{self.describe()}{more}; they are left out of every figure (--strict fails instead)."
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -157,9 +157,7 @@ def test_each_kind_of_bad_line_is_named_with_its_reason(
     [(file, number)] = _damage(clean, tmp_path / "one", [line])
     rep = build_report(experiment(), tmp_path / "one")
     assert rep.skipped is not None
-    assert (rep.skipped.torn, rep.skipped.incomplete) == (
-        (1, 0) if kind == "torn" else (0, 1)
-    )
+    assert (rep.skipped.torn, rep.skipped.incomplete) == ((1, 0) if kind == "torn" else (0, 1))
     [first] = rep.skipped.first
     assert (first.file, first.line) == (file, number)
     expected = {
