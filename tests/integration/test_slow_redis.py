@@ -18,19 +18,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from abgate.embedded import RedisProcess, free_port
 from tests.gateway.helpers import load_demo_data, read_archive, write_config
-from tests.integration.test_serve_process import _gateway_env, _serve, _wait_ready
+from tests.integration.load import gateway, open_loop, p99
+from tests.integration.test_serve_process import _gateway_env
 
 pytestmark = pytest.mark.slow
 
@@ -116,41 +114,6 @@ class LatencyProxy:
         finally:
             with contextlib.suppress(Exception):
                 writer.close()
-
-
-@contextlib.asynccontextmanager
-async def gateway(env: dict[str, str], url: str, log: Path) -> AsyncIterator[None]:
-    proc = _serve(env, log)
-    try:
-        # the proxy runs on this loop: wait for readiness in a thread so it keeps serving
-        await asyncio.to_thread(_wait_ready, url, proc, log)
-        yield
-    finally:
-        proc.send_signal(signal.SIGTERM)  # flushes every accepted record
-        await asyncio.to_thread(proc.wait, 30)
-
-
-async def open_loop(
-    client: httpx.AsyncClient, rate: float, seconds: float, units: int
-) -> list[tuple[int, float, dict[str, object]]]:
-    """Send ``rate`` requests a second for ``seconds`` on a fixed schedule; each latency is
-    measured from the request's scheduled time (no coordinated omission)."""
-    loop = asyncio.get_running_loop()
-    start = loop.time() + 0.05
-
-    async def one(i: int) -> tuple[int, float, dict[str, object]]:
-        at = start + i / rate
-        await asyncio.sleep(max(0.0, at - loop.time()))
-        body = {"surface": "home_top", "unit_id": f"u{i % units}"}
-        r = await client.post("/v1/recommendations", json=body)
-        return r.status_code, loop.time() - at, r.json()
-
-    return await asyncio.gather(*(one(i) for i in range(int(rate * seconds))))
-
-
-def p99(latencies: list[float]) -> float:
-    ordered = sorted(latencies)
-    return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
 
 
 async def test_a_slow_redis_falls_through_to_postgres_within_the_timeout_budget(
