@@ -4,13 +4,11 @@ Keys live in Postgres (``ABGATE_POSTGRES_DSN``, ``ABGATE_POSTGRES_SCHEMA``); gat
 with ``ABGATE_API_KEYS=true`` pick up a change within a second. ``create --surfaces`` names
 surfaces of the configuration the gateways serve (``ABGATE_EXPERIMENTS_DIR`` when set, else the
 Postgres experiment store). Exit codes: 0 done, 1 refused (the message says why), 2 an unknown
-surface (or another usage error), 3 Postgres cannot be reached.
+surface, 3 Postgres cannot be reached.
 """
 
 from __future__ import annotations
 
-import asyncio
-import getpass
 import socket
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -19,8 +17,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from abgate.commands import runtime
 from experiments.keys import ApiKey, KeyChangeRefused, PostgresKeyStore
-from experiments.lifecycle import StoreUnavailable
 from experiments.settings import Settings
 
 app = typer.Typer(help="API keys: named, scoped to surfaces, rate limited.", no_args_is_help=True)
@@ -28,37 +26,11 @@ out = Console()
 err = Console(stderr=True)
 T = TypeVar("T")
 
-AuthorOpt = typer.Option(None, "--author", help="Who makes the change (default: $USER)")
+AuthorOpt = runtime.AUTHOR
 
 
 def _run(work: Callable[[PostgresKeyStore], Awaitable[T]]) -> T:
-    from abgate.commands.experiments import _dsn
-    from experiments.postgres import create_pool
-
-    async def main() -> T:
-        settings = Settings()
-        dsn = await _dsn(settings)
-        try:
-            pool = await create_pool(dsn, settings.postgres_schema, min_size=1, max_size=2)
-        except (OSError, TimeoutError) as exc:
-            raise StoreUnavailable(f"cannot reach Postgres: {exc}") from exc
-        try:
-            return await work(PostgresKeyStore(pool))
-        finally:
-            await pool.close()
-
-    try:
-        return asyncio.run(main())
-    except StoreUnavailable as exc:
-        err.print(f"[red]error[/] {exc}", highlight=False)
-        raise typer.Exit(3) from None
-    except KeyChangeRefused as exc:
-        err.print(f"[red]refused[/] {exc}", highlight=False)
-        raise typer.Exit(1) from None
-
-
-def _who(author: str | None) -> str:
-    return author or getpass.getuser()
+    return runtime.run_on(PostgresKeyStore, work)
 
 
 async def _known_surfaces(settings: Settings, store: PostgresKeyStore) -> tuple[set[str], str]:
@@ -85,12 +57,11 @@ def _check_surfaces(wanted: list[str], known: set[str], where: str) -> None:
     if unknown:
         names = ", ".join(f"'{s}'" for s in unknown)
         have = ", ".join(sorted(known)) or "none"
-        err.print(
-            f"[red]error[/] --surfaces: unknown surface{'s' * (len(unknown) > 1)} {names} "
+        runtime.fail(
+            f"--surfaces: unknown surface{'s' * (len(unknown) > 1)} {names} "
             f"(surfaces in {where}: {have})",
-            highlight=False,
+            2,
         )
-        raise typer.Exit(2)
 
 
 @app.command("create")
@@ -106,7 +77,9 @@ def create(
     async def work(store: PostgresKeyStore) -> tuple[ApiKey, str]:
         if wanted:
             _check_surfaces(wanted, *await _known_surfaces(Settings(), store))
-        return await store.create(name, wanted, rate, actor=_who(author), host=socket.gethostname())
+        return await store.create(
+            name, wanted, rate, actor=runtime.author(author), host=socket.gethostname()
+        )
 
     key, secret = _run(work)
     err.print(
@@ -143,7 +116,9 @@ def revoke(
     author: str | None = AuthorOpt,
 ) -> None:
     """Revoke a key: gateways refuse it (401) within a second."""
-    key = _run(lambda store: store.revoke(name, actor=_who(author), host=socket.gethostname()))
+    key = _run(
+        lambda store: store.revoke(name, actor=runtime.author(author), host=socket.gethostname())
+    )
     err.print(f"revoked key '{key.name}' at {key.revoked_at:%Y-%m-%d %H:%M:%S %Z}")
 
 
