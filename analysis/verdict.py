@@ -5,6 +5,9 @@ guardrails, which direction is good). Per non-control variant, lifts are first *
 that good is positive (a ``direction: decrease`` metric's lift and interval change sign):
 
 - **invalid**: a sample ratio mismatch check rejects (p < 0.001): no comparison can be trusted;
+  or more than 1% of the lines read were skipped as malformed (torn lines, incomplete
+  records): a few torn lines after crashes are expected and harmless, but that many means
+  the logging was broken, maybe for one replica or one arm, so the figures may be biased;
 - **do_not_ship**: the primary is significantly worse (Holm-adjusted p < alpha, oriented diff
   < 0) or a guardrail is breached;
 - **ship**: the primary is significantly better and every guardrail is ok;
@@ -38,6 +41,7 @@ Decision = Literal["ship", "do_not_ship", "keep_running", "invalid"]
 GuardrailStatus = Literal["ok", "breached", "inconclusive"]
 
 SRM_THRESHOLD = 0.001
+SKIPPED_THRESHOLD = 0.01  # share of malformed lines read above which the verdict is invalid
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +228,22 @@ def decide(report: Report, experiment: Experiment) -> Verdict:
         reason = (
             f"sample ratio mismatch (p = {min(srm):.3g} < {SRM_THRESHOLD}): units per variant do "
             "not match the configured weights, so no comparison can be trusted; find the cause."
+        )
+        primary = experiment.primary_metric
+        return Verdict(
+            "invalid",
+            reason,
+            {
+                v: VariantVerdict(v, "invalid", reason, primary.name if primary else None, None, {})
+                for v in variants
+            },
+        )
+    skipped = report.skipped
+    if skipped is not None and skipped.share > SKIPPED_THRESHOLD:
+        reason = (
+            f"{skipped.lines:,} of {skipped.read:,} lines ({skipped.share:.1%}) were malformed "
+            f"and skipped, more than {SKIPPED_THRESHOLD:.0%}: the logging was broken and the "
+            "figures may be biased; find the cause (abgate logs verify)."
         )
         primary = experiment.primary_metric
         return Verdict(
