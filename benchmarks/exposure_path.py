@@ -1,0 +1,152 @@
+"""The exposure path alone, in one process: ``python -m benchmarks.exposure_path``.
+
+Times ``Gateway.log_exposure`` (id, timestamp, record, LogEntry line, queue, counter) and the
+archive write of its lines, with the gateway's own classes and a real ``ArchiveSink`` in a
+temporary folder, for an answer shaped like the benchmark's (10 items, a 50/50 phase): CPU
+µs per exposure, best of ``--repeat`` runs (the least disturbed by other work on the machine).
+No servers, no network: the figures move with the code, not with the load of the machine as
+much as the server benchmarks do (docs/benchmarks.md, "Exposure logging").
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from experiments.settings import Settings
+from gateway.log_writer import build_log
+from gateway.metrics import Metrics
+from gateway.sinks import ArchiveSink
+
+WEIGHTS = (
+    {"variant": "control", "weight": 50, "lo": 0, "hi": 5000},
+    {"variant": "treatment", "weight": 50, "lo": 5000, "hi": 10000},
+)
+
+
+def answer() -> Any:
+    """An answer as ``Gateway.answer`` gives it for the benchmark's experiment surface."""
+    surface = SimpleNamespace(name="home_top", log_attributes=())
+    route = SimpleNamespace(
+        experiment="home-recs-bench",
+        variant="control",
+        surface=surface,
+        config_version=1,
+        forced=False,
+        holdout=False,
+    )
+    return SimpleNamespace(
+        route=route,
+        model=SimpleNamespace(name="home_recs", version="1"),
+        items=[{"id": f"sku-{i * 997 % 50_000}", "score": 1.0 - i / 100} for i in range(10)],
+        source="cache",
+        bucket=2006,
+        phase=SimpleNamespace(id="44e34d59a878", weights=WEIGHTS),
+    )
+
+
+def gateway(folder: Path) -> Any:
+    """A ``Gateway`` with only what ``log_exposure`` touches: its logger, metrics, ids, clock."""
+    from gateway import service
+
+    settings = Settings(archive_dir=folder / "archive", spool_dir=folder / "spool")
+    metrics = Metrics()
+    sink = ArchiveSink(folder / "archive", project="local", log_id="abgate-events")
+    gw = service.Gateway.__new__(service.Gateway)
+    gw.logger = build_log(settings, metrics, {"archive": sink})
+    gw.metrics = metrics
+    gw.new_id = service.IdGenerator()
+    gw.clock = service.UtcClock()
+    return gw
+
+
+def best(fn: Callable[[], None], number: int, repeat: int) -> float:
+    """CPU µs per call of ``fn``, best of ``repeat`` runs of ``number`` calls."""
+    times = []
+    for _ in range(repeat):
+        gc.collect()
+        t0 = time.process_time()
+        for _ in range(number):
+            fn()
+        times.append((time.process_time() - t0) / number * 1e6)
+    return min(times)
+
+
+async def measure(number: int, repeat: int) -> dict[str, float]:
+    """Each piece, then the whole path with its writes."""
+    with tempfile.TemporaryDirectory(prefix="abgate-expopath-") as tmp:
+        gw = gateway(Path(tmp))
+        ans = answer()
+        batching = gw.logger.loggers[0]
+        sink: ArchiveSink = batching.sink
+        gw.logger.start()
+        try:
+            figures = {
+                "event id": best(gw.new_id, number, repeat),
+                "timestamp": best(gw.clock, number, repeat),
+            }
+            queue = batching._queue  # emptied here so the queue never fills
+
+            def logged() -> None:
+                gw.log_exposure(ans, "u12345", "r" * 32, None)
+                queue.clear()
+
+            figures["log_exposure (record, line, queue, counter)"] = best(logged, number, repeat)
+            record = _one_record(gw, ans)
+            figures["LogEntry line of one record"] = best(
+                lambda: sink.line(record), number, repeat
+            )
+            lines = [sink.encode(record)] * 1000
+            figures["archive write, per line (1,000-line batches)"] = best(
+                lambda: sink.write(lines), max(1, number // 1000), repeat
+            ) / len(lines)
+            totals = []
+            for _ in range(repeat):
+                gc.collect()
+                t0 = time.process_time()
+                for i in range(number):
+                    gw.log_exposure(ans, "u12345", "r" * 32, None)
+                    if i % 1000 == 999:
+                        await batching.flush()
+                await batching.flush()
+                totals.append((time.process_time() - t0) / number * 1e6)
+            figures["whole path: log_exposure + its share of the writes"] = min(totals)
+        finally:
+            await gw.logger.aclose()
+    return figures
+
+
+def _one_record(gw: Any, ans: Any) -> Any:
+    captured: list[Any] = []
+    put = gw.logger.put
+    gw.logger.put = lambda record, **kw: captured.append(record)
+    try:
+        gw.log_exposure(ans, "u12345", "r" * 32, None)
+    finally:
+        gw.logger.put = put
+    return captured[0]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Measure and print a markdown table."""
+    p = argparse.ArgumentParser(prog="python -m benchmarks.exposure_path", description=__doc__)
+    p.add_argument("--number", type=int, default=100_000, help="calls per run")
+    p.add_argument("--repeat", type=int, default=5, help="runs; the best is reported")
+    args = p.parse_args(argv)
+    figures = asyncio.run(measure(args.number, args.repeat))
+    load = Path("/proc/loadavg").read_text().split()[0]
+    print(f"CPU µs per call, best of {args.repeat} x {args.number:,} (load average {load})\n")
+    print("| piece | µs |\n|---|---:|")
+    for name, us in figures.items():
+        print(f"| {name} | {us:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
