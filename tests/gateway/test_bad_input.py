@@ -5,20 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tests.gateway.helpers import (
-    load_demo_data,
     read_archive,
     running_app,
-    settings_for,
-    write_config,
 )
-
-
-@pytest.fixture
-async def gateway_settings(pg_dsn, redis_url, schema, redis_prefix, experiments_dir, archive_dir):
-    await load_demo_data(pg_dsn, schema, units=5)
-    write_config(experiments_dir)
-    return settings_for(pg_dsn, redis_url, schema, redis_prefix, experiments_dir, archive_dir)
-
 
 OK = {"surface": "home_top", "unit_id": "u1"}
 
@@ -56,9 +45,9 @@ CASES = [
 
 @pytest.mark.parametrize(("body", "status", "field"), CASES)
 async def test_bad_recommendation_requests_are_refused_with_the_field_named(
-    gateway_settings, archive_dir, body, status, field
+    small_gateway_settings, archive_dir, body, status, field
 ):
-    async with running_app(gateway_settings) as (_, client):
+    async with running_app(small_gateway_settings) as (_, client):
         if isinstance(body, bytes):
             r = await client.post(
                 "/v1/recommendations", content=body, headers={"content-type": "application/json"}
@@ -97,17 +86,17 @@ EVENT_CASES = [
 
 @pytest.mark.parametrize(("body", "field"), EVENT_CASES)
 async def test_bad_events_are_refused_whole_and_nothing_is_recorded(
-    gateway_settings, archive_dir, body, field
+    small_gateway_settings, archive_dir, body, field
 ):
-    async with running_app(gateway_settings) as (_, client):
+    async with running_app(small_gateway_settings) as (_, client):
         r = await client.post("/v1/events", json=body)
     assert r.status_code == 400, r.text
     assert r.json().get("field") == field
     assert read_archive(archive_dir) == []
 
 
-async def test_unknown_route_and_method_are_problem_responses(gateway_settings):
-    async with running_app(gateway_settings) as (_, client):
+async def test_unknown_route_and_method_are_problem_responses(small_gateway_settings):
+    async with running_app(small_gateway_settings) as (_, client):
         missing = await client.get("/v2/nothing")
         method = await client.get("/v1/recommendations")
     assert (

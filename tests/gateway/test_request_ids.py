@@ -6,16 +6,9 @@ import re
 
 import pytest
 
-from tests.gateway.helpers import load_demo_data, running_app, settings_for, write_config
+from tests.gateway.helpers import running_app
 
 GENERATED = re.compile(r"^[0-9a-f]{32}$")
-
-
-@pytest.fixture
-async def gateway_settings(pg_dsn, redis_url, schema, redis_prefix, experiments_dir, archive_dir):
-    await load_demo_data(pg_dsn, schema, units=5)
-    write_config(experiments_dir)
-    return settings_for(pg_dsn, redis_url, schema, redis_prefix, experiments_dir, archive_dir)
 
 
 @pytest.mark.parametrize(
@@ -27,9 +20,9 @@ async def gateway_settings(pg_dsn, redis_url, schema, redis_prefix, experiments_
         pytest.param(b"x" * 129, id="too-long"),
     ],
 )
-async def test_a_request_id_outside_printable_ascii_is_replaced(gateway_settings, given):
+async def test_a_request_id_outside_printable_ascii_is_replaced(small_gateway_settings, given):
     body = {"surface": "home_top", "unit_id": "u1"}
-    async with running_app(gateway_settings) as (_, client):
+    async with running_app(small_gateway_settings) as (_, client):
         rec = await client.post("/v1/recommendations", json=body, headers={"x-request-id": given})
         health = await client.get("/healthz", headers={"x-request-id": given})
     assert GENERATED.match(rec.headers["x-request-id"])
@@ -37,9 +30,9 @@ async def test_a_request_id_outside_printable_ascii_is_replaced(gateway_settings
     assert GENERATED.match(health.headers["x-request-id"])
 
 
-async def test_a_printable_ascii_request_id_comes_back_as_sent(gateway_settings):
+async def test_a_printable_ascii_request_id_comes_back_as_sent(small_gateway_settings):
     given = "trace 7/ab:c~" + "x" * 115  # 128 characters, spaces and punctuation included
-    async with running_app(gateway_settings) as (_, client):
+    async with running_app(small_gateway_settings) as (_, client):
         rec = await client.post(
             "/v1/recommendations",
             json={"surface": "home_top", "unit_id": "u1"},
