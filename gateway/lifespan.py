@@ -36,7 +36,7 @@ from gateway.http import RequestObserver
 from gateway.keys import KeyFollower
 from gateway.local_cache import LocalCache
 from gateway.log_writer import build_log
-from gateway.lookup import ResultsCache, ResultsStore, TieredLookup
+from gateway.lookup import Items, ResultsCache, ResultsStore, TieredLookup
 from gateway.metrics import Metrics
 from gateway.model_directory import (
     ModelCatalog,
@@ -127,7 +127,7 @@ class Lifespan:
                 cache = redis
             logger = build_log(settings, metrics, {"sink": self.sink} if self.sink else None)
             stack.push_async_callback(logger.aclose)
-            local = LocalCache[list[dict[str, object]]](
+            local = LocalCache[Items](
                 settings.local_cache_size, int(settings.local_cache_mb * 1024 * 1024)
             )
             gateway = Gateway(
