@@ -45,9 +45,9 @@ CASES = [
 
 @pytest.mark.parametrize(("body", "status", "field"), CASES)
 async def test_bad_recommendation_requests_are_refused_with_the_field_named(
-    small_gateway_settings, archive_dir, body, status, field
+    gateway_settings, archive_dir, body, status, field
 ):
-    async with running_app(small_gateway_settings) as (_, client):
+    async with running_app(gateway_settings) as (_, client):
         if isinstance(body, bytes):
             r = await client.post(
                 "/v1/recommendations", content=body, headers={"content-type": "application/json"}
@@ -86,17 +86,17 @@ EVENT_CASES = [
 
 @pytest.mark.parametrize(("body", "field"), EVENT_CASES)
 async def test_bad_events_are_refused_whole_and_nothing_is_recorded(
-    small_gateway_settings, archive_dir, body, field
+    gateway_settings, archive_dir, body, field
 ):
-    async with running_app(small_gateway_settings) as (_, client):
+    async with running_app(gateway_settings) as (_, client):
         r = await client.post("/v1/events", json=body)
     assert r.status_code == 400, r.text
     assert r.json().get("field") == field
     assert read_archive(archive_dir) == []
 
 
-async def test_unknown_route_and_method_are_problem_responses(small_gateway_settings):
-    async with running_app(small_gateway_settings) as (_, client):
+async def test_unknown_route_and_method_are_problem_responses(gateway_settings):
+    async with running_app(gateway_settings) as (_, client):
         missing = await client.get("/v2/nothing")
         method = await client.get("/v1/recommendations")
     assert (

@@ -46,9 +46,9 @@ async def test_a_client_that_goes_away_ends_the_body() -> None:
     assert await read_body(chunks(b"part", disconnect=True), None, 100) == b"part"
 
 
-async def test_events_are_counted_and_carry_a_request_id(small_gateway_settings) -> None:
+async def test_events_are_counted_and_carry_a_request_id(gateway_settings) -> None:
     event = {"unit_id": "u1", "name": "purchase"}
-    async with running_app(small_gateway_settings) as (_, client):
+    async with running_app(gateway_settings) as (_, client):
         ok = await client.post("/v1/events", json=[event], headers={"x-request-id": "ev-1"})
         bad = await client.post("/v1/events", json=[{"unit_id": "u1"}])
         wrong_method = await client.get("/v1/events")

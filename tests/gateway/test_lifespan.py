@@ -16,11 +16,11 @@ UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"
 
 
 async def test_injected_store_and_cache_serve_and_stay_open(
-    small_gateway_settings, pg_dsn, schema, redis_url, redis_prefix
+    gateway_settings, pg_dsn, schema, redis_url, redis_prefix
 ) -> None:
     # The settings point at no server: an answer from the database proves the injected
     # backends served it.
-    settings = small_gateway_settings.model_copy(
+    settings = gateway_settings.model_copy(
         update={"postgres_dsn": UNREACHABLE_PG, "redis_url": UNREACHABLE_REDIS}
     )
     pool = await create_pool(pg_dsn, schema)
@@ -46,9 +46,9 @@ async def test_injected_store_and_cache_serve_and_stay_open(
 
 
 async def test_the_state_names_the_gateway_only_while_the_lifespan_runs(
-    small_gateway_settings,
+    gateway_settings,
 ) -> None:
-    app = create_app(small_gateway_settings)
+    app = create_app(gateway_settings)
     state = app.state.abgate
     with pytest.raises(RuntimeError, match="not running"):
         state.running()

@@ -20,9 +20,9 @@ GENERATED = re.compile(r"^[0-9a-f]{32}$")
         pytest.param(b"x" * 129, id="too-long"),
     ],
 )
-async def test_a_request_id_outside_printable_ascii_is_replaced(small_gateway_settings, given):
+async def test_a_request_id_outside_printable_ascii_is_replaced(gateway_settings, given):
     body = {"surface": "home_top", "unit_id": "u1"}
-    async with running_app(small_gateway_settings) as (_, client):
+    async with running_app(gateway_settings) as (_, client):
         rec = await client.post("/v1/recommendations", json=body, headers={"x-request-id": given})
         health = await client.get("/healthz", headers={"x-request-id": given})
     assert GENERATED.match(rec.headers["x-request-id"])
@@ -30,9 +30,9 @@ async def test_a_request_id_outside_printable_ascii_is_replaced(small_gateway_se
     assert GENERATED.match(health.headers["x-request-id"])
 
 
-async def test_a_printable_ascii_request_id_comes_back_as_sent(small_gateway_settings):
+async def test_a_printable_ascii_request_id_comes_back_as_sent(gateway_settings):
     given = "trace 7/ab:c~" + "x" * 115  # 128 characters, spaces and punctuation included
-    async with running_app(small_gateway_settings) as (_, client):
+    async with running_app(gateway_settings) as (_, client):
         rec = await client.post(
             "/v1/recommendations",
             json={"surface": "home_top", "unit_id": "u1"},
