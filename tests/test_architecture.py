@@ -165,12 +165,11 @@ def test_the_cycle_finder_finds_a_cycle_and_only_it() -> None:
 @pytest.mark.parametrize(
     "package",
     [
-        *sorted(OURS - {"experiments", "analysis"}),
+        *sorted(OURS - {"experiments"}),
         pytest.param(
             "experiments",
             marks=pytest.mark.xfail(reason="checks <-> config: being untangled", strict=True),
         ),
-        pytest.param("analysis", marks=pytest.mark.xfail(reason="report <-> verdict", strict=True)),
     ],
 )
 def test_no_import_cycle_inside_a_package(package: str) -> None:
