@@ -18,7 +18,7 @@ from gateway.http import json_response, read_body, request_head
 from gateway.lifespan import AppState
 from gateway.listing import describe, running_arms
 from gateway.openapi import build_openapi
-from gateway.parsing import parse_events
+from gateway.parsing import event_results, parse_events
 
 
 def app_state(request: Request) -> AppState:
@@ -33,21 +33,15 @@ def _admit(request: Request, state: AppState) -> Caller | None:
 
 
 async def events(request: Request) -> Response:
-    """``POST /v1/events``: queue outcome events for every log sink (202; 503 when dropped)."""
+    """``POST /v1/events``: queue outcome events for every log sink, answered per element
+    (202; 503 when the log dropped any)."""
     state = app_state(request)
     _admit(request, state)
     declared = request_head(request).content_length
-    outcomes = parse_events(
-        await read_body(request.receive, declared, state.settings.max_body_bytes)
-    )
-    logger = state.running().logger
-    accepted = sum(logger.put(o) for o in outcomes)
-    state.metrics.outcomes.inc(accepted)
-    if accepted < len(outcomes):
-        return json_response(
-            {"accepted": accepted, "dropped": len(outcomes) - accepted}, status=503
-        )
-    return json_response({"accepted": accepted}, status=202)
+    parsed = parse_events(await read_body(request.receive, declared, state.settings.max_body_bytes))
+    body = event_results(parsed, state.running().logger.put)
+    state.metrics.outcomes.inc(body["accepted"])
+    return json_response(body, status=503 if body["dropped"] else 202)
 
 
 async def list_experiments(request: Request) -> Response:

@@ -216,6 +216,34 @@ _RECOMMENDATION = _object(
     }
 )
 
+_EVENT_RESULTS = _object(
+    {
+        "accepted": {"type": "integer"},
+        "rejected": {"type": "integer"},
+        "dropped": {"type": "integer"},
+        "results": {
+            "type": "array",
+            "items": _object(
+                {
+                    "index": {"type": "integer", "description": "The element's position"},
+                    "status": {"type": "string", "enum": ["accepted", "rejected", "dropped"]},
+                    "event_id": {
+                        "type": "string",
+                        "description": "Accepted or dropped: the event's id (given or new)",
+                    },
+                    "field": {
+                        "type": "string",
+                        "description": "Rejected: the field at fault, e.g. `[3].ts`",
+                    },
+                    "detail": {"type": "string", "description": "Rejected: what is wrong"},
+                },
+                required=["index", "status"],
+            ),
+        },
+    },
+    required=["accepted", "rejected", "dropped", "results"],
+)
+
 _PROBLEM = _object(
     {
         "type": {"type": "string", "format": "uri"},
@@ -411,7 +439,14 @@ def build_openapi(surfaces: Iterable[Surface], *, auth: bool, rate_limits: bool 
                                     {"$ref": "#/components/schemas/Event"},
                                     {
                                         "type": "array",
-                                        "items": {"$ref": "#/components/schemas/Event"},
+                                        # Not $ref Event: an invalid element is rejected in
+                                        # the answer, not the request (202, results[i]).
+                                        "items": {
+                                            "description": "An Event (components/schemas/"
+                                            "Event), validated on its own: an invalid one is "
+                                            "rejected in the answer's results, the others are "
+                                            "recorded"
+                                        },
                                         "minItems": 1,
                                         "maxItems": MAX_EVENTS,
                                     },
@@ -423,25 +458,21 @@ def build_openapi(surfaces: Iterable[Surface], *, auth: bool, rate_limits: bool 
                 "responses": guarded(
                     {
                         "202": _json(
-                            "Queued for the log", _object({"accepted": {"type": "integer"}})
+                            "Each element's fate in `results` (in request order): `accepted` "
+                            "(queued for the log), `rejected` (invalid: `field` and `detail` say "
+                            "why; do not resend it)",
+                            _EVENT_RESULTS,
                         ),
                         "400": bad,
                         "413": too_large,
                         "503": {
                             "description": "The log queue is full, or the on-disk spool is "
-                            "full under ABGATE_SPOOL_FULL=refuse: the first `accepted` events "
-                            "were queued, resend the rest; or the gateway is overloaded "
-                            "(problem, Retry-After)",
+                            "full under ABGATE_SPOOL_FULL=refuse: the elements with status "
+                            "`dropped` were not queued, resend them (same `event_id`); or the "
+                            "gateway is overloaded (problem, Retry-After)",
                             "headers": {**_REQUEST_ID_HEADER, "Retry-After": _RETRY_AFTER},
                             "content": {
-                                "application/json": {
-                                    "schema": _object(
-                                        {
-                                            "accepted": {"type": "integer"},
-                                            "dropped": {"type": "integer"},
-                                        }
-                                    )
-                                },
+                                "application/json": {"schema": _EVENT_RESULTS},
                                 "application/problem+json": {"schema": _problem_of(Overloaded)},
                             },
                         },

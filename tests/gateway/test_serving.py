@@ -212,7 +212,13 @@ async def test_exposures_and_outcomes_reach_the_archive_in_the_export_format(
                 {"unit_id": "u7", "name": "click"},
             ],
         )
-    assert e.status_code == 202 and e.json() == {"accepted": 2}
+    assert e.status_code == 202
+    assert {k: v for k, v in e.json().items() if k != "results"} == {
+        "accepted": 2,
+        "rejected": 0,
+        "dropped": 0,
+    }
+    assert [x["status"] for x in e.json()["results"]] == ["accepted", "accepted"]
     entries = read_archive(archive_dir)
     assert len(entries) == 3
     exposure = next(x for x in entries if x["jsonPayload"]["type"] == "exposure")
