@@ -12,10 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from analysis.verdict import Verdict
+from typing import Any, Literal
 
 Interval = tuple[float, float]
 
@@ -319,6 +316,48 @@ class Skipped:
             "share": self.share,
             "files": dict(self.files),
             "first": [{"file": x.file, "line": x.line, "reason": x.reason} for x in self.first],
+        }
+
+
+Decision = Literal["ship", "do_not_ship", "keep_running", "invalid"]
+GuardrailStatus = Literal["ok", "breached", "inconclusive"]
+
+
+@dataclass(frozen=True, slots=True)
+class VariantVerdict:
+    """The decision for one non-control variant against control."""
+
+    variant: str
+    decision: Decision
+    reason: str  # one sentence, naming the metric and its figures
+    primary: str | None  # primary metric name
+    primary_comparison: Comparison | None
+    guardrails: dict[str, GuardrailStatus]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (``verdict.variants[VARIANT]`` of the report)."""
+        return {
+            "decision": self.decision,
+            "reason": self.reason,
+            "primary": self.primary,
+            "guardrails": dict(self.guardrails),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The experiment's decision, its reason, and each variant's verdict."""
+
+    decision: Decision
+    reason: str
+    variants: dict[str, VariantVerdict]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (the report's ``verdict`` key)."""
+        return {
+            "decision": self.decision,
+            "reason": self.reason,
+            "variants": {k: v.to_dict() for k, v in self.variants.items()},
         }
 
 

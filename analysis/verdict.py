@@ -31,55 +31,21 @@ References:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Literal
 
-from analysis.report import Comparison, Interval, MetricResult, Report
+from analysis.report import (
+    Comparison,
+    Decision,
+    GuardrailStatus,
+    Interval,
+    MetricResult,
+    Report,
+    VariantVerdict,
+    Verdict,
+)
 from experiments import Experiment, Metric
-
-Decision = Literal["ship", "do_not_ship", "keep_running", "invalid"]
-GuardrailStatus = Literal["ok", "breached", "inconclusive"]
 
 SRM_THRESHOLD = 0.001
 SKIPPED_THRESHOLD = 0.01  # share of malformed lines read above which the verdict is invalid
-
-
-@dataclass(frozen=True, slots=True)
-class VariantVerdict:
-    """The decision for one non-control variant against control."""
-
-    variant: str
-    decision: Decision
-    reason: str  # one sentence, naming the metric and its figures
-    primary: str | None  # primary metric name
-    primary_comparison: Comparison | None
-    guardrails: dict[str, GuardrailStatus]
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON form (``verdict.variants[VARIANT]`` of the report)."""
-        return {
-            "decision": self.decision,
-            "reason": self.reason,
-            "primary": self.primary,
-            "guardrails": dict(self.guardrails),
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """The experiment's decision, its reason, and each variant's verdict."""
-
-    decision: Decision
-    reason: str
-    variants: dict[str, VariantVerdict]
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON form (the report's ``verdict`` key)."""
-        return {
-            "decision": self.decision,
-            "reason": self.reason,
-            "variants": {k: v.to_dict() for k, v in self.variants.items()},
-        }
 
 
 def _pct(x: float) -> str:

@@ -1,6 +1,6 @@
 """Cache warm-up: copy a version's lists into Redis exactly as the gateway would cache them.
 
-The key is the gateway's (``{prefix}r:{model}:{version}:{unit}``, gateway/results.py) and the
+The key is the gateway's (``{prefix}r:{model}:{version}:{unit}``, gateway/backends/redis.py) and the
 value the same bytes its read path caches (``items::text`` of ``results``), with the gateway's
 TTL.
 

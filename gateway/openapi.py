@@ -2,11 +2,11 @@
 
 It is built from what parses and answers requests, never written beside it:
 
-- request schemas from the limits of gateway/requests.py (one constant each, imported here) and
+- request schemas from the limits of gateway/parsing.py (one constant each, imported here) and
   from the configuration being served: ``surface`` is an enum of the declared surfaces and each
   surface's ``limit`` has that surface's ``max_limit`` (one ``oneOf`` branch per surface), so the
   document changes when the configuration reloads;
-- the characters the backends cannot store (gateway/requests.py ``STORABLE_PATTERN``) and the
+- the characters the backends cannot store (gateway/parsing.py ``STORABLE_PATTERN``) and the
   syntax of events' ``ts`` (``TS_PATTERN``) as patterns; the window of ``ts`` around the
   gateway's clock, which JSON Schema cannot state, in its description and ``x-abgate-window``;
 - security and the 401/403/429 answers from whether callers must authenticate;
@@ -39,7 +39,7 @@ from gateway.errors import (
     Unauthorized,
     UnknownSurface,
 )
-from gateway.requests import (
+from gateway.parsing import (
     EVENT_ID_PATTERN,
     EVENTS_MAX_AGE,
     EVENTS_MAX_AHEAD,

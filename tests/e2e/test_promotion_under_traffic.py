@@ -49,17 +49,20 @@ async def test_promotion_mid_experiment_keeps_arms_pinned_and_moves_the_defaults
     )
     stop = asyncio.Event()
     served: list[tuple[str, str | None, str]] = []  # (surface, variant, version)
+    sent_at: list[float] = []  # when each served request was sent (same order as served)
 
     async def traffic(http: httpx.AsyncClient) -> None:
         i = 0
         while not stop.is_set():
             surface = "home_top" if i % 4 else "home_bottom"
+            sent = time.perf_counter()
             body = (
                 await http.post(
                     "/v1/recommendations", json={"surface": surface, "unit_id": f"u{i % 50}"}
                 )
             ).json()
             served.append((surface, body["variant"], body["model"]["version"]))
+            sent_at.append(sent)
             i += 1
 
     pool = await create_pool(pg_dsn, schema)
@@ -79,6 +82,7 @@ async def test_promotion_mid_experiment_keeps_arms_pinned_and_moves_the_defaults
                 assert time.perf_counter() - started < FOLLOW_BOUND, "the alias move never arrived"
                 await asyncio.sleep(0.02)
             followed = len(served)
+            followed_at = time.perf_counter()
             while len(served) < followed + 200:  # traffic after the promotion
                 await asyncio.sleep(0.01)
             stop.set()
@@ -91,8 +95,13 @@ async def test_promotion_mid_experiment_keeps_arms_pinned_and_moves_the_defaults
     # The experiment's arms never moved: control stayed on the pinned 1, treatment on 2.
     arms = {(v, version) for s, v, version in served if s == "home_top"}
     assert arms == {("control", "1"), ("treatment", "2")}
-    # Traffic outside the experiment followed the promotion.
-    bottom = [version for s, _, version in served[followed:] if s == "home_bottom"]
+    # Traffic outside the experiment followed the promotion: every request sent after the gateway
+    # showed the new version (one sent before may still be in flight, answered from the old state).
+    bottom = [
+        version
+        for (s, _, version), sent in zip(served, sent_at, strict=True)
+        if s == "home_bottom" and sent > followed_at
+    ]
     assert bottom and set(bottom) == {"2"}
     assert {version for s, _, version in served[:before] if s == "home_bottom"} == {"1"}
     assert ready["experiments"]["home-exp"]["arms"]["control"] == "models:/home_recs/1 (pinned)"

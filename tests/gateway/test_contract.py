@@ -27,7 +27,7 @@ from experiments.postgres import create_pool
 from experiments.store import PostgresExperimentStore
 from gateway.errors import BadRequest
 from gateway.openapi import build_openapi
-from gateway.requests import parse_events, parse_recommendation
+from gateway.parsing import parse_events, parse_recommendation
 from tests.gateway.helpers import SURFACES, load_demo_data, running_app, settings_for
 
 DOC = orjson.loads(build_openapi(parse_surfaces_file(SURFACES).surfaces, auth=True))

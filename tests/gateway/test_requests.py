@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.errors import BadRequest
-from gateway.requests import (
+from gateway.parsing import (
     EVENTS_MAX_AGE,
     EVENTS_MAX_AHEAD,
     parse_events,
@@ -73,7 +73,7 @@ def test_unpaired_surrogates_never_get_through() -> None:
     # orjson refuses them in JSON text; the check behind it refuses them in any str
     with pytest.raises(BadRequest, match="not valid JSON"):
         parse_recommendation(b'{"surface": "home_top", "unit_id": "\\ud800"}')
-    from gateway.requests import check_storable
+    from gateway.parsing import check_storable
 
     with pytest.raises(BadRequest, match="unpaired surrogate") as caught:
         check_storable("a\udc80", "unit_id")
