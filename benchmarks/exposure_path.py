@@ -54,7 +54,7 @@ def answer() -> Any:
 
 def gateway(folder: Path) -> Any:
     """A ``Gateway`` with only what ``log_exposure`` touches: its logger, metrics, ids, clock."""
-    from gateway import service
+    from gateway import serving as service
 
     settings = Settings(archive_dir=folder / "archive", spool_dir=folder / "spool")
     metrics = Metrics()
