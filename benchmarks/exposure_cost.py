@@ -138,9 +138,9 @@ def _median(xs: list[float]) -> float:
 def _profile(gw: Server, env: dict[str, str], seconds: float, work: Path, k: str) -> str:
     raw = work / f"profile-{k}.txt"
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    cmd = [spy, "record", "-p", str(gw.pid), "-d", str(int(seconds)), "-r", "250"]
     proc = subprocess.Popen(
-        [spy, "record", "-p", str(gw.pid), "-d", str(int(seconds)), "-r", "250", "-f", "raw"]
-        + ["-o", str(raw), "--nonblocking"],
+        [*cmd, "-f", "raw", "-o", str(raw), "--nonblocking"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -21,6 +21,8 @@ from types import SimpleNamespace
 from typing import Any
 
 from experiments.settings import Settings
+from gateway.clock import UtcClock
+from gateway.ids import IdGenerator
 from gateway.log_writer import build_log
 from gateway.metrics import Metrics
 from gateway.sinks import ArchiveSink
@@ -62,12 +64,12 @@ def gateway(folder: Path) -> Any:
     gw = service.Gateway.__new__(service.Gateway)
     gw.logger = build_log(settings, metrics, {"archive": sink})
     gw.metrics = metrics
-    gw.new_id = service.IdGenerator()
-    gw.clock = service.UtcClock()
+    gw.new_id = IdGenerator()
+    gw.clock = UtcClock()
     return gw
 
 
-def best(fn: Callable[[], None], number: int, repeat: int) -> float:
+def best(fn: Callable[[], object], number: int, repeat: int) -> float:
     """CPU µs per call of ``fn``, best of ``repeat`` runs of ``number`` calls."""
     times = []
     for _ in range(repeat):
@@ -100,9 +102,7 @@ async def measure(number: int, repeat: int) -> dict[str, float]:
 
             figures["log_exposure (record, line, queue, counter)"] = best(logged, number, repeat)
             record = _one_record(gw, ans)
-            figures["LogEntry line of one record"] = best(
-                lambda: sink.line(record), number, repeat
-            )
+            figures["LogEntry line of one record"] = best(lambda: sink.line(record), number, repeat)
             lines = [sink.encode(record)] * 1000
             figures["archive write, per line (1,000-line batches)"] = best(
                 lambda: sink.write(lines), max(1, number // 1000), repeat

@@ -59,7 +59,7 @@ def load_average() -> str:
 
 def group_cpu_seconds(pgid: int) -> float:
     """User + system CPU seconds of every live process in the process group ``pgid``."""
-    tick = os.sysconf("SC_CLK_TCK")
+    tick: int = os.sysconf("SC_CLK_TCK")
     total = 0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -103,7 +103,9 @@ def cases(servers: list[str]) -> list[Case]:
         ("gateway, in-process cache, 1,000 hot units", "gw-local", LUA / "units.lua", hot),
         ("bare Starlette /hello (floor)", "hello", LUA / "post.lua", {}),
     ]  # fmt: skip
-    return [Case(f"{n} [{s}]", app, s, script, env) for n, app, script, env in apps for s in servers]
+    return [
+        Case(f"{n} [{s}]", app, s, script, env) for n, app, script, env in apps for s in servers
+    ]
 
 
 def build_servers(args: argparse.Namespace, config_dir: Path, work: Path) -> dict[str, Server]:
@@ -331,9 +333,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/12", help="dedicated database")
     p.add_argument("--work", type=Path, default=Path("/tmp/abgate-srvbench"))
     p.add_argument("--keep", action="store_true", help="keep schema and keys for a re-run")
-    p.add_argument(
-        "--servers", default="uvicorn,granian", help="comma-separated: uvicorn, granian"
-    )
+    p.add_argument("--servers", default="uvicorn,granian", help="comma-separated: uvicorn, granian")
     p.add_argument("--phases", default="servers,capacity", help="servers, capacity")
     p.add_argument(
         "--capacity-servers",

@@ -14,9 +14,8 @@ class UtcClock:
 
     def __call__(self) -> str:
         """The current UTC time in the records' format (microseconds, ``Z``)."""
-        now = time.time()
-        second = int(now)
+        second, ns = divmod(time.time_ns(), 1_000_000_000)  # integers: no float rounding
         if second != self._second:
             self._second = second
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self._prefix}.{int((now - second) * 1_000_000):06d}Z"
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
+        return f"{self._prefix}{ns // 1000:06d}Z"

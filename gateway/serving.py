@@ -12,6 +12,7 @@ import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from gateway.metrics import Metrics
 
 log = logging.getLogger("abgate.gateway")
+_ITEM_ID = itemgetter("id")  # an answer item's id, for the exposure record
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +193,7 @@ class Gateway:
                 route.surface.name,
                 answer.model.name,
                 answer.model.version,
-                tuple([it["id"] for it in answer.items]),  # type: ignore[misc]  # str at load
+                tuple(map(_ITEM_ID, answer.items)),  # str at load
                 route.config_version,
                 answer.source,
                 request_id,

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import re
 from pathlib import Path
 
 import orjson
 
 from experiments import Exposure, Outcome
+from gateway.clock import UtcClock
 from gateway.log_writer import BatchingLogger
 from gateway.metrics import Metrics
-from gateway.sinks import ArchiveSink, archive_path
+from gateway.sinks import ArchiveSink, LogEntryEncoder, archive_path
 
 
 def exposure(n: int, ts: str) -> Exposure:
@@ -62,6 +65,72 @@ async def test_lines_go_to_the_file_of_their_hour_in_order(tmp_path: Path) -> No
     assert first["timestamp"] == "2026-01-02T03:00:00.000000Z"
     assert first["jsonPayload"] == records[0].as_payload()
     assert three[-1]["jsonPayload"] == records[-1].as_payload()
+
+
+WEIGHTS = (
+    {"variant": "control", "weight": 50, "lo": 0, "hi": 5000},
+    {"variant": "treatment", "weight": 50, "lo": 5000, "hi": 10000},
+)
+
+
+def reference_line(log_name: str, record: Exposure | Outcome) -> bytes:
+    """A LogEntry line as the contract spells it: keys in order, the payload of as_payload()."""
+    entry = {
+        "logName": log_name,
+        "insertId": record.event_id,
+        "timestamp": record.ts,
+        "severity": "INFO",
+        "resource": {"type": "generic_task", "labels": {}},
+        "jsonPayload": record.as_payload(),
+    }
+    return orjson.dumps(entry)
+
+
+def test_every_shape_of_record_is_encoded_as_the_contract_spells_it() -> None:
+    # The encoder pre-encodes parts (each phase's weights, the resource); its bytes must be
+    # those of the plain entry for every combination of optional fields and awkward strings.
+    enc = LogEntryEncoder(project="p", log_id="abgate-events")
+    other_weights = ({"variant": "a", "weight": 1, "lo": 0, "hi": 10000},)
+    shapes = itertools.product(
+        (False, True),  # forced
+        ("", "ph1", "ph2"),  # phase ("" = none); ph2 has other weights
+        (-1, 0, 9999),  # bucket
+        (False, True),  # holdout
+        (None, {}, {"country": "fr", "n": 3, "odd": '\u00e9"\n\u2028'}),  # attributes
+        ("u1", 'we"ird\\\u2028'),  # unit id
+    )
+    n = 0
+    for forced, phase, bucket, holdout, attributes, unit in shapes:
+        weights = {"": (), "ph1": WEIGHTS, "ph2": other_weights}[phase]
+        record = Exposure(
+            "e1", "2026-01-02T03:00:00.000001Z", "exp", "control", unit, "home", "m", "1",
+            ("sku-1", 'sku-"2"'), 7, "cache", "r\\1", forced, phase, weights, bucket,
+            holdout, attributes,
+        )  # fmt: skip
+        assert enc.line(record) == reference_line(enc.log_name, record), record
+        n += 1
+    outcome = Outcome("o1", "2026-01-02T03:59:59.999999Z", "u1", "purchase", 2.5, None)
+    assert enc.line(outcome) == reference_line(enc.log_name, outcome)
+    assert n == 216
+
+
+def test_a_phase_reallocated_with_other_weights_is_encoded_with_them() -> None:
+    # Weights are cached by object: equal-looking phases built anew, or a tuple whose id is
+    # reused after the old one is gone, must never get another phase's encoding.
+    enc = LogEntryEncoder(project="p", log_id="l")
+    for hi in range(300):  # more phases than the cache keeps
+        weights = ({"variant": "control", "weight": 1, "lo": 0, "hi": hi},)
+        record = exposure(hi, "2026-01-02T03:00:00.000000Z")._replace(
+            phase=f"ph{hi}", weights=weights
+        )
+        assert orjson.loads(enc.line(record))["jsonPayload"]["weights"][0]["hi"] == hi
+
+
+def test_the_clock_writes_microseconds_of_the_current_second() -> None:
+    clock = UtcClock()
+    stamps = [clock() for _ in range(1000)]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", s) for s in stamps)
+    assert stamps == sorted(stamps)
 
 
 async def test_a_failed_write_keeps_its_batch_and_is_retried(tmp_path: Path) -> None:
