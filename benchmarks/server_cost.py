@@ -34,7 +34,7 @@ from pathlib import Path
 import orjson
 
 from benchmarks.gateway import data
-from benchmarks.gateway.__main__ import _drop_schema, _loaded
+from benchmarks.gateway.__main__ import _drop_schema, _kinds, _loaded
 from benchmarks.gateway.servers import Server, free_port, warm
 from benchmarks.gateway.wrk import WrkResult, run_wrk
 from loadtests import LoadResult, Scenario, run, run_open_loop
@@ -304,15 +304,16 @@ def run_capacity_phase(
         "|---|---:|",
         *(f"| {n} | {best[n]:,.0f} |" for n in names),
         "",
-        "| server | rate /s | try | ok/s | p50 ms | p99 ms | max ms | failed | send-lag p99 ms |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| server | rate /s | try | ok/s | p50 ms | p99 ms | max ms | failed (kind) | send-lag p99 ms |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for s in steps:
         lat = s.result.latency_ms
         lines.append(
             f"| {s.server} | {s.rate:,.0f} | {s.attempt} | {s.result.throughput:,.0f} | "
             f"{lat.get('p50', 0):.2f} | {s.p99:.2f} | {lat.get('max', 0):.2f} | "
-            f"{s.result.scheduled - s.result.ok} | {s.result.send_lag_ms.get('p99', 0):.2f} |"
+            f"{s.result.scheduled - s.result.ok} {_kinds(s.result)} | "
+            f"{s.result.send_lag_ms.get('p99', 0):.2f} |"
         )
     return "\n".join(lines), best
 
