@@ -46,11 +46,8 @@ class Exposure(NamedTuple):
     holdout: bool = False  # a held-out unit, served the default (variant "__holdout__")
     attributes: dict[str, object] | None = None  # the surface's ``log_attributes`` only
 
-    def as_payload(self, weights: object = None) -> dict[str, object]:
-        """The ``jsonPayload`` object of DESIGN.md ("Log records"); optional keys only when set.
-
-        ``weights``: the phase's weights as the encoder wants them (an encoder that writes JSON
-        passes them pre-encoded, once per phase); default: ``list(self.weights)``."""
+    def as_payload(self) -> dict[str, object]:
+        """The ``jsonPayload`` object of DESIGN.md ("Log records"); optional keys only when set."""
         payload: dict[str, object] = {
             "type": "exposure",
             "event_id": self.event_id,
@@ -70,7 +67,7 @@ class Exposure(NamedTuple):
             payload["forced"] = True
         if self.phase:
             payload["phase"] = self.phase
-            payload["weights"] = list(self.weights) if weights is None else weights
+            payload["weights"] = list(self.weights)
         if self.bucket >= 0:
             payload["bucket"] = self.bucket
         if self.holdout:

@@ -87,8 +87,9 @@ def reference_line(log_name: str, record: Exposure | Outcome) -> bytes:
 
 
 def test_every_shape_of_record_is_encoded_as_the_contract_spells_it() -> None:
-    # The encoder pre-encodes parts (each phase's weights, the resource); its bytes must be
-    # those of the plain entry for every combination of optional fields and awkward strings.
+    # The encoder joins constant parts encoded once with the record's encoded fields; its bytes
+    # must be those of the plain entry for every combination of optional fields and awkward
+    # strings (a faster encoder must keep passing this).
     enc = LogEntryEncoder(project="p", log_id="abgate-events")
     other_weights = ({"variant": "a", "weight": 1, "lo": 0, "hi": 10000},)
     shapes = itertools.product(
@@ -115,8 +116,8 @@ def test_every_shape_of_record_is_encoded_as_the_contract_spells_it() -> None:
 
 
 def test_a_phase_reallocated_with_other_weights_is_encoded_with_them() -> None:
-    # Weights are cached by object: equal-looking phases built anew, or a tuple whose id is
-    # reused after the old one is gone, must never get another phase's encoding.
+    # Each exposure carries its own phase's weights, never those of an earlier phase (an
+    # encoder that caches encoded weights by phase or by object must keep passing this).
     enc = LogEntryEncoder(project="p", log_id="l")
     for hi in range(300):  # more phases than the cache keeps
         weights = ({"variant": "control", "weight": 1, "lo": 0, "hi": hi},)
