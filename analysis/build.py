@@ -17,7 +17,7 @@ from pathlib import Path
 from analysis import stats
 from analysis.aggregates import Aggregates
 from analysis.errors import MalformedArchive, NoExposures
-from analysis.metrics import cuped_fit, metric_value, moments
+from analysis.metrics import MetricColumns, cuped_fit, metric_value, moments
 from analysis.phases import Phase, phase_srm, plan_phases, stratified_compare
 from analysis.report import (
     Comparison,
@@ -33,7 +33,7 @@ from analysis.report import (
     Skipped,
     VariantSummary,
 )
-from analysis.sql import DEFAULT_OVERLAP, HOLDOUT, Look, MetricColumns, PhaseRecord, QueryPlan
+from analysis.sql import DEFAULT_OVERLAP, HOLDOUT, Look, PhaseRecord, QueryPlan
 from analysis.verdict import decide
 from experiments import Experiment
 
