@@ -20,7 +20,7 @@ from pathlib import Path
 
 import asyncpg
 
-from analysis import AnalysisError, Report, build_report
+from analysis import AnalysisError, BigQuerySource, CohortSource, Report, build_report
 from experiments import Experiment, ModelVersion, load_config_dir
 from experiments.pins import Pin, pins_of_model
 from experiments.settings import Settings
@@ -195,19 +195,12 @@ def run_report(
 ) -> Report:
     """The experiment's report (with its verdict), as ``abgate report`` builds it."""
     try:
+        data: CohortSource | Path = source.archive
         if source.bigquery is not None:
-            from analysis.bigquery import build_report_bigquery, make_client, parse_table
-
-            table = parse_table(source.bigquery)
-            client = make_client(table.split(".")[0], endpoint=source.bigquery_endpoint)
-            return build_report_bigquery(
-                experiment, table, client, alpha=alpha, since=since, until=until,
-                config_version=config_version,
-            )  # fmt: skip
+            data = BigQuerySource.connect(source.bigquery, endpoint=source.bigquery_endpoint)
         return build_report(
-            experiment, source.archive, alpha=alpha, since=since, until=until,
-            config_version=config_version,
-        )  # fmt: skip
+            experiment, data, alpha=alpha, since=since, until=until, config_version=config_version
+        )
     except AnalysisError as exc:
         raise PromotionRefused(f"cannot build the report: {exc}", overridable=False) from None
 

@@ -214,6 +214,7 @@ PUBLIC = {
     },
     "analysis": {
         *("AnalysisError", "ArchiveError", "BigQueryError", "NoExposures"),
+        *("ArchiveSource", "BigQuerySource", "CohortSource"),
         *("Aggregates", "Comparison", "DailyPoint", "Decision", "GuardrailStatus"),
         *("LookEstimate", "MetricResult", "Power", "Report", "ReportOptions"),
         *("VariantSummary", "VariantVerdict", "Verdict"),
