@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from experiments.checks import check_references
-from experiments.config import ConfigSet, Experiment, Layer, Surface
+from experiments.schema import ConfigSet, Experiment, Layer, Surface
 from experiments.errors import ConfigError, ConfigIssue
 from experiments.source import ConfigSnapshot
 
