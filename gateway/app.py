@@ -23,12 +23,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from experiments.keys import PostgresKeyStore
-from experiments.pg_source import PostgresConfigSource
-from experiments.postgres import create_pool
 from experiments.routing import Router
 from experiments.settings import Settings
 from experiments.source import ConfigSource, YamlDirectorySource
+from experiments.store import PostgresConfigSource, PostgresKeyStore, create_pool
 from gateway.auth import Authenticator, Caller
 from gateway.errors import BackendUnavailable, ProblemError, RateLimited
 from gateway.fast_path import GatewayApp, RecommendationsEndpoint, RequestIdMiddleware

@@ -33,8 +33,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from experiments import ModelVersion
-from experiments.pins import AliasArm, pin_arms
+from experiments import AliasArm, ModelVersion, results_key
+from experiments.store import pin_arms, read_aliases
 from gateway.coalesce import Coalescer
 from gateway.errors import (
     CacheRefused,
@@ -214,17 +214,14 @@ class PostgresResultsStore:
     async def aliases(self) -> dict[tuple[str, str], str]:
         """Every ``(model, alias) -> version``."""
         try:
-            rows = await self.pool.fetch(
-                "SELECT model, alias, version FROM model_aliases", timeout=self.timeout * 5
-            )
+            return await read_aliases(self.pool, timeout=self.timeout * 5)
         except PG_FAILURES as exc:
             raise ResultsStoreUnavailable(f"postgres: {type(exc).__name__}") from exc
-        return {(r["model"], r["alias"]): r["version"] for r in rows}
 
     async def pin_arms(
         self, arms: Iterable[AliasArm], aliases: Mapping[tuple[str, str], str]
     ) -> dict[tuple[str, str], str]:
-        """Pin alias arms not pinned yet (experiments/pins.py); ``(experiment, variant) -> version``."""
+        """Pin alias arms not pinned yet (experiments/store/pins.py); ``(experiment, variant) -> version``."""
         try:
             pins = await pin_arms(self.pool, arms, aliases, timeout=self.timeout * 5)
         except PG_FAILURES as exc:
@@ -274,7 +271,7 @@ class RedisResultsCache:
 
     def key(self, mv: ModelVersion, unit_id: str) -> str:
         """The Redis key of a unit's list (batch warm-up must use the same)."""
-        return f"{self.prefix}r:{mv.name}:{mv.version}:{unit_id}"
+        return results_key(self.prefix, mv, unit_id)
 
     @property
     def available(self) -> bool:

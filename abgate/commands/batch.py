@@ -34,7 +34,7 @@ T = TypeVar("T")
 async def _pool(settings: Settings, size: int = 4) -> AsyncIterator[asyncpg.Pool]:
     from abgate.embedded import start_postgres
     from batch import BatchError
-    from experiments.postgres import create_pool
+    from experiments.store import create_pool
 
     dsn = settings.postgres_dsn or start_postgres(settings.data_dir)
     try:

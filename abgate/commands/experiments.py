@@ -20,20 +20,27 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from experiments import ConfigError, load_config_dir, load_experiment_file
+from experiments import (
+    ConfigError,
+    StoreError,
+    StoreUnavailable,
+    VariantNotFound,
+    alias_arms,
+    load_config_dir,
+    load_experiment_file,
+)
 from experiments.config import Experiment, load_surfaces_file
-from experiments.lifecycle import StoreError, StoreUnavailable
-from experiments.pins import (
+from experiments.settings import Settings
+from experiments.store import (
+    ApplyResult,
     Pin,
     PinChange,
-    alias_arms,
-    current_aliases,
+    PostgresExperimentStore,
     pin_experiment,
+    read_aliases,
     read_pins,
     repin,
 )
-from experiments.settings import Settings
-from experiments.store import ApplyResult, PostgresExperimentStore
 
 app = typer.Typer(help="Experiment configuration and lifecycle.", no_args_is_help=True)
 surfaces_app = typer.Typer(
@@ -86,7 +93,7 @@ async def _dsn(settings: Settings) -> str:
 
 def _run(work: Callable[[PostgresExperimentStore], Awaitable[T]]) -> T:
     """Run ``work`` against the store; print errors (never a traceback) and exit non-zero."""
-    from experiments.postgres import create_pool
+    from experiments.store import create_pool
 
     async def main() -> T:
         settings = Settings()
@@ -301,18 +308,15 @@ def repin_cmd(
             experiment = Experiment.model_validate((await store.get(key)).record.body)
         try:
             arms = alias_arms(experiment, variant)
-        except KeyError:
-            raise StoreError(
-                f"experiment '{key}' has no variant '{variant}'"
-                f" (variants: {', '.join(experiment.variant_keys)})"
-            ) from None
+        except VariantNotFound as exc:
+            raise StoreError(str(exc)) from None
         if not arms:
             raise StoreError(
                 f"experiment '{key}' names no alias arm{' ' + variant if variant else ''}"
             )
         async with store.pool.acquire() as conn:
             return await repin(
-                conn, key, arms, await current_aliases(conn), by=_author(author), reason=reason
+                conn, key, arms, await read_aliases(conn), by=_author(author), reason=reason
             )
 
     changes = _run(work)

@@ -17,9 +17,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from experiments.keys import KeyChangeRefused, PostgresKeyStore
-from experiments.lifecycle import StoreUnavailable
+from experiments import KeyChangeRefused, StoreUnavailable
 from experiments.settings import Settings
+from experiments.store import PostgresKeyStore
 
 app = typer.Typer(help="API keys: named, scoped to surfaces, rate limited.", no_args_is_help=True)
 out = Console()
@@ -31,7 +31,7 @@ AuthorOpt = typer.Option(None, "--author", help="Who makes the change (default: 
 
 def _run(work: Callable[[PostgresKeyStore], Awaitable[T]]) -> T:
     from abgate.commands.experiments import _dsn
-    from experiments.postgres import create_pool
+    from experiments.store import create_pool
 
     async def main() -> T:
         settings = Settings()

@@ -85,9 +85,8 @@ def _stored_experiment(key: str, settings: Settings, err: Console) -> tuple[Expe
     import asyncpg
 
     from abgate.embedded import EmbeddedError, ensure_postgres
-    from experiments.lifecycle import ExperimentNotFound
-    from experiments.postgres import create_pool
-    from experiments.store import PostgresExperimentStore
+    from experiments import ExperimentNotFound
+    from experiments.store import PostgresExperimentStore, create_pool
 
     where = f"the experiment store (Postgres schema {settings.postgres_schema})"
 

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from experiments.store.pool import Executor
 
-ALIASES_SQL = (
-    "SELECT model, alias, version FROM model_aliases WHERE $1::text IS NULL OR model = $1"
-)
+ALIASES_SQL = "SELECT model, alias, version FROM model_aliases WHERE $1::text IS NULL OR model = $1"
 
 
 async def read_aliases(

@@ -26,10 +26,10 @@ from pathlib import Path
 import asyncpg
 
 from experiments.errors import ConfigError, StoreUnavailable
-from experiments.store.migrations import migrate
-from experiments.store.snapshots import load_cache, read_heads, save_cache, snapshot_from_heads
 from experiments.source import ConfigSnapshot
 from experiments.store.experiment_store import NOTIFY_CHANNEL
+from experiments.store.migrations import migrate
+from experiments.store.snapshots import load_cache, read_heads, save_cache, snapshot_from_heads
 
 log = logging.getLogger("abgate.experiments.source")
 

@@ -19,7 +19,6 @@ import asyncpg
 from pydantic import BaseModel, ValidationError
 
 from experiments.checks import check_references
-from experiments.schema import ConfigSet, Experiment, Layer, Status, Surface, SurfacesFile
 from experiments.errors import (
     ConfigError,
     ConfigIssue,
@@ -31,9 +30,10 @@ from experiments.errors import (
 )
 from experiments.lifecycle import ACTION_TO, next_status, reshuffling_changes
 from experiments.modelref import ModelRef
+from experiments.schema import ConfigSet, Experiment, Layer, Status, Surface, SurfacesFile
+from experiments.source import ConfigSnapshot
 from experiments.store.referential import check_salt_unused, missing_models, missing_refs
 from experiments.store.snapshots import HeadRow, build_config, read_heads, snapshot_from_heads
-from experiments.source import ConfigSnapshot
 from experiments.store.versions import (
     VERSION_COLUMNS,
     ApplyResult,

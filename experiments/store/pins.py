@@ -25,6 +25,7 @@ from experiments.schema import Experiment
 from experiments.store.aliases import read_aliases
 from experiments.store.pool import Executor
 
+
 @dataclass(frozen=True, slots=True)
 class Pin:
     """The version an alias arm is pinned to."""

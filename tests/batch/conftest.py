@@ -8,7 +8,7 @@ import asyncpg
 import pyarrow as pa
 import pytest
 
-from experiments.postgres import create_pool
+from experiments.store import create_pool
 
 
 @pytest.fixture

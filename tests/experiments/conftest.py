@@ -9,8 +9,7 @@ import asyncpg
 import pytest
 
 from experiments.config import parse_surfaces_file
-from experiments.postgres import create_pool
-from experiments.store import PostgresExperimentStore
+from experiments.store import PostgresExperimentStore, create_pool
 from tests.experiments.helpers import SURFACES
 
 

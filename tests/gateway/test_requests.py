@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from experiments import archive_path
 from gateway.errors import BadRequest
 from gateway.requests import (
     EVENTS_MAX_AGE,
@@ -18,7 +19,6 @@ from gateway.requests import (
     parse_events,
     parse_recommendation,
 )
-from gateway.sinks import archive_path
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 OK = {"surface": "home_top", "unit_id": "u1"}

@@ -11,11 +11,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from experiments import archive_path
 from gateway.errors import BadRequest
 from gateway.read_path import filter_items
 from gateway.requests import parse_events, parse_recommendation
 from gateway.results import LocalCache, decoded_size
-from gateway.sinks import archive_path
 
 
 def ranked(n: int) -> list[dict[str, object]]:

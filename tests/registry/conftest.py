@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from experiments.postgres import create_pool
+from experiments.store import create_pool
 
 
 @pytest.fixture(scope="module")

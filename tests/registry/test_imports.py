@@ -29,7 +29,6 @@ def test_public_names() -> None:
         "RegistryUnavailable",
         "RunInfo",
         "alias_history",
-        "aliases_of",
         "promote",
         "promotions_of",
         "rollback_alias",
