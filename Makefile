@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 EXTRAS ?= embedded,analysis,gcp,dev,demo,batch,mlflow,reports
 
-.PHONY: demo test lint venv clean deploy-tools
+.PHONY: demo test test-quick lint venv clean deploy-tools
 
 $(BIN)/abgate: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,10 +50,15 @@ demo: venv
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy experiments analysis
+	$(BIN)/mypy experiments analysis registry
 
 test: venv lint $(VENV)/bqemulator/bin/bqemulator $(VENV)/.spark-installed deploy-tools
 	$(BIN)/pytest -q
+
+# Lint and every test but the slow (simulations, outages, served processes, e2e) and deploy
+# ones: the loop while working. `make test` before merging.
+test-quick: venv lint
+	$(BIN)/pytest -q -m "not slow and not deploy"
 
 clean:
 	rm -rf $(VENV) $(VENV)-airflow $(VENV)-checkov .abgate

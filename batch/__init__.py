@@ -14,9 +14,9 @@ from batch.errors import (
     WarmError,
 )
 from batch.frames import DEFAULT_UNIT, UnitBatch
-from batch.load import Limits, LoadSummary, Progress, load_results, read_results, rows_input
+from batch.inputs import Input, open_input, rows_input
+from batch.load import Limits, LoadSummary, Progress, load_results, read_results
 from batch.serving import serving_refs
-from batch.sources import Input, open_input
 from batch.versions import (
     VersionInfo,
     activate,

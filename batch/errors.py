@@ -35,6 +35,11 @@ class LoadError(BatchError):
 class SourceError(BatchError):
     """An input cannot be opened or read."""
 
+    @classmethod
+    def from_client(cls, uri: str, exc: Exception) -> SourceError:
+        """A client library's error (no bucket, Forbidden, transport...) naming ``uri``."""
+        return cls(f"{uri}: {type(exc).__name__}: {exc}")
+
 
 class LoadConflict(BatchError):
     """The load would collide with another load or replace an immutable active version."""

@@ -2,7 +2,7 @@
 
 A ``UnitBatch`` holds a run of units as Arrow arrays: unit ``i`` owns the items
 ``offsets[i]:offsets[i+1]`` of ``item_ids``/``scores``, best first. Every input format becomes
-UnitBatches (batch/sources.py); validation and JSON encoding then run column-wise in Arrow's C++
+UnitBatches (batch/inputs/); validation and JSON encoding then run column-wise in Arrow's C++
 kernels, never one Python object per item, which is what makes a 100-million-item load fast.
 """
 
@@ -200,7 +200,7 @@ def copy_lines(
         lines, rows = pc.filter(lines, pa.array(keep)), pc.filter(rows, pa.array(keep))
     if digest is not None:
         digest.add_lines(lines, pc.binary_length(rows).to_numpy(zero_copy_only=False) + 1)
-    return _data_bytes(lines)
+    return data_bytes(lines)
 
 
 class ResultsDigest:
@@ -237,7 +237,7 @@ class ResultsDigest:
         return f"{self._sum:064x}"
 
 
-def _data_bytes(strings: pa.Array) -> bytes:
+def data_bytes(strings: pa.Array) -> bytes:
     """The concatenated bytes of a string array, without one Python object per value."""
     if len(strings) == 0:
         return b""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,17 +29,14 @@ from batch.errors import LoadConflict, LoadError
 from batch.frames import (
     DEFAULT_UNIT,
     ResultsDigest,
-    UnitBatch,
     Where,
     check,
     copy_lines,
-    from_python,
 )
-from batch.sources import Input, open_input
+from batch.inputs import Input, open_input, rows_input
 from batch.versions import activate_load, ident, literal
 
 LONG = 24 * 3600.0  # seconds: statements of a load are not bounded by the pool's command timeout
-PY_CHUNK = 5_000  # units per chunk for the Python row API
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,28 +83,8 @@ class _Unchanged(Exception):
 
 
 def read_results(path: Path | str, **kw: object) -> Input:
-    """Open a results file (CSV, JSON Lines or Parquet; see batch/sources.py)."""
+    """Open a results file (CSV, JSON Lines or Parquet; see batch/inputs/)."""
     return open_input(path, **kw)  # type: ignore[arg-type]
-
-
-def rows_input(rows: Iterable[tuple[str, list[dict[str, object]]]], source: str = "") -> Input:
-    """An Input over ``(unit_id, items)`` pairs (the Python API), checked naming the row."""
-    where = Where(source or "<rows>", "row")
-    inp = Input(where.file, "rows", iter(()), where, None, "rows", lambda: 0)
-    inp.done = lambda: inp.rows_read
-
-    def batches() -> Iterator[UnitBatch]:
-        it = iter(rows)
-        while True:
-            chunk = [r for _, r in zip(range(PY_CHUNK), it, strict=False)]
-            if not chunk:
-                return
-            row0 = inp.rows_read + 1
-            inp.rows_read += len(chunk)
-            yield from_python(chunk, row0, where)
-
-    inp.batches = batches()
-    return inp
 
 
 async def load_results(

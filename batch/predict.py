@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,9 +36,9 @@ import pyarrow.parquet as pq
 
 from batch.errors import PredictError, SourceError
 from batch.frames import DEFAULT_UNIT, UnitBatch, Where
+from batch.inputs import Input, RowCount, file_sha256, wide_lists_batch
 from batch.lineage import lineage_tags
 from batch.load import Limits, LoadSummary, Progress, load_results
-from batch.sources import Input, wide_lists_batch
 from experiments import ModelRef
 from registry import MlflowRegistry, RegisteredVersion
 
@@ -98,17 +97,15 @@ def prediction_input(model: Any, path: Path, top_k: int, chunk_rows: int) -> Inp
     return fewer than asked, e.g. when it knows fewer items), ``top_k_requested`` the argument.
     """
     batches, total = feature_batches(path, chunk_rows)
-    where = Where(str(path), "row")
-    inp = Input(str(path), "predictions", iter(()), where, total, "rows", lambda: 0)
-    inp.done = lambda: inp.rows_read
-    inp.lineage.update(top_k=0, top_k_requested=top_k)
+    where, count = Where(str(path), "row"), RowCount()
+    lineage: dict[str, object] = {"top_k": 0, "top_k_requested": top_k}
     produced = 0
 
     def longest(batch: UnitBatch) -> UnitBatch:
         nonlocal produced
         if len(batch):
             produced = max(produced, int(np.diff(batch.offsets).max()))
-            inp.lineage["top_k"] = produced
+            lineage["top_k"] = produced
         return batch
 
     def produce() -> Iterator[UnitBatch]:
@@ -122,19 +119,25 @@ def prediction_input(model: Any, path: Path, top_k: int, chunk_rows: int) -> Inp
                 blank["unit_id"] = DEFAULT_UNIT
                 yield longest(_predictions(model, blank, top_k, 0, where))
                 first = False
-            row0 = inp.rows_read + 1
-            inp.rows_read += rb.num_rows
+            row0 = count.rows + 1
+            count.rows += rb.num_rows
             yield longest(_predictions(model, df, top_k, row0, where))
 
-    inp.batches = produce()
-    inp._hash = functools.partial(file_sha256, path)
-    return inp
+    return Input(
+        str(path),
+        "predictions",
+        produce(),
+        where,
+        functools.partial(features_sha256, path),
+        count,
+        total=total,
+        lineage=lineage,
+    )
 
 
-def file_sha256(path: Path) -> str:
-    """``sha256:HEX`` of a file's bytes, read in blocks."""
-    with path.open("rb") as f:
-        return "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
+def features_sha256(path: Path) -> str:
+    """``sha256:HEX`` of a feature table's bytes."""
+    return "sha256:" + file_sha256(path)
 
 
 def features_dataset(path: Path, sha256: str) -> Any:
@@ -177,7 +180,7 @@ async def predict(
     rv = await registry.resolve(ref)
     model = await registry.load_pyfunc(rv.version)
     inp = prediction_input(model, features, top_k, chunk_rows)
-    sha = await asyncio.to_thread(file_sha256, features)
+    sha = await asyncio.to_thread(features_sha256, features)
     dataset = await asyncio.to_thread(features_dataset, features, sha)
     run_id = await registry.start_inference_run(
         rv,

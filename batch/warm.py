@@ -145,11 +145,11 @@ async def warm(
     else:
         jobs = _page_ranges(row["pages"] or 0, row["unit_count"] or 0, chunk)
     head = results_key_head(prefix, mv)
-    tail = _command(b"EX", str(ttl).encode()).removeprefix(b"*2\r\n").decode()
+    tail = resp_command(b"EX", str(ttl).encode()).removeprefix(b"*2\r\n").decode()
     keys = size = 0  # keys: confirmed by Redis (+OK)
     pending = iter(jobs)
 
-    async def confirm(redis: _RespConnection, n: int) -> None:
+    async def confirm(redis: RespConnection, n: int) -> None:
         nonlocal keys
         try:
             await redis.expect_ok(n)
@@ -162,7 +162,7 @@ async def warm(
         nonlocal keys, size
         async with pool.acquire() as conn:
             stmt = await conn.prepare(sql)
-            redis = await _RespConnection.open(client)
+            redis = await RespConnection.open(client)
             try:
                 in_flight = 0
                 for job in pending:  # shared: each job goes to the first free worker
@@ -230,7 +230,7 @@ def _page_ranges(pages: int, units: int, chunk: int) -> list[tuple[object, ...]]
     return [((a, 0), (b, 0)) for a, b in zip(starts, ends, strict=True)]
 
 
-class _RespConnection:
+class RespConnection:
     """A raw Redis connection for pipelined SETs, opened with the client's own settings.
 
     redis-py parses each reply through several Python layers (~60 µs a key, measured); a warm-up
@@ -243,7 +243,7 @@ class _RespConnection:
         self.reader, self.writer, self.address = reader, writer, address
 
     @classmethod
-    async def open(cls, client: aioredis.Redis) -> _RespConnection:
+    async def open(cls, client: aioredis.Redis) -> RespConnection:
         kw = client.connection_pool.connection_kwargs
         tls = "SSL" in client.connection_pool.connection_class.__name__
         host, port, path = kw.get("host", "127.0.0.1"), kw.get("port", 6379), kw.get("path")
@@ -265,10 +265,10 @@ class _RespConnection:
                     *([kw["username"].encode()] if kw.get("username") else []),
                     kw["password"].encode(),
                 ]
-                conn.send(_command(*auth))
+                conn.send(resp_command(*auth))
                 await conn.expect_ok(1, "refused the login")
             if kw.get("db"):
-                conn.send(_command(b"SELECT", str(kw["db"]).encode()))
+                conn.send(resp_command(b"SELECT", str(kw["db"]).encode()))
                 await conn.expect_ok(1, f"refused database {kw['db']}")
         except BaseException:
             await conn.close()
@@ -324,5 +324,6 @@ def _reason(exc: BaseException) -> str:
     raise exc  # a bug of ours: keep its traceback
 
 
-def _command(*args: bytes) -> bytes:
+def resp_command(*args: bytes) -> bytes:
+    """One Redis command in RESP, the protocol's wire format."""
     return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)

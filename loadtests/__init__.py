@@ -1,7 +1,8 @@
-"""Load generation and benchmarks against a running gateway (HTTP only).
+"""Load generation against a running gateway (HTTP only): the runtime of ``abgate loadtest``.
 
-Public API: the scenario, the two run modes, the result and its renderings. The benchmark
-(``python -m loadtests.benchmark``) and the Locust file are scripts, not API.
+Public API: the scenario, the two run modes, the result and its renderings. The benchmarks
+(``python -m benchmarks.gateway`` ...) and the Locust file live in the clone's ``benchmarks/``,
+not in this package.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ A scenario turns a request number into a request body. Unit choice by kind:
 
 and, whatever the kind, a share ``unknown_share`` of requests for units that have no stored
 list (the fallback path). Exclusions are random item ids among ``catalog`` items, as
-loadtests/lua/post.lua sends them.
+benchmarks/gateway/lua/post.lua sends them.
 """
 
 from __future__ import annotations

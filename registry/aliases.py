@@ -12,14 +12,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 import orjson
 
 from registry.errors import AliasError
 
-Executor = asyncpg.Connection | asyncpg.Pool
+Executor: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
 
 @dataclass(frozen=True, slots=True)

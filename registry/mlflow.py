@@ -72,11 +72,7 @@ class ModelRegistry(Protocol):
 
     async def load_pyfunc(self, mv: ModelVersion) -> Any:
         """The version's ``mlflow.pyfunc`` model (downloaded and loaded in a worker thread)."""
-        import mlflow.pyfunc
-
-        return await self._call(
-            f"pyfunc.load_model({mv})", lambda: mlflow.pyfunc.load_model(str(mv))
-        )
+        ...
 
     async def set_tags(
         self, mv: ModelVersion, tags: Mapping[str, str], *, replace_prefix: str | None = None
@@ -113,8 +109,9 @@ class MlflowRegistry:
         """The version a reference names, with its run id, source and tags."""
         c = self._client
         if ref.version is not None:
+            number = ref.version
             mv = await self._call(
-                f"get_model_version({ref})", lambda: c.get_model_version(ref.name, ref.version)
+                f"get_model_version({ref})", lambda: c.get_model_version(ref.name, number)
             )
         else:
             mv = await self._call(
@@ -124,7 +121,7 @@ class MlflowRegistry:
         return RegisteredVersion(
             ModelVersion(mv.name, str(mv.version)),
             mv.run_id,
-            mv.source,
+            mv.source or "",  # typed optional by MLflow; set on every version it creates
             dict(mv.tags or {}),
             tuple(getattr(mv, "aliases", ()) or ()),
         )

@@ -32,7 +32,7 @@ async def _active(conn: asyncpg.Connection | asyncpg.Pool, model: str, version: 
     status = await conn.fetchval(
         "SELECT status FROM model_versions WHERE model = $1 AND version = $2", model, version
     )
-    return status == "active"
+    return bool(status == "active")
 
 
 async def promote(

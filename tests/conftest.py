@@ -12,12 +12,17 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
 from abgate.embedded import reachable, start_postgres, start_redis
+from experiments.store import create_pool
+
+if TYPE_CHECKING:
+    from experiments.settings import Settings
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
@@ -87,3 +92,47 @@ def experiments_dir(tmp_path: Path) -> Iterator[Path]:
     d = tmp_path / "experiments.d"
     d.mkdir()
     yield d
+
+
+@pytest.fixture
+async def pool(pg_dsn: str, schema: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on this test's schema, migrated."""
+    p = await create_pool(pg_dsn, schema)
+    try:
+        yield p
+    finally:
+        await p.close()
+
+
+@pytest.fixture
+def demo_units() -> int:
+    """Units per demo version that ``gateway_settings`` loads (override it in a module)."""
+    return 50
+
+
+@pytest.fixture
+def gateway_overrides() -> dict[str, object]:
+    """Settings ``gateway_settings`` changes (override it in a module: ``api_tokens``...)."""
+    return {}
+
+
+@pytest.fixture
+async def gateway_settings(
+    pg_dsn: str,
+    redis_url: str,
+    schema: str,
+    redis_prefix: str,
+    experiments_dir: Path,
+    archive_dir: Path,
+    demo_units: int,
+    gateway_overrides: dict[str, object],
+) -> Settings:
+    """Settings of a gateway on this test's schema and key prefix, with the demo's models
+    loaded (``demo_units`` units) and its experiment written to ``experiments_dir``."""
+    from tests.gateway.helpers import load_demo_data, settings_for, write_config
+
+    await load_demo_data(pg_dsn, schema, units=demo_units)
+    write_config(experiments_dir)
+    return settings_for(
+        pg_dsn, redis_url, schema, redis_prefix, experiments_dir, archive_dir, **gateway_overrides
+    )

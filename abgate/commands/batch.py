@@ -1,17 +1,15 @@
 """``abgate batch ...``: load, activate, roll back, drop and warm precomputed results; predict.
 
 Every command reads ABGATE_* settings (Postgres, Redis, schema, key prefix, cache TTL); predict
-and --mlflow-tags also read MLFLOW_TRACKING_URI. Errors print one line naming what is wrong and
-exit 1.
+and --mlflow-tags also read MLFLOW_TRACKING_URI. Errors print one line naming what is wrong;
+exit codes as every command's (abgate/commands/runtime.py): 1 invalid input or refused, 3
+Postgres cannot be reached.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 import orjson
@@ -19,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from abgate.commands import runtime
 from experiments.settings import Settings
 
 app = typer.Typer(
@@ -27,42 +26,6 @@ app = typer.Typer(
 )
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
-T = TypeVar("T")
-
-
-@contextlib.asynccontextmanager
-async def _pool(settings: Settings, size: int = 4) -> AsyncIterator[asyncpg.Pool]:
-    from abgate.embedded import start_postgres
-    from batch import BatchError
-    from experiments.store import create_pool
-
-    dsn = settings.postgres_dsn or start_postgres(settings.data_dir)
-    try:
-        pool = await create_pool(
-            dsn, settings.postgres_schema, min_size=1, max_size=size, command_timeout=60
-        )
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        raise BatchError(f"cannot reach Postgres: {type(exc).__name__}: {exc}") from None
-    try:
-        yield pool
-    finally:
-        await pool.close()
-
-
-def _run(main: Callable[[], Awaitable[T]]) -> T:
-    """Run ``main``; print errors of our packages as one red line and exit 1."""
-    from batch import BatchError
-    from experiments import ExperimentsError
-    from registry import RegistryError
-
-    try:
-        return asyncio.run(main())  # type: ignore[arg-type]
-    except (BatchError, RegistryError, ExperimentsError) as exc:
-        err.print(f"[red]error[/] {exc}", highlight=False)
-        raise typer.Exit(1) from None
-    except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:  # a query of the command
-        err.print(f"[red]error[/] postgres: {type(exc).__name__}: {exc}", highlight=False)
-        raise typer.Exit(1) from None
 
 
 def _columns(mapping: list[str]) -> dict[str, str]:
@@ -155,7 +118,7 @@ def load(
 
     async def run() -> None:
         inp = open_input(source, columns=_columns(column))
-        async with _pool(settings) as pool:
+        async with runtime.postgres_pool(settings) as pool:
             with RichProgress(err, f"load {model}/{version}", inp.total, inp.measure) as bar:
                 summary = await load_results(
                     pool,
@@ -174,7 +137,7 @@ def load(
             if keep:
                 await _retain(pool, settings, keep, model, False)
 
-    _run(run)
+    runtime.run(run)
 
 
 @app.command("alias")
@@ -187,10 +150,10 @@ def alias_cmd(
     from registry import promote
 
     async def run() -> None:
-        async with _pool(Settings()) as pool:
+        async with runtime.postgres_pool(Settings()) as pool:
             await promote(pool, None, model, alias, version)
 
-    _run(run)
+    runtime.run(run)
     err.print(f"[green]ok[/] models:/{model}@{alias} -> {version}")
 
 
@@ -203,10 +166,10 @@ def versions(
     from batch import list_versions
 
     async def run() -> list[Any]:
-        async with _pool(Settings()) as pool:
+        async with runtime.postgres_pool(Settings()) as pool:
             return await list_versions(pool, model)
 
-    rows = _run(run)
+    rows = runtime.run(run)
     if as_json:
         for v in rows:
             record = {
@@ -261,10 +224,10 @@ def activate_cmd(
     from batch import activate
 
     async def run() -> int:
-        async with _pool(Settings()) as pool:
+        async with runtime.postgres_pool(Settings()) as pool:
             return await activate(pool, model, version, alias=alias)
 
-    load_id = _run(run)
+    load_id = runtime.run(run)
     what = f"load {load_id}" if load_id else "already active"
     err.print(
         f"[green]active[/] models:/{model}/{version} ({what})"
@@ -282,7 +245,7 @@ def rollback_cmd(
     from batch import rollback
 
     async def run() -> tuple[str, str]:
-        async with _pool(Settings()) as pool:
+        async with runtime.postgres_pool(Settings()) as pool:
             before, after = await rollback(pool, model, alias)
         if mlflow:
             from registry import MlflowRegistry
@@ -290,7 +253,7 @@ def rollback_cmd(
             await MlflowRegistry().set_alias(model, alias, after)
         return before, after
 
-    before, after = _run(run)
+    before, after = runtime.run(run)
     err.print(f"[green]rolled back[/] models:/{model}@{alias}: {before} -> {after}")
 
 
@@ -306,14 +269,14 @@ def drop_cmd(
     settings = Settings()
 
     async def run() -> None:
-        async with _pool(settings) as pool:
+        async with runtime.postgres_pool(settings) as pool:
             await drop(
                 pool,
                 ModelVersion(model, version),
                 await serving_refs(pool, settings.experiments_dir),
             )
 
-    _run(run)
+    runtime.run(run)
     err.print(f"[yellow]dropped[/] models:/{model}/{version} (metadata kept, status retired)")
 
 
@@ -328,10 +291,10 @@ def retain_cmd(
     settings = Settings()
 
     async def run() -> None:
-        async with _pool(settings) as pool:
+        async with runtime.postgres_pool(settings) as pool:
             await _retain(pool, settings, keep, model, dry_run)
 
-    _run(run)
+    runtime.run(run)
 
 
 @app.command("warm")
@@ -371,7 +334,7 @@ def warm_cmd(
         units = recent_units(activity or settings.archive_dir, top) if top else None
         client = aioredis.from_url(settings.redis_url or start_redis(settings.data_dir))
         try:
-            async with _pool(settings, workers) as pool:
+            async with runtime.postgres_pool(settings, max_size=workers) as pool:
                 total = (
                     len(units)
                     if units is not None
@@ -395,7 +358,7 @@ def warm_cmd(
         finally:
             await client.aclose()
 
-    s = _run(run)
+    s = runtime.run(run)
     err.print(
         f"[green]warmed[/] {s.keys:,} keys ({s.bytes / 2**20:,.1f} MiB) in {s.seconds:.1f} s, "
         f"{s.keys / max(s.seconds, 1e-9):,.0f} keys/s"
@@ -429,7 +392,7 @@ def predict_cmd(
 
     async def run() -> Any:
         registry = MlflowRegistry()
-        async with _pool(settings) as pool:
+        async with runtime.postgres_pool(settings) as pool:
             with RichProgress(err, f"predict {model}", None, "rows") as bar:
                 return await predict(
                     pool,
@@ -444,7 +407,7 @@ def predict_cmd(
                     progress=bar,
                 )
 
-    rv, summary = _run(run)
+    rv, summary = runtime.run(run)
     err.print(f"resolved {model} -> {rv.version} (run {rv.run_id})")
     _print_summary(summary, alias)
 

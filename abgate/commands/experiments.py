@@ -7,9 +7,7 @@ Exit codes: 0 done, 1 invalid file or refused change (the message says why and w
 
 from __future__ import annotations
 
-import asyncio
 import difflib
-import getpass
 import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -20,17 +18,16 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from abgate.commands import runtime
 from experiments import (
     ConfigError,
     StoreError,
-    StoreUnavailable,
     VariantNotFound,
     alias_arms,
     load_config_dir,
     load_experiment_file,
 )
 from experiments.config import Experiment, load_surfaces_file
-from experiments.settings import Settings
 from experiments.store import (
     ApplyResult,
     Pin,
@@ -53,7 +50,7 @@ err = Console(stderr=True)
 T = TypeVar("T")
 _SURFACES_FILE = re.compile(r"^\s*(surfaces|layers)\s*:", re.MULTILINE)
 
-AuthorOpt = typer.Option(None, "--author", help="Who makes the change (default: $USER)")
+AuthorOpt = runtime.AUTHOR
 ReasonOpt = typer.Option(None, "--reason", "-m", help="Why: kept in the history")
 
 
@@ -81,53 +78,8 @@ def validate(paths: list[Path] = typer.Argument(..., help="Experiment files or f
 # --- running against the store ------------------------------------------------------------------
 
 
-async def _dsn(settings: Settings) -> str:
-    """ABGATE_POSTGRES_DSN, or the embedded Postgres of ABGATE_DATA_DIR when it is unset."""
-    from abgate.embedded import EmbeddedError, ensure_postgres
-
-    try:
-        return await ensure_postgres(settings)
-    except EmbeddedError as exc:
-        raise StoreUnavailable(str(exc)) from None
-
-
 def _run(work: Callable[[PostgresExperimentStore], Awaitable[T]]) -> T:
-    """Run ``work`` against the store; print errors (never a traceback) and exit non-zero."""
-    from experiments.store import create_pool
-
-    async def main() -> T:
-        settings = Settings()
-        dsn = await _dsn(settings)
-        try:
-            pool = await create_pool(dsn, settings.postgres_schema, min_size=1, max_size=2)
-        except (OSError, TimeoutError) as exc:
-            raise StoreUnavailable(f"cannot reach Postgres: {exc}") from exc
-        try:
-            return await work(PostgresExperimentStore(pool))
-        finally:
-            await pool.close()
-
-    try:
-        return asyncio.run(main())
-    except ConfigError as exc:
-        for issue in exc.issues:
-            err.print(f"[red]error[/] {issue}", highlight=False)
-        raise typer.Exit(1) from None
-    except StoreUnavailable as exc:
-        err.print(f"[red]error[/] {exc}", highlight=False)
-        raise typer.Exit(3) from None
-    except StoreError as exc:
-        err.print(f"[red]refused[/] {exc}", highlight=False)
-        raise typer.Exit(1) from None
-    except Exception as exc:  # asyncpg errors and the like: one line, no traceback
-        if type(exc).__module__.startswith("asyncpg"):
-            err.print(f"[red]error[/] Postgres: {exc}", highlight=False)
-            raise typer.Exit(3) from None
-        raise
-
-
-def _author(author: str | None) -> str:
-    return author or getpass.getuser()
+    return runtime.run_on(PostgresExperimentStore, work)
 
 
 def _print_results(results: list[tuple[str, ApplyResult]]) -> None:
@@ -185,12 +137,17 @@ def apply(
         done: list[tuple[str, ApplyResult]] = []
         for file, declared in surfaces:
             for r in await store.apply_surfaces(
-                declared, author=_author(author), reason=reason, dry_run=dry_run
+                declared, author=runtime.author(author), reason=reason, dry_run=dry_run
             ):
                 done.append((file, r))
         for file, e in experiments:
             r = await store.apply(
-                e, author=_author(author), reason=reason, force=force, dry_run=dry_run, source=file
+                e,
+                author=runtime.author(author),
+                reason=reason,
+                force=force,
+                dry_run=dry_run,
+                source=file,
             )
             done.append((file, r))
         return done
@@ -219,7 +176,7 @@ def surfaces_apply(
             done += [
                 (file, r)
                 for r in await store.apply_surfaces(
-                    d, author=_author(author), reason=reason, dry_run=dry_run
+                    d, author=runtime.author(author), reason=reason, dry_run=dry_run
                 )
             ]
         return done
@@ -316,7 +273,12 @@ def repin_cmd(
             )
         async with store.pool.acquire() as conn:
             return await repin(
-                conn, key, arms, await read_aliases(conn), by=_author(author), reason=reason
+                conn,
+                key,
+                arms,
+                await read_aliases(conn),
+                by=runtime.author(author),
+                reason=reason,
             )
 
     changes = _run(work)
@@ -415,7 +377,7 @@ def _transition(
 ) -> None:
     r = _run(
         lambda store: store.transition(
-            key, action, author=_author(author), reason=reason, winner=winner
+            key, action, author=runtime.author(author), reason=reason, winner=winner
         )
     )
     for w in r.warnings:
@@ -427,7 +389,7 @@ def _transition(
         async def pin(store: PostgresExperimentStore) -> dict[tuple[str, str], Pin]:
             body = (await store.get(key)).record.body
             return await pin_experiment(
-                store.pool, Experiment.model_validate(body), by=_author(author)
+                store.pool, Experiment.model_validate(body), by=runtime.author(author)
             )
 
         for (_, variant), p in sorted(_run(pin).items()):

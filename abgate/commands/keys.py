@@ -7,8 +7,6 @@ with ``ABGATE_API_KEYS=true`` pick up a change within a second. Exit codes: 0 do
 
 from __future__ import annotations
 
-import asyncio
-import getpass
 import socket
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -17,8 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from experiments import KeyChangeRefused, StoreUnavailable
-from experiments.settings import Settings
+from abgate.commands import runtime
 from experiments.store import PostgresKeyStore
 
 app = typer.Typer(help="API keys: named, scoped to surfaces, rate limited.", no_args_is_help=True)
@@ -26,37 +23,11 @@ out = Console()
 err = Console(stderr=True)
 T = TypeVar("T")
 
-AuthorOpt = typer.Option(None, "--author", help="Who makes the change (default: $USER)")
+AuthorOpt = runtime.AUTHOR
 
 
 def _run(work: Callable[[PostgresKeyStore], Awaitable[T]]) -> T:
-    from abgate.commands.experiments import _dsn
-    from experiments.store import create_pool
-
-    async def main() -> T:
-        settings = Settings()
-        dsn = await _dsn(settings)
-        try:
-            pool = await create_pool(dsn, settings.postgres_schema, min_size=1, max_size=2)
-        except (OSError, TimeoutError) as exc:
-            raise StoreUnavailable(f"cannot reach Postgres: {exc}") from exc
-        try:
-            return await work(PostgresKeyStore(pool))
-        finally:
-            await pool.close()
-
-    try:
-        return asyncio.run(main())
-    except StoreUnavailable as exc:
-        err.print(f"[red]error[/] {exc}", highlight=False)
-        raise typer.Exit(3) from None
-    except KeyChangeRefused as exc:
-        err.print(f"[red]refused[/] {exc}", highlight=False)
-        raise typer.Exit(1) from None
-
-
-def _who(author: str | None) -> str:
-    return author or getpass.getuser()
+    return runtime.run_on(PostgresKeyStore, work)
 
 
 @app.command("create")
@@ -70,7 +41,7 @@ def create(
     wanted = [s.strip() for s in surfaces.split(",") if s.strip()]
     key, secret = _run(
         lambda store: store.create(
-            name, wanted, rate, actor=_who(author), host=socket.gethostname()
+            name, wanted, rate, actor=runtime.author(author), host=socket.gethostname()
         )
     )
     err.print(
@@ -107,7 +78,9 @@ def revoke(
     author: str | None = AuthorOpt,
 ) -> None:
     """Revoke a key: gateways refuse it (401) within a second."""
-    key = _run(lambda store: store.revoke(name, actor=_who(author), host=socket.gethostname()))
+    key = _run(
+        lambda store: store.revoke(name, actor=runtime.author(author), host=socket.gethostname())
+    )
     err.print(f"revoked key '{key.name}' at {key.revoked_at:%Y-%m-%d %H:%M:%S %Z}")
 
 

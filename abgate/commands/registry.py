@@ -7,13 +7,15 @@ Postgres.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Coroutine
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
 
+from abgate.commands import runtime
 from experiments.settings import Settings
 
 app = typer.Typer(
@@ -21,30 +23,15 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 err = Console(stderr=True, soft_wrap=True)
+T = TypeVar("T")
 
 
-def _run(main: Any) -> Any:
+def _run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """``runtime.run``, with MLflow's warnings (deprecations of its own stack) silenced."""
     import warnings
 
-    import asyncpg
-
-    from batch import BatchError
-    from experiments import ConfigError, ExperimentsError
-    from registry import RegistryError
-
     warnings.filterwarnings("ignore", module=r"mlflow(\..*)?")
-    try:
-        return asyncio.run(main())
-    except ConfigError as exc:
-        for issue in exc.issues:
-            err.print(f"[red]error[/] {issue}", highlight=False)
-        raise typer.Exit(1) from None
-    except (RegistryError, BatchError, ExperimentsError) as exc:
-        err.print(f"[red]error[/] {exc}", highlight=False)
-        raise typer.Exit(1) from None
-    except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        err.print(f"[red]error[/] postgres: {type(exc).__name__}: {exc}", highlight=False)
-        raise typer.Exit(1) from None
+    return runtime.run(main)
 
 
 @app.command("resolve")
@@ -100,7 +87,6 @@ def promote_cmd(
     With --experiment KEY: refused unless the variant serving VERSION has the
     verdict "ship"; the evidence goes to abgate.promotion.* tags and the history.
     """
-    import getpass
 
     from abgate.commands.report import _when
     from abgate.promotion import PromotionRefused, ReportInput
@@ -119,14 +105,13 @@ def promote_cmd(
     settings = Settings()
     source = ReportInput(archive or settings.archive_dir, bigquery, bigquery_endpoint)
     window = (_when(since, "--since"), _when(until, "--until"))
-    who = by or getpass.getuser()
+    who = runtime.author(by)
 
     async def run() -> Any:
-        from abgate.commands.batch import _pool
         from abgate.promotion import alias_users
         from registry import MlflowRegistry, promote
 
-        async with _pool(settings) as pool:
+        async with runtime.postgres_pool(settings) as pool:
             outcome = None
             if experiment is not None:
                 outcome = await _evidence(
@@ -290,12 +275,10 @@ def lineage_cmd(
     settings = Settings()
 
     async def run() -> Any:
-        from abgate.commands.batch import _pool
-
         registry = MlflowRegistry()
         ref = ModelRef.parse(uri)
         version = ref.version or (await registry.resolve(ref)).version.version
-        async with _pool(settings) as pool:
+        async with runtime.postgres_pool(settings) as pool:
             return await gather(pool, registry, settings, ModelVersion(ref.name, version))
 
     lin = _run(run)
@@ -308,12 +291,11 @@ def lineage_cmd(
 @app.command("sync")
 def sync_cmd(models: list[str] = typer.Argument(..., help="Registered model names")) -> None:
     """Copy MLflow's aliases into abgate (only onto versions whose results are active)."""
-    from abgate.commands.batch import _pool
     from registry import MlflowRegistry, sync_aliases
 
     async def run() -> list[Any]:
         registry = MlflowRegistry()
-        async with _pool(Settings()) as pool:
+        async with runtime.postgres_pool(Settings()) as pool:
             return [await sync_aliases(pool, registry, m) for m in models]
 
     failed = False

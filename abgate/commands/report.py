@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, NoReturn
 import typer
 from rich.console import Console
 
+from abgate.commands import runtime
+
 if TYPE_CHECKING:
     from experiments import Experiment
     from experiments.settings import Settings
@@ -84,19 +86,14 @@ def _stored_experiment(key: str, settings: Settings, err: Console) -> tuple[Expe
     """
     import asyncpg
 
-    from abgate.embedded import EmbeddedError, ensure_postgres
-    from experiments import ExperimentNotFound
-    from experiments.store import PostgresExperimentStore, create_pool
+    from experiments import ExperimentNotFound, StoreUnavailable
+    from experiments.store import PostgresExperimentStore
 
     where = f"the experiment store (Postgres schema {settings.postgres_schema})"
 
     async def read() -> tuple[Experiment, int]:
-        dsn = await ensure_postgres(settings)
-        pool = await create_pool(dsn, settings.postgres_schema, min_size=1, max_size=1)
-        try:
+        async with runtime.postgres_pool(settings, max_size=1) as pool:
             stored = await PostgresExperimentStore(pool).get(key)
-        finally:
-            await pool.close()
         return stored.experiment, stored.version
 
     try:
@@ -107,8 +104,8 @@ def _stored_experiment(key: str, settings: Settings, err: Console) -> tuple[Expe
             f"no experiment '{key}' in {where}; set ABGATE_EXPERIMENTS_DIR for a folder of files, "
             "or pass --config FILE",
         )
-    except (OSError, TimeoutError, EmbeddedError, asyncpg.PostgresError) as exc:
-        _fail(err, f"cannot read {where}: {exc}", 3)
+    except (StoreUnavailable, OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        _fail(err, f"cannot read {where}: {exc}", runtime.UNAVAILABLE)
 
 
 def report(

@@ -2,21 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import asyncpg
 import pyarrow as pa
-import pytest
-
-from experiments.store import create_pool
-
-
-@pytest.fixture
-async def pool(pg_dsn: str, schema: str) -> AsyncIterator[asyncpg.Pool]:
-    """A pool on this test's schema, migrated."""
-    p = await create_pool(pg_dsn, schema)
-    yield p
-    await p.close()
 
 
 def ranked(prefix: str, n: int = 5) -> list[dict[str, object]]:

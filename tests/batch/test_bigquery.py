@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from batch import load_results, open_input
-from batch.cloud import STREAMS
+from batch.inputs.bigquery import STREAMS
 from tests.batch.conftest import version_rows
 
 bigquery = pytest.importorskip("google.cloud.bigquery")

@@ -347,7 +347,7 @@ async def test_the_cli_names_an_unreachable_postgres_and_a_missing_activity_file
     args = ["batch", "warm", "--model", "m", "--version", "1"]
     env = {"ABGATE_POSTGRES_DSN": "postgresql://postgres@127.0.0.1:1/test", "COLUMNS": "200"}
     result = await asyncio.to_thread(CliRunner().invoke, app, args, env=env)
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 3, result.output  # unreachable: 3, as every command
     assert "cannot reach Postgres: ConnectionRefusedError" in result.output
     assert "Traceback" not in result.output
     env = {"ABGATE_POSTGRES_DSN": pg_dsn, "ABGATE_POSTGRES_SCHEMA": schema, "COLUMNS": "200"}

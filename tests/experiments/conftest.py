@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 
 from experiments.config import parse_surfaces_file
-from experiments.store import PostgresExperimentStore, create_pool
+from experiments.store import PostgresExperimentStore
 from tests.experiments.helpers import SURFACES
 
 
@@ -26,16 +25,6 @@ async def load_model(
         status,
         items,
     )
-
-
-@pytest.fixture
-async def pool(pg_dsn: str, schema: str) -> AsyncIterator[asyncpg.Pool]:
-    """A pool on this test's schema, migrated."""
-    p = await create_pool(pg_dsn, schema, min_size=1, max_size=4)
-    try:
-        yield p
-    finally:
-        await p.close()
 
 
 @pytest.fixture

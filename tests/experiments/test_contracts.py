@@ -95,7 +95,15 @@ def test_no_package_writes_a_contract_by_hand() -> None:
     hand_made = re.compile(r"r:\{mv\.name\}|:00:00_\{")
     offences = [
         str(p.relative_to(root))
-        for package in ("gateway", "batch", "registry", "analysis", "abgate", "experiments")
+        for package in (
+            "gateway",
+            "batch",
+            "registry",
+            "analysis",
+            "abgate",
+            "experiments",
+            "benchmarks",
+        )
         for p in (root / package).rglob("*.py")
         if p.name != "contracts.py" and hand_made.search(p.read_text(encoding="utf-8"))
     ]

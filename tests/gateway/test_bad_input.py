@@ -5,20 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tests.gateway.helpers import (
-    load_demo_data,
     read_archive,
     running_app,
-    settings_for,
-    write_config,
 )
-
-
-@pytest.fixture
-async def gateway_settings(pg_dsn, redis_url, schema, redis_prefix, experiments_dir, archive_dir):
-    await load_demo_data(pg_dsn, schema, units=5)
-    write_config(experiments_dir)
-    return settings_for(pg_dsn, redis_url, schema, redis_prefix, experiments_dir, archive_dir)
-
 
 OK = {"surface": "home_top", "unit_id": "u1"}
 

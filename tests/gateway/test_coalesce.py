@@ -130,13 +130,6 @@ async def test_a_failed_mget_opens_the_breaker_for_every_waiter(redis_prefix: st
     await dead.aclose()
 
 
-@pytest.fixture
-async def pool(pg_dsn: str, schema: str) -> AsyncIterator[asyncpg.Pool]:
-    p = await create_pool(pg_dsn, schema)
-    yield p
-    await p.close()
-
-
 async def test_concurrent_store_reads_across_versions_answer_each_unit(
     pool: asyncpg.Pool,
 ) -> None:

@@ -27,7 +27,7 @@ from experiments.store import PostgresExperimentStore, create_pool
 from gateway.errors import BadRequest
 from gateway.openapi import build_openapi
 from gateway.requests import parse_events, parse_recommendation
-from tests.gateway.helpers import SURFACES, load_demo_data, running_app, settings_for, write_config
+from tests.gateway.helpers import SURFACES, load_demo_data, running_app, settings_for
 
 DOC = orjson.loads(build_openapi(parse_surfaces_file(SURFACES).surfaces, auth=True))
 MAX_LIMITS = {s.name: s.max_limit for s in parse_surfaces_file(SURFACES).surfaces}
@@ -242,12 +242,8 @@ def test_parser_and_schema_agree_on_the_syntax_of_ts(ts):
 
 
 @pytest.fixture
-async def gateway_settings(pg_dsn, redis_url, schema, redis_prefix, experiments_dir, archive_dir):
-    await load_demo_data(pg_dsn, schema)
-    write_config(experiments_dir)
-    return settings_for(
-        pg_dsn, redis_url, schema, redis_prefix, experiments_dir, archive_dir, api_tokens="tok"
-    )
+def gateway_overrides() -> dict[str, object]:
+    return {"api_tokens": "tok"}
 
 
 async def test_405_names_the_allowed_methods(gateway_settings):

@@ -6,16 +6,9 @@ import re
 
 import pytest
 
-from tests.gateway.helpers import load_demo_data, running_app, settings_for, write_config
+from tests.gateway.helpers import running_app
 
 GENERATED = re.compile(r"^[0-9a-f]{32}$")
-
-
-@pytest.fixture
-async def gateway_settings(pg_dsn, redis_url, schema, redis_prefix, experiments_dir, archive_dir):
-    await load_demo_data(pg_dsn, schema, units=5)
-    write_config(experiments_dir)
-    return settings_for(pg_dsn, redis_url, schema, redis_prefix, experiments_dir, archive_dir)
 
 
 @pytest.mark.parametrize(

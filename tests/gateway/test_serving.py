@@ -13,19 +13,10 @@ from experiments import assign, bucket
 from experiments.store import create_pool
 from tests.gateway.helpers import (
     SURFACES,
-    load_demo_data,
     read_archive,
     running_app,
-    settings_for,
     write_config,
 )
-
-
-@pytest.fixture
-async def gateway_settings(pg_dsn, redis_url, schema, redis_prefix, experiments_dir, archive_dir):
-    await load_demo_data(pg_dsn, schema)
-    write_config(experiments_dir)
-    return settings_for(pg_dsn, redis_url, schema, redis_prefix, experiments_dir, archive_dir)
 
 
 def expected_variant(unit: str) -> str:

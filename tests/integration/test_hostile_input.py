@@ -50,22 +50,14 @@ async def test_what_postgres_text_stores_the_parser_accepts(pg_dsn, value: str) 
 
 
 @pytest.fixture
-async def gateway_settings(
-    pg_dsn, redis_url, schema, redis_prefix, experiments_dir, archive_dir
-) -> Settings:
-    await load_demo_data(pg_dsn, schema, units=60)
-    write_config(experiments_dir)
+def demo_units() -> int:
+    return 60
+
+
+@pytest.fixture
+def gateway_overrides() -> dict[str, object]:
     # Breakers that stay open for an hour: any trip during a test is still visible at its end.
-    return settings_for(
-        pg_dsn,
-        redis_url,
-        schema,
-        redis_prefix,
-        experiments_dir,
-        archive_dir,
-        postgres_retry_after=3600,
-        redis_retry_after=3600,
-    )
+    return {"postgres_retry_after": 3600, "redis_retry_after": 3600}
 
 
 def breakers_closed(app: Any) -> bool:

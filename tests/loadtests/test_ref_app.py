@@ -6,9 +6,9 @@ import httpx
 import orjson
 import redis.asyncio as aioredis
 
+from benchmarks.gateway.ref_app import create_app, variant_of
+from benchmarks.gateway.ref_pg_app import version_of
 from experiments import bucket
-from loadtests.ref_app import create_app, variant_of
-from loadtests.ref_pg_app import version_of
 
 
 def test_the_reference_split_is_designs_bucket_of_the_ref_salt() -> None:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from loadtests.profile import summarise
-from loadtests.wrk import parse
+from benchmarks.gateway.profile import summarise
+from benchmarks.gateway.wrk import parse
 
 WRK_OUTPUT = """\
 Running 15s test @ http://127.0.0.1:8001/v1/recommendations

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
-
-from experiments.store import create_pool
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +29,3 @@ def mlflow_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
     features = root / "features.parquet"
     features_of(inter).to_parquet(features, index=False)
     yield registry, features
-
-
-@pytest.fixture
-async def pool(pg_dsn: str, schema: str) -> AsyncIterator[asyncpg.Pool]:
-    p = await create_pool(pg_dsn, schema)
-    yield p
-    await p.close()

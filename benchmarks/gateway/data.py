@@ -1,7 +1,7 @@
 """The benchmark's data: result files, the gateway's config folder, the reference's Redis keys.
 
 Both model versions get ``units`` lists of ``items`` items (ids among sku-0..sku-49999, scores
-descending), the keys loadtests/ref_app.py reads. The reference app reads the
+descending), the keys benchmarks/gateway/ref_app.py reads. The reference app reads the
 same lists from its own keys (``ref:{variant}:{unit}``), so both serve identical bytes sizes.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import orjson
 import redis
 
-from loadtests.ref_app import variant_of
+from benchmarks.gateway.ref_app import variant_of
 
 MODEL = "home_recs"
 VERSIONS = ("1", "2")

@@ -1,12 +1,12 @@
 """The reference app's Postgres twin: the least an answer read from Postgres can cost.
 
-Same work as loadtests/ref_app.py (parse, hash the unit into a variant, read one
+Same work as benchmarks/gateway/ref_app.py (parse, hash the unit into a variant, read one
 list, drop exclusions, answer the first ``limit``), but the read is one primary-key SELECT
 through an asyncpg pool on the gateway's own ``results`` table, so both read the same rows.
 The benchmark compares it with the gateway's cold-cache path.
 
 Run:  REF_PG_DSN=postgresql://postgres@127.0.0.1:5432/test REF_PG_SCHEMA=abgate_loadbench \\
-      REF_PG_MODEL=home_recs uvicorn --factory loadtests.ref_pg_app:create_app --port 8002 \\
+      REF_PG_MODEL=home_recs uvicorn --factory benchmarks.gateway.ref_pg_app:create_app --port 8002 \\
       --loop uvloop --http httptools --no-access-log
 """
 
@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from loadtests.ref_app import VARIANTS, variant_of
+from benchmarks.gateway.ref_app import VARIANTS, variant_of
 
 VERSIONS = ("1", "2")  # control, treatment
 _QUERY = "SELECT items::text FROM results WHERE model = $1 AND version = $2 AND unit_id = $3"

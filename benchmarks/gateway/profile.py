@@ -20,7 +20,7 @@ LAYERS = (
 )
 
 
-_REPO = str(Path(__file__).resolve().parents[1]) + "/"  # this checkout, wherever it is
+_REPO = str(Path(__file__).resolve().parents[2]) + "/"  # this checkout, wherever it is
 
 _OUTER = {
     "other",

@@ -1,6 +1,6 @@
 """What a per-key rate check costs: the in-process token bucket against one shared in Redis.
 
-``python -m loadtests.ratelimit_cost [--redis-url URL]``: times N checks of each, one at a time
+``python -m benchmarks.ratelimit_cost [--redis-url URL]``: times N checks of each, one at a time
 as the request path would make them, and prints microseconds per check. The Redis variant is the
 usual token bucket in one Lua script (EVALSHA: read, refill, take, write, with PEXPIRE).
 """

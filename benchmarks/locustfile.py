@@ -4,7 +4,7 @@ Locust is not a dependency of abgate: install it beside abgate (``.venv/bin/pip 
 locust``), or in a venv of its own with what ``loadtests`` imports (``pip install locust
 orjson hdrhistogram httptools rich``) and run from the repository root with ``PYTHONPATH=.``:
 
-    locust -f loadtests/locustfile.py --host http://127.0.0.1:8000 \\
+    locust -f benchmarks/locustfile.py --host http://127.0.0.1:8000 \\
         --headless -u 64 -r 64 -t 60s
 
 Knobs are environment variables, named as ``abgate loadtest``'s options:

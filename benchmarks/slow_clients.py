@@ -1,6 +1,6 @@
 """Slow and greedy clients against a running gateway, with raw sockets; prints what it measured.
 
-``python -m loadtests.slow_clients --url http://127.0.0.1:8000 --pid PID``
+``python -m benchmarks.slow_clients --url http://127.0.0.1:8000 --pid PID``
 
 Four phases, each with ``--clients`` connections, while a probe sends one good request at a time:
 - slow headers: the request line and half a header, then nothing;

@@ -1,6 +1,6 @@
 """Benchmark of loading and warm-up against the physical limits of this machine (not a test).
 
-    python -m batch.bench --units 1000000 --items 100 --dir /tmp/abgate-bench
+    python -m benchmarks.batch_load --units 1000000 --items 100 --dir /tmp/abgate-bench
 
 1. Generates the same results three ways: a long CSV (unit_id,item_id,score), a wide Parquet
    file (unit_id, item_ids, scores) and the final rows as COPY text (unit_id <TAB> JSON list).
@@ -42,8 +42,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import redis.asyncio as aioredis
 
-from batch.frames import UnitBatch, _data_bytes, json_lists
-from batch.warm import _command, _RespConnection
+from batch.frames import UnitBatch, data_bytes, json_lists
+from batch.warm import RespConnection, resp_command
 
 SCHEMA = "abgate_bench"
 PREFIX = "abgate-bench:"
@@ -116,7 +116,7 @@ def generate(out: Path, units: int, items: int, seed: int = 7) -> dict[str, Path
                 )
                 lists, _ = json_lists(batch)
                 lines = pc.binary_join_element_wise(unit_ids, lists, "\t")
-                ffinal.write(_data_bytes(pc.binary_join_element_wise(lines, "\n", "")))
+                ffinal.write(data_bytes(pc.binary_join_element_wise(lines, "\n", "")))
     for k, p in paths.items():
         p.rename(final_paths[k])
     return final_paths
@@ -229,12 +229,12 @@ async def _redis_replay(url: str, n: int, size: int, ttl: int = 86_400) -> float
         cmds = []
         for i in range(start, min(start + 2000, n)):
             key = f"{PREFIX}replay:{i}".encode()
-            cmds.append(_command(b"SET", key, value, b"EX", str(ttl).encode()))
+            cmds.append(resp_command(b"SET", key, value, b"EX", str(ttl).encode()))
         chunks.append((len(cmds), b"".join(cmds)))
     pending = iter(chunks)
 
     async def writer() -> None:
-        conn = await _RespConnection.open(client)
+        conn = await RespConnection.open(client)
         try:
             in_flight = 0
             for count, data in pending:

@@ -1,10 +1,10 @@
-"""The gateway against the bare stack, in one run: ``python -m loadtests.benchmark``.
+"""The gateway against the bare stack, in one run: ``python -m benchmarks.gateway``.
 
 Run by hand (or in a separate CI job), never as a timed unit test. It loads 100,000 units x
 100 items for two model versions into a dedicated Postgres schema (``abgate batch load``),
 seeds the reference app's keys in a dedicated Redis database, starts every server (gateways
 with ``abgate serve``: uvicorn, uvloop, httptools, one worker, archive logging on; the bare
-reference app of loadtests/ref_app.py; its asyncpg twin; Feast's feature server), drives each
+reference app of benchmarks/gateway/ref_app.py; its asyncpg twin; Feast's feature server), drives each
 with wrk, case after case, round after round (so drifts of a shared machine hit all cases
 alike), profiles the gateway with py-spy, prints the table and ratios, and cleans up.
 
@@ -26,15 +26,14 @@ from pathlib import Path
 import asyncpg
 import orjson
 
-from loadtests import bench_data, feast_peer
-from loadtests.profile import summarise, to_markdown
-from loadtests.recorder import LoadResult
-from loadtests.runner import run, run_open_loop
-from loadtests.scenario import Scenario
-from loadtests.servers import Server, free_port, warm
-from loadtests.wrk import WrkResult, run_wrk
+from benchmarks.gateway import data, feast_peer
+from benchmarks.gateway.profile import summarise, to_markdown
+from benchmarks.gateway.servers import Server, free_port, warm
+from benchmarks.gateway.wrk import WrkResult, run_wrk
+from loadtests import LoadResult, Scenario, run, run_open_loop
 
 HERE = Path(__file__).parent
+ROOT = HERE.parents[1]  # the clone: the reference apps are imported from it, not installed
 POST_LUA = HERE / "lua" / "post.lua"
 UNITS_LUA = HERE / "lua" / "units.lua"
 FEAST_LUA = HERE / "lua" / "feast.lua"
@@ -126,6 +125,7 @@ def build_servers(args: argparse.Namespace, config_dir: Path, work: Path) -> dic
         "ABGATE_LOCAL_CACHE_SIZE": "0",
     }
     uvicorn = [py, "-m", "uvicorn", "--loop", "uvloop", "--http", "httptools", "--no-access-log"]
+    uvicorn += ["--app-dir", str(ROOT)]  # the reference apps live in the clone, not the wheel
     servers = {
         "gw": Server("gw", [abgate, "serve"], dict(gw_env), free_port()),
         "gw-local": Server(
@@ -147,7 +147,7 @@ def build_servers(args: argparse.Namespace, config_dir: Path, work: Path) -> dic
             {
                 "REF_PG_DSN": args.pg_dsn,
                 "REF_PG_SCHEMA": args.schema,
-                "REF_PG_MODEL": bench_data.MODEL,
+                "REF_PG_MODEL": data.MODEL,
             },
             free_port(),
         ),
@@ -157,14 +157,14 @@ def build_servers(args: argparse.Namespace, config_dir: Path, work: Path) -> dic
     servers["ref"].cmd = [
         *uvicorn,
         "--factory",
-        "loadtests.ref_app:create_app",
+        "benchmarks.gateway.ref_app:create_app",
         "--port",
         str(servers["ref"].port),
     ]
     servers["ref-pg"].cmd = [
         *uvicorn,
         "--factory",
-        "loadtests.ref_pg_app:create_app",
+        "benchmarks.gateway.ref_pg_app:create_app",
         "--port",
         str(servers["ref-pg"].port),
     ]
@@ -174,11 +174,11 @@ def build_servers(args: argparse.Namespace, config_dir: Path, work: Path) -> dic
 def prepare(args: argparse.Namespace, work: Path) -> dict[str, Path]:
     """Result files, loaded into Postgres (unless already there), and the reference's keys."""
     t = time.monotonic()
-    files = bench_data.results_files(work, args.units, args.items)
+    files = data.results_files(work, args.units, args.items)
     if not run(_loaded(args)):
         run(_drop_schema(args.pg_dsn, args.schema))  # a half-done earlier load: start over
-        bench_data.load_results(files, args.pg_dsn, args.schema)
-    n = bench_data.seed_reference(files, args.redis_url)
+        data.load_results(files, args.pg_dsn, args.schema)
+    n = data.seed_reference(files, args.redis_url)
     say(
         f"data ready: {args.units} units x {args.items} items x 2 versions, {n} reference keys "
         f"({time.monotonic() - t:.0f} s)"
@@ -191,14 +191,14 @@ async def _loaded(args: argparse.Namespace) -> bool:
     try:
         rows = await conn.fetch(
             f"SELECT version, unit_count FROM {args.schema}.model_versions WHERE model = $1",
-            bench_data.MODEL,
+            data.MODEL,
         )
     except asyncpg.UndefinedTableError:
         return False
     finally:
         await conn.close()
     return sorted((r["version"], r["unit_count"]) for r in rows) == [
-        (v, args.units) for v in bench_data.VERSIONS
+        (v, args.units) for v in data.VERSIONS
     ]
 
 
@@ -311,7 +311,7 @@ def report(all_cases: list[Case], rss: dict[str, float], args: argparse.Namespac
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line options."""
     p = argparse.ArgumentParser(
-        prog="python -m loadtests.benchmark",
+        prog="python -m benchmarks.gateway",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -342,7 +342,7 @@ def main(argv: list[str] | None = None) -> None:
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
     config_dir = work / "experiments.d"
-    bench_data.write_config(config_dir)
+    data.write_config(config_dir)
     files = prepare(args, work)
     servers = build_servers(args, config_dir, work)
     if not args.no_feast:
@@ -374,7 +374,7 @@ def main(argv: list[str] | None = None) -> None:
         say("servers ready: " + ", ".join(f"{s.name}:{s.port}" for s in active.values()))
         if "gw" in active:
             t = time.monotonic()
-            bench_data.warm_cache(args.pg_dsn, args.schema, args.redis_url, GW_PREFIX)
+            data.warm_cache(args.pg_dsn, args.schema, args.redis_url, GW_PREFIX)
             say(f"abgate batch warm: both versions in Redis ({time.monotonic() - t:.0f} s)")
         if "gw-local" in active:
             warm(active["gw-local"].url, "home_top", range(HOT_UNITS))
@@ -401,7 +401,7 @@ def main(argv: list[str] | None = None) -> None:
             s.stop()
         if not args.keep:
             run(_drop_schema(args.pg_dsn, args.schema))
-            n = bench_data.delete_keys(
+            n = data.delete_keys(
                 args.redis_url,
                 GW_PREFIX + "*",
                 GW_COLD_PREFIX + "*",
@@ -423,7 +423,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def _flush_cold(args: argparse.Namespace, case: Case) -> None:
     if case.cold:
-        bench_data.delete_keys(args.redis_url, GW_COLD_PREFIX + "*")
+        data.delete_keys(args.redis_url, GW_COLD_PREFIX + "*")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """What one Redis GET of a stored list costs the gateway's process, by client path.
 
-``python -m loadtests.redis_cost [--redis-url URL] [--n 20000]`` prints microseconds of
+``python -m benchmarks.redis_cost [--redis-url URL] [--n 20000]`` prints microseconds of
 wall time per GET (one process, one event loop: with Redis on the other core this is close
 to the client's CPU cost) for:
 

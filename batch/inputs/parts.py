@@ -2,38 +2,28 @@
 
 ``open_parts`` takes the parts in order, each a name (for messages) and a way to open it, and
 reads them as one Parquet file: rows numbered across the parts, every part with the first
-part's columns. A folder's content hash is ``parts_digest`` over its parts' names and hashes:
-the sha256 of each file for a local folder (``open_parquet_folder``), the md5s GCS computed
-for a ``gs://`` folder (``batch.cloud``), so that the objects are not read twice.
+part's columns. A folder's content hash is ``parts_digest`` over its parts' names and hashes,
+given by the scheme that listed them: the sha256 of each file for a local folder
+(``batch.inputs.local``), the md5s GCS computed for a ``gs://`` folder (``batch.inputs.gcs``),
+so that the objects are not read twice.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from batch.errors import SourceError
 from batch.frames import Where
-from batch.sources import LONG_ROWS, WIDE_ROWS, Input, _file_sha256, arrow_batches
+from batch.inputs.arrow import arrow_batches, chunk_rows
+from batch.inputs.input import Input, RowCount
 
 FOOTER_THREADS = 8  # Parquet footers read at once when a folder is opened
-
-
-def open_parquet_folder(path: Path, rename: Mapping[str, str], batch_rows: int | None) -> Input:
-    """A local folder of Parquet part files (Spark's output) as one Input (``open_parts``);
-    its content hash is ``sha256:`` over the parts' names and sha256s (``parts_digest``)."""
-    files = sorted(p for p in path.iterdir() if p.is_file() and is_part(p.name))
-    parts = [Part(str(p), functools.partial(pa.OSFile, str(p))) for p in files]
-    inp = open_parts(str(path), parts, rename, batch_rows)
-    inp._hash = lambda: "sha256:" + parts_digest((p.name, _file_sha256(p)) for p in files)
-    return inp
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +49,12 @@ def parts_digest(hashes: Iterable[tuple[str, str]]) -> str:
 
 
 def open_parts(
-    uri: str, parts: Sequence[Part], rename: Mapping[str, str], batch_rows: int | None
+    uri: str,
+    parts: Sequence[Part],
+    rename: Mapping[str, str],
+    batch_rows: int | None,
+    content_hash: Callable[[], str],
+    lineage: dict[str, object] | None = None,
 ) -> Input:
     """Parquet part files, in the order given, as one Input named ``uri``: rows numbered
     across the parts, every part with the first part's columns. The footers are read first
@@ -75,11 +70,7 @@ def open_parts(
         if cols != columns:
             raise SourceError(f"{part.name}: columns {cols} differ from {parts[0].name}")
     names = [rename.get(n, n) for n in columns]
-    where = Where(uri, "row")
-    total = sum(rows for rows, _ in footers)
-    inp = Input(uri, "parquet", iter(()), where, total, "rows", lambda: 0)
-    inp.done = lambda: inp.rows_read
-    size = batch_rows or (LONG_ROWS if "item_id" in names else WIDE_ROWS)
+    size = chunk_rows(names, batch_rows)
 
     def record_batches() -> Iterator[pa.RecordBatch]:
         for part in parts:
@@ -87,8 +78,17 @@ def open_parts(
                 for rb in pq.ParquetFile(f, pre_buffer=False).iter_batches(batch_size=size):
                     yield rb.rename_columns(names)
 
-    inp.batches = arrow_batches(record_batches(), names, where, inp)
-    return inp
+    where, count = Where(uri, "row"), RowCount()
+    return Input(
+        uri,
+        "parquet",
+        arrow_batches(record_batches(), names, where, count),
+        where,
+        content_hash,
+        count,
+        total=sum(rows for rows, _ in footers),
+        lineage=lineage or {},
+    )
 
 
 def _footer(part: Part) -> tuple[int, list[str]]:

@@ -1,8 +1,8 @@
-"""``python -m analysis.bench``: generate an archive and time the report against baselines.
+"""``python -m benchmarks.report``: generate an archive and time the report against baselines.
 
 Example (the issue's size)::
 
-    python -m analysis.bench --lines 10000000 --units 200000 --dir /tmp/abgate-analysis-bench
+    python -m benchmarks.report --lines 10000000 --units 200000 --dir /tmp/abgate-analysis-bench
 
 Needs the ``bench`` extra (pandas) for the pandas contender; ``--skip pandas`` leaves it out.
 """
@@ -17,13 +17,13 @@ import sys
 import time
 from pathlib import Path
 
-from analysis.bench.contenders import CONTENDERS
-from analysis.bench.generate import generate
+from benchmarks.report.contenders import CONTENDERS
+from benchmarks.report.generate import generate
 
 
 def _run(name: str, root: Path, config: Path) -> dict[str, object]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "analysis.bench.contenders", name, str(root), str(config)],
+        [sys.executable, "-m", "benchmarks.report.contenders", name, str(root), str(config)],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -41,7 +41,7 @@ def _run(name: str, root: Path, config: Path) -> dict[str, object]:
 def main(argv: list[str] | None = None) -> None:
     """Parse options, generate (unless --reuse), run each contender, print the table."""
     ap = argparse.ArgumentParser(
-        prog="python -m analysis.bench", description=__doc__.splitlines()[0]
+        prog="python -m benchmarks.report", description=__doc__.splitlines()[0]
     )
     ap.add_argument("--lines", type=int, default=10_000_000)
     ap.add_argument("--units", type=int, default=200_000)

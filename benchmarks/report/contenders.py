@@ -1,6 +1,6 @@
 """The three ways of computing the report's numbers that the benchmark times.
 
-Each runs in its own process (``python -m analysis.bench.contenders NAME ARCHIVE CONFIG``) so
+Each runs in its own process (``python -m benchmarks.report.contenders NAME ARCHIVE CONFIG``) so
 that its peak memory is its own; it prints one JSON line with its wall time and a checksum
 (units per variant) that the runner compares across contenders.
 """

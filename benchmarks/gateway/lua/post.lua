@@ -1,6 +1,6 @@
--- wrk -t1 -c32 -d15s --latency -s loadtests/lua/post.lua http://127.0.0.1:PORT/v1/recommendations
+-- wrk -t1 -c32 -d15s --latency -s benchmarks/gateway/lua/post.lua http://127.0.0.1:PORT/v1/recommendations
 -- A random unit among u0..u99999, 20 random exclusions among sku-0..sku-49999, limit 10: the
--- request mix of every "post" case of loadtests/benchmark.py (loadtests/scenario.py's defaults).
+-- request mix of every "post" case of benchmarks/gateway/__main__.py (loadtests/scenario.py's defaults).
 -- WRK_SURFACE and WRK_TOKEN set the surface and a bearer token.
 local surface = os.getenv("WRK_SURFACE") or "home_top"
 local token = os.getenv("WRK_TOKEN")

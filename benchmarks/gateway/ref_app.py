@@ -3,10 +3,10 @@
 Starlette + uvicorn + redis.asyncio + orjson, and nothing else: parse the body, hash the unit
 into a variant, one Redis GET of the stored JSON list of ``{"id", "score"}`` items, drop the
 exclusions, answer the first ``limit``. No auth, logging, metrics or fallback. The benchmark
-(loadtests/benchmark.py) seeds ``ref:{variant}:{unit_id}`` with the same lists the gateway
-serves (loadtests/bench_data.py) and compares the gateway with this app in one run.
+(benchmarks/gateway/__main__.py) seeds ``ref:{variant}:{unit_id}`` with the same lists the gateway
+serves (benchmarks/gateway/data.py) and compares the gateway with this app in one run.
 
-Run:  REF_REDIS_URL=redis://127.0.0.1:6379/0 uvicorn --factory loadtests.ref_app:create_app \\
+Run:  REF_REDIS_URL=redis://127.0.0.1:6379/0 uvicorn --factory benchmarks.gateway.ref_app:create_app \\
       --port 8001 --loop uvloop --http httptools --no-access-log
 """
 
