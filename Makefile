@@ -50,7 +50,7 @@ demo: venv
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy experiments analysis registry
+	$(BIN)/mypy experiments analysis registry gateway
 
 test: venv lint $(VENV)/bqemulator/bin/bqemulator $(VENV)/.spark-installed deploy-tools
 	$(BIN)/pytest -q

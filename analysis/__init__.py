@@ -12,13 +12,17 @@ from analysis.render_table import render_table
 from analysis.report import (
     Comparison,
     DailyPoint,
+    Decision,
+    GuardrailStatus,
     LookEstimate,
     MetricResult,
     Power,
     Report,
     VariantSummary,
+    VariantVerdict,
+    Verdict,
 )
-from analysis.verdict import Decision, GuardrailStatus, VariantVerdict, Verdict, decide
+from analysis.verdict import decide
 
 __all__ = [
     "Aggregates",

@@ -9,15 +9,25 @@ returns per-(variant, look day) sufficient statistics: Python never sees an even
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import orjson
 
 from analysis.errors import ArchiveError
-from analysis.sql import QueryPlan, Scan, build_plan, payload_fields, scan_from_rows
+from analysis.report import Skipped, SkippedLine
+from analysis.sql import (
+    QueryPlan,
+    ReadCount,
+    Scan,
+    build_plan,
+    payload_fields,
+    scan_from_rows,
+    skipped_by_file_sql,
+)
 from experiments import Experiment
 
 VIEW = "abgate_log_entries"
@@ -37,6 +47,22 @@ def archive_files(root: Path) -> list[Path]:
     return files
 
 
+def read_json(files: Sequence[Path], segment: str | None = None, *, filename: bool = False) -> str:
+    """The ``read_json`` relation over ``files``: ``logName`` and the ``jsonPayload`` fields.
+
+    ``ignore_errors``: a line that is not a JSON object (a torn write) becomes a row of NULLs,
+    and a field of the wrong type (a ``ts`` that is no time) NULL, instead of failing the
+    whole read; the report counts and skips those (``analysis.sql.ReadCount``).
+    """
+    struct = ", ".join(f"{name} {typ}" for name, typ in payload_fields(segment))
+    file_list = "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
+    return (
+        f"read_json({file_list}, format = 'newline_delimited', records = true, "
+        f"ignore_errors = true, filename = {str(filename).lower()}, "
+        f"columns = {{'logName': 'VARCHAR', 'jsonPayload': 'STRUCT({struct})'}})"
+    )
+
+
 @contextmanager
 def archive_connection(
     root: Path, *, memory_limit: str = "2GB", segment: str | None = None
@@ -49,7 +75,6 @@ def archive_connection(
     DuckDB's memory; beyond it, operators spill to a private temporary folder.
     """
     files = archive_files(root)
-    struct = ", ".join(f"{name} {typ}" for name, typ in payload_fields(segment))
     spill = tempfile.TemporaryDirectory(prefix="abgate-duckdb-")
     con = duckdb.connect(config={"memory_limit": memory_limit, "temp_directory": spill.name})
     con.execute("SET enable_progress_bar = false")
@@ -57,12 +82,8 @@ def archive_connection(
     # ranges is cheapest as a nested loop (a merge join would sort every row; see sql.py).
     con.execute("SET nested_loop_join_threshold = 100000")
     try:
-        file_list = "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
         try:
-            con.execute(
-                f"CREATE VIEW {VIEW} AS SELECT jsonPayload FROM read_json({file_list}, "
-                f"format = 'newline_delimited', records = true, columns = {{'jsonPayload': 'STRUCT({struct})'}})"
-            )
+            con.execute(f"CREATE VIEW {VIEW} AS SELECT * FROM {read_json(files, segment)}")
         except duckdb.Error as exc:
             raise ArchiveError(f"cannot read archive {root}: {exc}") from exc
         yield con
@@ -82,6 +103,68 @@ def run_plan(con: duckdb.DuckDBPyConnection, plan: QueryPlan, root: Path) -> Sca
     return scan_from_rows(plan, rows)
 
 
+def _line_problem(raw: bytes) -> str | None:
+    """Why the report skips this line (the SQL's TORN and COMPLETE, in Python), or None."""
+    try:
+        entry = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return "not valid JSON (a torn or cut-short line?)"
+    if not isinstance(entry, dict):
+        return f"not a JSON object but {type(entry).__name__}"
+    payload = entry.get("jsonPayload")
+    if payload is None and entry.get("logName") is None:
+        return "an object with neither jsonPayload nor logName: not a log entry"
+    if not isinstance(payload, dict) or payload.get("type") not in ("exposure", "outcome"):
+        return None
+    kind = payload["type"]
+    required = ("event_id", "unit_id", "ts") + (
+        ("experiment", "variant") if kind == "exposure" else ("name",)
+    )
+    missing = [f for f in required if payload.get(f) is None]
+    if missing:
+        return f"{kind} record without {', '.join(missing)}"
+    ts = payload["ts"]
+    try:
+        datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    except (AttributeError, ValueError):  # not a string, or not a time
+        return f"{kind} record whose ts {str(ts)[:40]!r} is not a time"
+    return None
+
+
+def locate_skipped(
+    con: duckdb.DuckDBPyConnection,
+    root: Path,
+    read: ReadCount,
+    segment: str | None = None,
+    *,
+    limit: int = 5,
+) -> Skipped:
+    """Which files hold the lines the scan skipped (DuckDB, per file) and where the first
+    ``limit`` are (Python reads only those files). Cheap when nothing was skipped: no work."""
+    if read.skipped == 0:
+        return Skipped(read.total)
+    files = archive_files(root)
+    try:
+        rows = con.execute(skipped_by_file_sql(read_json(files, segment, filename=True)))
+        per_file = {str(f): int(t) + int(i) for f, t, i in rows.fetchall()}
+    except duckdb.Error as exc:
+        raise ArchiveError(f"cannot read archive {root}: {exc}") from exc
+    first: list[SkippedLine] = []
+    for name in per_file:
+        with open(name, "rb") as f:
+            for number, raw in enumerate(f, start=1):
+                if len(first) >= limit:
+                    break
+                if not raw.strip():
+                    continue  # read_json skips empty lines, and so does the report
+                problem = _line_problem(raw)
+                if problem is not None:
+                    first.append(SkippedLine(name, number, problem))
+        if len(first) >= limit:
+            break
+    return Skipped(read.total, read.torn, read.incomplete, per_file, first)
+
+
 def scan_archive(
     experiment: Experiment,
     root: Path,
@@ -90,9 +173,10 @@ def scan_archive(
     until: datetime | None = None,
     cuped_window: timedelta | None = None,
     segment: str | None = None,
-) -> tuple[QueryPlan, Scan]:
+) -> tuple[QueryPlan, Scan, Skipped]:
     """Per-(variant, phase, look day[, segment]) sufficient statistics of ``experiment``'s
-    metrics, with its phases and the units excluded by bucket."""
+    metrics, with its phases and the units excluded by bucket, and the lines it skipped
+    (torn lines, incomplete records: counted, located, and left out of the figures)."""
     plan = build_plan(
         experiment,
         VIEW,
@@ -101,6 +185,8 @@ def scan_archive(
         until=until,
         cuped_window=cuped_window,
         segment=segment,
+        lines=True,
     )
     with archive_connection(root, segment=segment) as con:
-        return plan, run_plan(con, plan, root)
+        scan = run_plan(con, plan, root)
+        return plan, scan, locate_skipped(con, root, scan.read, segment)

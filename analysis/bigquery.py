@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from analysis.build import ReportOptions, analyse
 from analysis.errors import BigQueryError
-from analysis.report import Report
+from analysis.report import Report, Skipped
 from analysis.sql import QueryPlan, Scan, build_plan, scan_from_rows
 from experiments import Experiment
 
@@ -94,9 +94,21 @@ def build_report_bigquery(
     until: datetime | None = None,
     options: ReportOptions | None = None,
     config_version: int | None = None,
+    strict: bool = False,
 ) -> Report:
-    """Report of ``experiment`` from a BigQuery Cloud Logging sink table."""
+    """Report of ``experiment`` from a BigQuery Cloud Logging sink table.
+
+    A sink table holds typed rows, so there is no torn line; exposure/outcome records missing
+    a required field are skipped and counted (``Report.skipped``, without locations), or with
+    ``strict`` fail the report.
+    """
     plan, scan = scan_bigquery(experiment, table, client, since=since, until=until, options=options)
+    if strict and scan.read.skipped:
+        raise BigQueryError(
+            f"{table}: {scan.read.skipped:,} exposure/outcome rows lack a required field "
+            "(event_id, unit_id, ts; experiment and variant, or name); without --strict the "
+            "report skips and counts them"
+        )
     return analyse(
         experiment,
         plan,
@@ -109,4 +121,5 @@ def build_report_bigquery(
         until=until,
         source=f"bigquery:{table}",
         config_version=config_version,
+        skipped=Skipped(scan.read.total, scan.read.torn, scan.read.incomplete),
     )

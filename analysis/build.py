@@ -16,7 +16,7 @@ from pathlib import Path
 
 from analysis import stats
 from analysis.aggregates import Aggregates
-from analysis.errors import NoExposures
+from analysis.errors import MalformedArchive, NoExposures
 from analysis.metrics import cuped_fit, metric_value, moments
 from analysis.phases import Phase, phase_srm, plan_phases, stratified_compare
 from analysis.report import (
@@ -30,6 +30,7 @@ from analysis.report import (
     Power,
     Report,
     Segment,
+    Skipped,
     VariantSummary,
 )
 from analysis.sql import DEFAULT_OVERLAP, HOLDOUT, Look, MetricColumns, PhaseRecord, QueryPlan
@@ -328,13 +329,15 @@ def analyse(
     config_version: int | None = None,
     phases: Sequence[PhaseRecord] = (),
     excluded: Mapping[str, Mapping[str, int]] | None = None,
+    skipped: Skipped | None = None,
 ) -> Report:
     """The report of ``experiment`` from its looks' sufficient statistics, with its verdict.
 
     No I/O. ``phases`` and ``excluded`` are what the query found of the allocation phases
     (analysis.sql.Scan); looks without a phase are one phase with the file's weights.
     ``source``, ``generated_at`` (default: now) and ``config_version`` (the experiment's
-    version in the store, when known) are the report's metadata. NoExposures when there is no
+    version in the store, when known) are the report's metadata; ``skipped`` what the scan
+    left out (the verdict is invalid when it is too much: analysis.verdict). NoExposures when there is no
     look: a report of zero units would be a table of dashes with a passing SRM check.
     """
     if not 0 < alpha < 1:
@@ -354,6 +357,7 @@ def analyse(
         source=source,
         generated_at=generated_at or datetime.now(UTC),
         config_version=config_version,
+        skipped=skipped,
     )
     if opts.segment is not None:
         report = replace(
@@ -520,12 +524,17 @@ def build_report(
     until: datetime | None = None,
     options: ReportOptions | None = None,
     config_version: int | None = None,
+    strict: bool = False,
 ) -> Report:
-    """Report of ``experiment`` from a local archive (aggregated in DuckDB)."""
+    """Report of ``experiment`` from a local archive (aggregated in DuckDB).
+
+    Torn lines and incomplete records are skipped and counted (``Report.skipped``); with
+    ``strict``, MalformedArchive names the first of them instead.
+    """
     from analysis.archive import scan_archive
 
     opts = options or ReportOptions()
-    plan, scan = scan_archive(
+    plan, scan, skipped = scan_archive(
         experiment,
         Path(archive),
         since=since,
@@ -533,6 +542,13 @@ def build_report(
         cuped_window=opts.cuped_window,
         segment=opts.segment,
     )
+    if strict and skipped.lines:
+        where = f"{skipped.first[0]}" if skipped.first else "unknown line"
+        raise MalformedArchive(
+            f"archive {archive}: {where} ({skipped.lines:,} malformed line"
+            f"{'s' * (skipped.lines != 1)} in all; without --strict the report skips and counts "
+            "them; `abgate logs verify` lists torn lines per hour)"
+        )
     return analyse(
         experiment,
         plan,
@@ -545,4 +561,5 @@ def build_report(
         until=until,
         source=str(archive),
         config_version=config_version,
+        skipped=skipped,
     )

@@ -2,6 +2,7 @@
 
 AnalysisError
  ├── ArchiveError         the log archive is missing, empty or unreadable
+ │    └── MalformedArchive  --strict: the archive holds lines the report would skip
  ├── BigQueryError        the BigQuery job failed or the table reference is invalid
  ├── NoExposures          the source holds no exposure of the experiment in the window
  └── BadSegment           ``--by`` names something that cannot be an attribute
@@ -16,6 +17,11 @@ class AnalysisError(Exception):
 
 class ArchiveError(AnalysisError):
     """The archive folder does not exist, holds no ``*.json`` file, or a file cannot be read."""
+
+
+class MalformedArchive(ArchiveError):
+    """``--strict``: the archive holds torn lines or incomplete records (the message names the
+    first file and line); without ``--strict`` the report skips and counts them."""
 
 
 class BigQueryError(AnalysisError):

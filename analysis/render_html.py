@@ -21,6 +21,7 @@ body{font-family:system-ui,sans-serif;margin:24px auto;max-width:1100px;color:#1
 h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;margin:8px 0}td,th{padding:4px 10px;border-bottom:1px solid #eee;text-align:right}
 td:first-child,th:first-child{text-align:left}.ok{background:#dafbe1;padding:8px 12px}
+.warn{background:#fff8c5;border-left:6px solid #9a6700;padding:10px 14px}
 .alarm{background:#cf222e;color:#fff;padding:10px 14px;font-weight:bold}.sig{font-weight:bold}
 .muted{color:#666}.good{color:#1a7f37;font-weight:bold}.bad{color:#cf222e;font-weight:bold}
 .neutral{color:inherit}.meta th{text-align:left;color:#666;font-weight:normal}.meta td{text-align:left}
@@ -101,9 +102,14 @@ def _verdict(r: Report) -> str:
     if r.verdict is None:
         return ""
     v = r.verdict
+    warning = (
+        f'<p class="warn" id="skipped"><b>Warning:</b> {escape(r.skipped.warning())}</p>'
+        if r.skipped is not None and r.skipped.lines
+        else ""
+    )
     return (
         f'<p class="verdict {v.decision}" id="verdict"><b>Verdict: {_DECISION[v.decision]}</b>. '
-        f"{escape(v.reason)}</p>"
+        f"{escape(v.reason)}</p>{warning}"
     )
 
 

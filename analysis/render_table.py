@@ -84,6 +84,10 @@ def render_table(report: Report, console: Console) -> None:
     """Print the report: the verdict first, then the header, SRM status (a red banner when
     p < 0.001) and one table per metric."""
     console.print(verdict_line(report), highlight=False)
+    if report.skipped is not None and report.skipped.lines:
+        console.print(
+            f"[bold yellow]Warning:[/] {escape(report.skipped.warning())}", highlight=False
+        )
     units = ", ".join(
         f"{k}: {v.units} units / {v.exposures} exposures" for k, v in report.variants.items()
     )

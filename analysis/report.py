@@ -12,10 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from analysis.verdict import Verdict
+from typing import Any, Literal
 
 Interval = tuple[float, float]
 
@@ -251,6 +248,120 @@ class Segment:
 
 
 @dataclass(frozen=True, slots=True)
+class SkippedLine:
+    """Where a skipped line is: its file and 1-based line number, and what is wrong with it."""
+
+    file: str
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file} line {self.line}: {self.reason}"
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """What the report read and left out (docs/analysts.md, "Malformed lines").
+
+    ``read``: exposure/outcome records and unusable lines read; ``torn``: lines that are not a
+    log entry (not JSON, not an object); ``incomplete``: exposure/outcome records missing a
+    required field or with a ``ts`` that is no time. ``files`` (file -> lines skipped) and
+    ``first`` (the first few, in file and line order) exist for a local archive only.
+    """
+
+    read: int = 0
+    torn: int = 0
+    incomplete: int = 0
+    files: dict[str, int] = field(default_factory=dict)
+    first: list[SkippedLine] = field(default_factory=list)
+
+    @property
+    def lines(self) -> int:
+        """Lines (records) left out of the figures."""
+        return self.torn + self.incomplete
+
+    @property
+    def share(self) -> float:
+        """Skipped lines as a share of those read (0 when nothing was read)."""
+        return self.lines / self.read if self.read else 0.0
+
+    def describe(self) -> str:
+        """One sentence for the table and the HTML: how many, which kinds, the first place."""
+        kinds = ", ".join(
+            f"{n:,} {what}"
+            for n, what in ((self.torn, "torn"), (self.incomplete, "incomplete"))
+            if n
+        )
+        where = f"; first: {self.first[0]}" if self.first else ""
+        files = f" in {len(self.files)} file{'s' * (len(self.files) != 1)}" if self.files else ""
+        return (
+            f"{self.lines:,} of {self.read:,} lines ({self.share:.2%}) skipped as malformed "
+            f"({kinds}){files}{where}"
+        )
+
+    def warning(self) -> str:
+        """The warning shown next to the verdict (table and HTML) when lines were skipped."""
+        more = f" (+{len(self.files) - 1} more files)" if len(self.files) > 1 else ""
+        return (
+            f"{self.describe()}{more}; they are left out of every figure (--strict fails instead)."
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (``skipped`` of the report)."""
+        return {
+            "lines": self.lines,
+            "torn": self.torn,
+            "incomplete": self.incomplete,
+            "read": self.read,
+            "share": self.share,
+            "files": dict(self.files),
+            "first": [{"file": x.file, "line": x.line, "reason": x.reason} for x in self.first],
+        }
+
+
+Decision = Literal["ship", "do_not_ship", "keep_running", "invalid"]
+GuardrailStatus = Literal["ok", "breached", "inconclusive"]
+
+
+@dataclass(frozen=True, slots=True)
+class VariantVerdict:
+    """The decision for one non-control variant against control."""
+
+    variant: str
+    decision: Decision
+    reason: str  # one sentence, naming the metric and its figures
+    primary: str | None  # primary metric name
+    primary_comparison: Comparison | None
+    guardrails: dict[str, GuardrailStatus]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (``verdict.variants[VARIANT]`` of the report)."""
+        return {
+            "decision": self.decision,
+            "reason": self.reason,
+            "primary": self.primary,
+            "guardrails": dict(self.guardrails),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The experiment's decision, its reason, and each variant's verdict."""
+
+    decision: Decision
+    reason: str
+    variants: dict[str, VariantVerdict]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (the report's ``verdict`` key)."""
+        return {
+            "decision": self.decision,
+            "reason": self.reason,
+            "variants": {k: v.to_dict() for k, v in self.variants.items()},
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Report:
     """An experiment report, as built by ``build_report``."""
 
@@ -272,6 +383,7 @@ class Report:
     holdout: Holdout | None = None
     segment_by: str | None = None  # the ``--by`` attribute
     segments: list[Segment] = field(default_factory=list)
+    skipped: Skipped | None = None  # what the scan left out (None: looks given, not read)
 
     @property
     def srm_alarm(self) -> bool:
@@ -311,4 +423,5 @@ class Report:
                 if self.segment_by is not None
                 else {}
             ),
+            **({"skipped": self.skipped.to_dict()} if self.skipped is not None else {}),
         }

@@ -57,6 +57,16 @@ PAYLOAD_FIELDS: tuple[tuple[str, str], ...] = (
     ("weights", "STRUCT(variant VARCHAR, weight DOUBLE, lo INTEGER, hi INTEGER)[]"),
     ("bucket", "INTEGER"),
 )
+# A record the analysis can use: the fields docs/design.md ("Log records") requires of its
+# type are present (and ``ts`` parsed as a time). Others are skipped and counted, not used.
+COMPLETE = (
+    "(event_id IS NOT NULL AND unit_id IS NOT NULL AND ts IS NOT NULL AND"
+    " (type = 'outcome' AND name IS NOT NULL"
+    " OR type = 'exposure' AND experiment IS NOT NULL AND variant IS NOT NULL))"
+)
+# A line that is no log entry at all: read_json with ignore_errors gives it NULL columns.
+TORN = "(jsonPayload IS NULL AND logName IS NULL)"
+READ_CHECKS = ("total", "torn", "incomplete")  # the 'read' rows of the result (ReadCount)
 HOLDOUT = "__holdout__"  # the variant of holdout exposures (docs/design.md, "Log records")
 DEFAULT_OVERLAP = timedelta(minutes=5)  # replicas switch allocations within seconds of each other
 
@@ -181,6 +191,7 @@ def build_plan(
     cuped_window: timedelta | None = None,
     segment: str | None = None,
     overlap: timedelta = DEFAULT_OVERLAP,
+    lines: bool = False,
 ) -> QueryPlan:
     """Generate the per-(variant, phase, look day[, segment]) sufficient-statistics query.
 
@@ -191,6 +202,10 @@ def build_plan(
     ``overlap``: an earlier phase seen up to this long after a later one started is replicas
     switching, not the old allocation served again (the rule is analysis/phases.py's
     ``plan_phases``, which the report uses for the expected shares).
+    ``lines``: ``table`` is read from lines of JSON (the local archive, with a ``logName``
+    column): a line that is no log entry (torn, not an object) is counted as ``torn``.
+    Records of type exposure/outcome without the fields ``COMPLETE`` names are counted as
+    ``incomplete`` and left out (``ReadCount``).
     """
     names = _outcome_names(experiment)
     index = {n: j for j, n in enumerate(names)}
@@ -241,11 +256,20 @@ def build_plan(
         )
 
     no_stats = nulls(["BIGINT"] + ["DOUBLE"] * (len(stat_names) - 1))
+    torn = TORN if lines else "FALSE"  # a BigQuery sink table holds typed rows, not lines
     sql = f"""
-WITH src AS (
-  SELECT {fields}, CAST(jsonPayload.ts AS {ts_type}) AS ts
+WITH checked AS (
+  SELECT {fields}, CAST(jsonPayload.ts AS {ts_type}) AS ts, {torn} AS torn
   FROM {table_reference(table)}
-  WHERE jsonPayload.type IN ('exposure', 'outcome')
+  WHERE jsonPayload.type IN ('exposure', 'outcome') OR {torn}
+),
+src AS (
+  SELECT * FROM checked WHERE NOT torn AND {COMPLETE}
+),
+read_check AS (
+  SELECT COUNT(*) AS total, COALESCE(SUM(CASE WHEN torn THEN 1 ELSE 0 END), 0) AS torn,
+         COALESCE(SUM(CASE WHEN NOT torn AND NOT ({COMPLETE}) THEN 1 ELSE 0 END), 0) AS incomplete
+  FROM checked
 ),
 exposure_events AS (
   SELECT event_id, ANY_VALUE(unit_id) AS unit_id, ANY_VALUE(variant) AS variant, ANY_VALUE(ts) AS ts,
@@ -349,7 +373,7 @@ SELECT 'excluded' AS kind, variant, phase, CAST(NULL AS VARCHAR) AS segment,
        CAST(NULL AS {ts_type}) AS start_ts, CAST(NULL AS {ts_type}) AS end_ts,
        CAST(NULL AS DOUBLE) AS weight, CAST(NULL AS BIGINT) AS lo, CAST(NULL AS BIGINT) AS hi
 FROM moved
-GROUP BY variant, phase
+GROUP BY variant, phase{"".join(_read_check_row(what, no_stats, ts_type) for what in READ_CHECKS)}
 """
     if dialect == "duckdb":
         return QueryPlan(tuple(metric_cols), tuple(columns), tuple(pairs), sql)
@@ -357,6 +381,37 @@ GROUP BY variant, phase
 
     out = sqlglot.parse_one(sql, read="duckdb").sql(dialect=dialect, pretty=True)
     return QueryPlan(tuple(metric_cols), tuple(columns), tuple(pairs), out)
+
+
+def skipped_by_file_sql(relation: str) -> str:
+    """Per file of ``relation`` (a ``read_json`` with ``filename = true``): the lines the report
+    skips, torn and incomplete, as ``build_plan(lines=True)`` counts them. Files without any
+    are left out."""
+    fields = ", ".join(f"jsonPayload.{f} AS {f}" for f, _ in PAYLOAD_FIELDS if f != "ts")
+    return f"""
+SELECT filename, SUM(CASE WHEN torn THEN 1 ELSE 0 END) AS torn,
+       SUM(CASE WHEN NOT torn AND NOT ({COMPLETE}) THEN 1 ELSE 0 END) AS incomplete
+FROM (
+  SELECT filename, {fields}, CAST(jsonPayload.ts AS TIMESTAMP) AS ts, {TORN} AS torn
+  FROM {relation}
+  WHERE jsonPayload.type IN ('exposure', 'outcome') OR {TORN}
+)
+GROUP BY filename
+HAVING SUM(CASE WHEN torn OR NOT ({COMPLETE}) THEN 1 ELSE 0 END) > 0
+ORDER BY filename
+"""
+
+
+def _read_check_row(what: str, no_stats: str, ts_type: str) -> str:
+    """One 'read' row of the result: ``variant`` names the count (READ_CHECKS), ``n`` holds it."""
+    stats = no_stats.replace("CAST(NULL AS BIGINT) AS n", f"CAST({what} AS BIGINT) AS n", 1)
+    return f"""
+UNION ALL
+SELECT 'read' AS kind, {_lit(what)} AS variant, CAST(NULL AS VARCHAR) AS phase,
+       CAST(NULL AS VARCHAR) AS segment, CAST(NULL AS DATE) AS day, {stats},
+       CAST(NULL AS {ts_type}) AS start_ts, CAST(NULL AS {ts_type}) AS end_ts,
+       CAST(NULL AS DOUBLE) AS weight, CAST(NULL AS BIGINT) AS lo, CAST(NULL AS BIGINT) AS hi
+FROM read_check"""
 
 
 def _counters(
@@ -433,12 +488,33 @@ class PhaseRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ReadCount:
+    """What the query read: exposure/outcome records and lines that were no log entry.
+
+    ``total`` counts both; ``torn`` the lines that are not a JSON object with a ``jsonPayload``
+    or ``logName`` (a cut-short write, garbage); ``incomplete`` the exposure/outcome records
+    missing a required field or with an unparsable ``ts``. Both are left out of the figures.
+    """
+
+    total: int = 0
+    torn: int = 0
+    incomplete: int = 0
+
+    @property
+    def skipped(self) -> int:
+        """Lines left out of the figures."""
+        return self.torn + self.incomplete
+
+
+@dataclass(frozen=True, slots=True)
 class Scan:
-    """What the query returns: the looks, the phases, and the units excluded per phase and arm."""
+    """What the query returns: the looks, the phases, the units excluded per phase and arm,
+    and what was read (and skipped)."""
 
     looks: list[Look]
     phases: list[PhaseRecord]
     excluded: dict[str, dict[str, int]]  # phase -> variant -> units excluded by bucket
+    read: ReadCount = ReadCount()
 
 
 def _as_date(day: Any) -> date:
@@ -461,6 +537,7 @@ def scan_from_rows(plan: QueryPlan, rows: Iterable[Mapping[str, Any]]) -> Scan:
     spans: dict[str, tuple[datetime, datetime]] = {}
     arms: dict[str, list[tuple[str, float, int, int]]] = {}
     excluded: dict[str, dict[str, int]] = {}
+    read: dict[str, int] = {}
     for r in rows:
         kind = r["kind"]
         if kind == "stats":
@@ -480,8 +557,10 @@ def scan_from_rows(plan: QueryPlan, rows: Iterable[Mapping[str, Any]]) -> Scan:
             )
         elif kind == "excluded":
             excluded.setdefault(str(r["phase"]), {})[str(r["variant"])] = int(r["n"])
+        elif kind == "read":
+            read[str(r["variant"])] = int(r["n"] or 0)
     phases = [
         PhaseRecord(pid, start, end, tuple(sorted(arms.get(pid, ()), key=lambda a: a[2])))
         for pid, (start, end) in sorted(spans.items(), key=lambda kv: kv[1][0])
     ]
-    return Scan(looks, phases, excluded)
+    return Scan(looks, phases, excluded, ReadCount(**read))

@@ -5,6 +5,9 @@ guardrails, which direction is good). Per non-control variant, lifts are first *
 that good is positive (a ``direction: decrease`` metric's lift and interval change sign):
 
 - **invalid**: a sample ratio mismatch check rejects (p < 0.001): no comparison can be trusted;
+  or more than 1% of the lines read were skipped as malformed (torn lines, incomplete
+  records): a few torn lines after crashes are expected and harmless, but that many means
+  the logging was broken, maybe for one replica or one arm, so the figures may be biased;
 - **do_not_ship**: the primary is significantly worse (Holm-adjusted p < alpha, oriented diff
   < 0) or a guardrail is breached;
 - **ship**: the primary is significantly better and every guardrail is ok;
@@ -28,54 +31,21 @@ References:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Literal
 
-from analysis.report import Comparison, Interval, MetricResult, Report
+from analysis.report import (
+    Comparison,
+    Decision,
+    GuardrailStatus,
+    Interval,
+    MetricResult,
+    Report,
+    VariantVerdict,
+    Verdict,
+)
 from experiments import Experiment, Metric
 
-Decision = Literal["ship", "do_not_ship", "keep_running", "invalid"]
-GuardrailStatus = Literal["ok", "breached", "inconclusive"]
-
 SRM_THRESHOLD = 0.001
-
-
-@dataclass(frozen=True, slots=True)
-class VariantVerdict:
-    """The decision for one non-control variant against control."""
-
-    variant: str
-    decision: Decision
-    reason: str  # one sentence, naming the metric and its figures
-    primary: str | None  # primary metric name
-    primary_comparison: Comparison | None
-    guardrails: dict[str, GuardrailStatus]
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON form (``verdict.variants[VARIANT]`` of the report)."""
-        return {
-            "decision": self.decision,
-            "reason": self.reason,
-            "primary": self.primary,
-            "guardrails": dict(self.guardrails),
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """The experiment's decision, its reason, and each variant's verdict."""
-
-    decision: Decision
-    reason: str
-    variants: dict[str, VariantVerdict]
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON form (the report's ``verdict`` key)."""
-        return {
-            "decision": self.decision,
-            "reason": self.reason,
-            "variants": {k: v.to_dict() for k, v in self.variants.items()},
-        }
+SKIPPED_THRESHOLD = 0.01  # share of malformed lines read above which the verdict is invalid
 
 
 def _pct(x: float) -> str:
@@ -224,6 +194,22 @@ def decide(report: Report, experiment: Experiment) -> Verdict:
         reason = (
             f"sample ratio mismatch (p = {min(srm):.3g} < {SRM_THRESHOLD}): units per variant do "
             "not match the configured weights, so no comparison can be trusted; find the cause."
+        )
+        primary = experiment.primary_metric
+        return Verdict(
+            "invalid",
+            reason,
+            {
+                v: VariantVerdict(v, "invalid", reason, primary.name if primary else None, None, {})
+                for v in variants
+            },
+        )
+    skipped = report.skipped
+    if skipped is not None and skipped.share > SKIPPED_THRESHOLD:
+        reason = (
+            f"{skipped.lines:,} of {skipped.read:,} lines ({skipped.share:.1%}) were malformed "
+            f"and skipped, more than {SKIPPED_THRESHOLD:.0%}: the logging was broken and the "
+            "figures may be biased; find the cause (abgate logs verify)."
         )
         primary = experiment.primary_metric
         return Verdict(

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from gateway.errors import Forbidden, RateLimited, Unauthorized
@@ -58,8 +58,15 @@ class Caller:
 class Authenticator:
     """Bearer credentials of one gateway process."""
 
-    def __init__(self, tokens: frozenset[str], *, keys_enabled: bool = False) -> None:
+    def __init__(
+        self,
+        tokens: frozenset[str],
+        *,
+        keys_enabled: bool = False,
+        on_rate_limited: Callable[[str], object] = lambda name: None,
+    ) -> None:
         self.required = bool(tokens) or keys_enabled
+        self.on_rate_limited = on_rate_limited
         self._tokens = {
             d: Caller("ABGATE_API_TOKENS", d) for d in (digest(t.encode()) for t in tokens)
         }
@@ -83,6 +90,18 @@ class Authenticator:
         if caller is None or not hmac.compare_digest(presented, caller.digest):
             raise Unauthorized("the key is unknown or revoked", error="invalid_token")
         caller.used = True
+        return caller
+
+    def admit(self, header: bytes | None, now: float) -> Caller | None:
+        """The caller of an ``Authorization`` header value, within its rate limit (None when
+        auth is off). A refusal for the rate is reported to ``on_rate_limited`` by key name."""
+        caller = self.authenticate(header)
+        if caller is not None:
+            try:
+                caller.check_rate(now)
+            except RateLimited:
+                self.on_rate_limited(caller.name)
+                raise
         return caller
 
     def __len__(self) -> int:

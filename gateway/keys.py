@@ -49,6 +49,26 @@ class KeyFollower:
         self._callers: dict[int, tuple[ApiKey, Caller]] = {}
         self._wake = asyncio.Event()
         self._listener: asyncpg.Connection | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Load the keys (while Postgres is down: none until it is back) and follow changes in
+        an owned background task."""
+        try:
+            await self.load()
+        except KEY_FAILURES as exc:
+            log.error("api keys not loaded; retrying", extra={"error": str(exc)})
+        self._task = asyncio.create_task(self.run(), name="abgate-api-keys")
+
+    async def aclose(self) -> None:
+        """Stop following, then record the last uses (unless Postgres is down)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        with contextlib.suppress(*KEY_FAILURES):
+            await self.flush_last_used()
 
     async def load(self) -> None:
         """Read the active keys now and serve them."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from experiments import ModelRef, Variant
-from gateway.service import ServingState
+from gateway.serving import ServingState
 
 
 def describe(state: ServingState) -> dict[str, object]:

@@ -16,7 +16,7 @@ their count, not once per batch.
 
 When even the spool is full (or its disk refuses it), ``spool_full`` decides: ``shed`` keeps
 serving and drops records once the memory queue is full too (counted); ``refuse`` stops
-accepting experiment traffic (gateway/service.py answers 503) and events until the spool takes
+accepting experiment traffic (gateway/serving.py answers 503) and events until the spool takes
 records again, so that nothing served goes unlogged.
 
 ``LogFanOut`` feeds several sinks (``ABGATE_LOG_SINK=archive,stdout``), each with its own queue,

@@ -2,11 +2,11 @@
 
 It is built from what parses and answers requests, never written beside it:
 
-- request schemas from the limits of gateway/requests.py (one constant each, imported here) and
+- request schemas from the limits of gateway/parsing.py (one constant each, imported here) and
   from the configuration being served: ``surface`` is an enum of the declared surfaces and each
   surface's ``limit`` has that surface's ``max_limit`` (one ``oneOf`` branch per surface), so the
   document changes when the configuration reloads;
-- the characters the backends cannot store (gateway/requests.py ``STORABLE_PATTERN``) and the
+- the characters the backends cannot store (gateway/parsing.py ``STORABLE_PATTERN``) and the
   syntax of events' ``ts`` (``TS_PATTERN``) as patterns; the window of ``ts`` around the
   gateway's clock, which JSON Schema cannot state, in its description and ``x-abgate-window``;
 - security and the 401/403/429 answers from whether callers must authenticate;
@@ -39,7 +39,7 @@ from gateway.errors import (
     Unauthorized,
     UnknownSurface,
 )
-from gateway.requests import (
+from gateway.parsing import (
     EVENT_ID_PATTERN,
     EVENTS_MAX_AGE,
     EVENTS_MAX_AHEAD,
@@ -214,6 +214,34 @@ _RECOMMENDATION = _object(
         },
         "source": {"type": "string", "enum": ["cache", "db", "fallback"]},
     }
+)
+
+_EVENT_RESULTS = _object(
+    {
+        "accepted": {"type": "integer"},
+        "rejected": {"type": "integer"},
+        "dropped": {"type": "integer"},
+        "results": {
+            "type": "array",
+            "items": _object(
+                {
+                    "index": {"type": "integer", "description": "The element's position"},
+                    "status": {"type": "string", "enum": ["accepted", "rejected", "dropped"]},
+                    "event_id": {
+                        "type": "string",
+                        "description": "Accepted or dropped: the event's id (given or new)",
+                    },
+                    "field": {
+                        "type": "string",
+                        "description": "Rejected: the field at fault, e.g. `[3].ts`",
+                    },
+                    "detail": {"type": "string", "description": "Rejected: what is wrong"},
+                },
+                required=["index", "status"],
+            ),
+        },
+    },
+    required=["accepted", "rejected", "dropped", "results"],
 )
 
 _PROBLEM = _object(
@@ -411,7 +439,14 @@ def build_openapi(surfaces: Iterable[Surface], *, auth: bool, rate_limits: bool 
                                     {"$ref": "#/components/schemas/Event"},
                                     {
                                         "type": "array",
-                                        "items": {"$ref": "#/components/schemas/Event"},
+                                        # Not $ref Event: an invalid element is rejected in
+                                        # the answer, not the request (202, results[i]).
+                                        "items": {
+                                            "description": "An Event (components/schemas/"
+                                            "Event), validated on its own: an invalid one is "
+                                            "rejected in the answer's results, the others are "
+                                            "recorded"
+                                        },
                                         "minItems": 1,
                                         "maxItems": MAX_EVENTS,
                                     },
@@ -423,25 +458,21 @@ def build_openapi(surfaces: Iterable[Surface], *, auth: bool, rate_limits: bool 
                 "responses": guarded(
                     {
                         "202": _json(
-                            "Queued for the log", _object({"accepted": {"type": "integer"}})
+                            "Each element's fate in `results` (in request order): `accepted` "
+                            "(queued for the log), `rejected` (invalid: `field` and `detail` say "
+                            "why; do not resend it)",
+                            _EVENT_RESULTS,
                         ),
                         "400": bad,
                         "413": too_large,
                         "503": {
                             "description": "The log queue is full, or the on-disk spool is "
-                            "full under ABGATE_SPOOL_FULL=refuse: the first `accepted` events "
-                            "were queued, resend the rest; or the gateway is overloaded "
-                            "(problem, Retry-After)",
+                            "full under ABGATE_SPOOL_FULL=refuse: the elements with status "
+                            "`dropped` were not queued, resend them (same `event_id`); or the "
+                            "gateway is overloaded (problem, Retry-After)",
                             "headers": {**_REQUEST_ID_HEADER, "Retry-After": _RETRY_AFTER},
                             "content": {
-                                "application/json": {
-                                    "schema": _object(
-                                        {
-                                            "accepted": {"type": "integer"},
-                                            "dropped": {"type": "integer"},
-                                        }
-                                    )
-                                },
+                                "application/json": {"schema": _EVENT_RESULTS},
                                 "application/problem+json": {"schema": _problem_of(Overloaded)},
                             },
                         },

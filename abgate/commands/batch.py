@@ -91,25 +91,36 @@ def load(
     ),
     model: str = typer.Option(..., help="Model name (as registered in MLflow)"),
     version: str = typer.Option(..., help="Model version"),
-    alias: str = typer.Option(None, help="Also point models:/MODEL@ALIAS at this version"),
-    activate: bool = typer.Option(True, help="Serve the version as soon as it is loaded"),
-    replace: bool = typer.Option(False, help="Replace an active version that has other results"),
+    alias: str = typer.Option(None, help="Also point the alias MODEL@ALIAS at this version"),
+    staged: bool = typer.Option(
+        False, "--no-activate", help="Stage only: serve it later with `abgate batch activate`"
+    ),
+    replace: bool = typer.Option(
+        False, "--replace", help="Replace an active version that has other results"
+    ),
     min_items: int = typer.Option(1, help="Shortest valid list"),
     max_items: int = typer.Option(1000, help="Longest valid list"),
-    require_default: bool = typer.Option(True, help="Require a __default__ unit (default list)"),
+    no_default_ok: bool = typer.Option(
+        False,
+        "--no-require-default",
+        help="Accept results without a __default__ unit (the default list)",
+    ),
     column: list[str] = typer.Option(
         [], help="Map a contract column to the input's: unit_id=user_id"
     ),
     keep: int = typer.Option(
         0, help="Then apply the retention rule: keep the KEEP newest versions (0: off)"
     ),
-    mlflow_tags: bool = typer.Option(False, help="Write lineage tags on the MLflow model version"),
+    mlflow_tags: bool = typer.Option(
+        False, "--mlflow-tags", help="Write lineage tags on the MLflow model version"
+    ),
 ) -> None:
     """Load results as MODEL/VERSION: COPY into a staging table, validate, activate atomically.
 
-    Long inputs have one row per unit-item pair (unit_id,item_id,score[,rank]); wide inputs one
-    row per unit (unit_id,items or unit_id,item_ids,scores). The unit __default__ holds the
-    version's default list. An interrupted load leaves the previous state serving: just re-run.
+    Long inputs have one row per unit-item pair (unit_id,item_id,score[,rank]);
+    wide inputs one row per unit (unit_id,items or unit_id,item_ids,scores).
+    The unit __default__ holds the version's default list. An interrupted load
+    leaves the previous state serving: just re-run.
     """
     from batch import Limits, load_results, open_input
     from batch.progress import RichProgress
@@ -126,9 +137,9 @@ def load(
                     model,
                     version,
                     alias=alias,
-                    activate=activate,
+                    activate=not staged,
                     replace=replace,
-                    limits=Limits(min_items, max_items, require_default),
+                    limits=Limits(min_items, max_items, require_default=not no_default_ok),
                     progress=bar,
                 )
             _print_summary(summary, alias)
@@ -319,8 +330,9 @@ def warm_cmd(
 ) -> None:
     """Pipeline a version's lists into Redis under the gateway's keys, with the gateway's bytes.
 
-    Stops at the first failure (exit 1) saying how many keys were written; every key written
-    is whole, so running it again finishes the job."""
+    Stops at the first failure (exit 1) saying how many keys were written; every
+    key written is whole, so running it again finishes the job.
+    """
     import redis.asyncio as aioredis
 
     from abgate.embedded import start_redis
@@ -375,8 +387,12 @@ def predict_cmd(
     alias: str = typer.Option(
         None, help="Point models:/NAME@ALIAS (in abgate) at the resolved version"
     ),
-    activate: bool = typer.Option(True, help="Serve the version as soon as it is loaded"),
-    replace: bool = typer.Option(False, help="Replace an active version that has other results"),
+    staged: bool = typer.Option(
+        False, "--no-activate", help="Stage only: serve it later with `abgate batch activate`"
+    ),
+    replace: bool = typer.Option(
+        False, "--replace", help="Replace an active version that has other results"
+    ),
 ) -> None:
     """Score FEATURES with an MLflow pyfunc model and load the lists as the resolved version,
     tagged (in MLflow too) with the input's lineage."""
@@ -402,7 +418,7 @@ def predict_cmd(
                     top_k=top_k,
                     chunk_rows=chunk_rows,
                     alias=alias,
-                    activate=activate,
+                    activate=not staged,
                     replace=replace,
                     progress=bar,
                 )

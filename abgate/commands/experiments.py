@@ -251,9 +251,9 @@ def repin_cmd(
 ) -> None:
     """Move alias arms to their alias's current version (audited; starts a new phase).
 
-    A running experiment's arms named models:/NAME@ALIAS stay on the version pinned at start,
-    whatever promotions happen; this is the one explicit way to move them. Reports then see a
-    new allocation phase.
+    A running experiment's arms named models:/NAME@ALIAS stay on the version
+    pinned at start, whatever promotions happen; this is the one explicit way to
+    move them. Reports then see a new allocation phase.
     """
 
     async def work(store: PostgresExperimentStore) -> list[PinChange]:

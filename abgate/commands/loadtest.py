@@ -11,7 +11,11 @@ from loadtests.scenario import UnitChoice
 
 def loadtest(
     url: Annotated[
-        str, typer.Option(help="Endpoint to load.")
+        str,
+        typer.Option(
+            help="Endpoint to load (default: /v1/recommendations at http://127.0.0.1:8000).",
+            show_default=False,
+        ),
     ] = "http://127.0.0.1:8000/v1/recommendations",
     rate: Annotated[
         float, typer.Option(help="Requests per second due (open loop).", min=0.001)
@@ -52,8 +56,9 @@ def loadtest(
 ) -> None:
     """Load a gateway at a constant arrival rate and report latency percentiles.
 
-    Open loop by default: latency counts from each request's due time, so queueing in a
-    stalled server is not hidden (no coordinated omission). Exits 1 if any request failed.
+    Open loop by default: latency counts from each request's due time, so
+    queueing in a stalled server is not hidden (no coordinated omission).
+    Exits 1 if any request failed.
     """
     from rich.console import Console
 

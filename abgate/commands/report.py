@@ -2,8 +2,9 @@
 
 duckdb, scipy and google-cloud-bigquery are imported inside the command, so ``abgate --help``
 stays fast. Bad input (missing archive, invalid experiment file, unknown key, no exposures in
-the window, an ``--out`` folder that does not exist) prints what is wrong and exits 1, never a
-traceback; an unreachable experiment store exits 3.
+the window, an ``--out`` folder that does not exist, a malformed archive line with ``--strict``)
+prints what is wrong and exits 1, never a traceback; an unreachable experiment store exits 3.
+Without ``--strict``, malformed lines are skipped, counted and shown next to the verdict.
 """
 
 from __future__ import annotations
@@ -163,6 +164,12 @@ def report(
         min=1e-6,
         help="With --power: days until this relative MDE (0.02 = 2%)",
     ),
+    strict: bool = typer.Option(
+        False,
+        "--strict",
+        help="Fail (exit 1, naming the file and line) on a malformed archive line instead of "
+        "skipping and counting it",
+    ),
     by: str | None = typer.Option(
         None,
         "--by",
@@ -204,6 +211,7 @@ def report(
                 alpha=alpha,
                 options=opts,
                 config_version=config_version,
+                strict=strict,
                 **window,
             )
         else:
@@ -213,6 +221,7 @@ def report(
                 alpha=alpha,
                 options=opts,
                 config_version=config_version,
+                strict=strict,
                 **window,
             )
     except AnalysisError as exc:

@@ -25,23 +25,24 @@ def print_config_error(exc: ConfigError) -> None:
 
 
 def serve(
-    host: str = typer.Option(None, help="Bind address [env ABGATE_HOST, default 127.0.0.1]"),
-    port: int = typer.Option(None, help="Port [env ABGATE_PORT, default 8000]"),
+    host: str = typer.Option(None, help="Bind address (env ABGATE_HOST; default 127.0.0.1)"),
+    port: int = typer.Option(None, help="Port (env ABGATE_PORT or PORT; default 8000)"),
     experiments_dir: Path = typer.Option(
-        None, help="Folder of experiment YAML [env ABGATE_EXPERIMENTS_DIR]"
+        None, help="Folder of experiment YAML (env ABGATE_EXPERIMENTS_DIR)"
     ),
     workers: int = typer.Option(
         None,
-        help="Gateway processes sharing the port, one per vCPU [env ABGATE_WORKERS, default 1]",
+        help="Gateway processes sharing the port, one per vCPU (env ABGATE_WORKERS; default 1)",
     ),
     log_level: str = typer.Option("info", help="Log level of the JSON logs on stderr"),
 ) -> None:
     """Run the gateway (uvicorn, uvloop, httptools; one process, or --workers under uvicorn's
     supervisor).
 
-    Services come from ABGATE_POSTGRES_DSN and ABGATE_REDIS_URL; when unset, embedded servers
-    start in ABGATE_DATA_DIR. SIGTERM/SIGINT flush every accepted log record before exit (in
-    every worker: they share the archive folder safely, each batch under an exclusive flock).
+    Services come from ABGATE_POSTGRES_DSN and ABGATE_REDIS_URL; when unset,
+    embedded servers start in ABGATE_DATA_DIR. SIGTERM/SIGINT flush every accepted
+    log record before exit (in every worker: they share the archive folder
+    safely, each batch under an exclusive flock).
     """
     import uvicorn
 

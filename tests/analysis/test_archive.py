@@ -134,11 +134,3 @@ def test_missing_or_empty_archive_is_an_archive_error(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(ArchiveError, match=r"no \*\.json"):
         build_report(experiment(), tmp_path / "empty")
-
-
-def test_a_malformed_line_is_an_archive_error_naming_the_archive(tmp_path: Path) -> None:
-    w = ArchiveWriter(tmp_path)
-    w.exposure("u1", "control", T0)
-    w.raw('{"jsonPayload": {"type": "outcome", "value": "not a number"', T0)
-    with pytest.raises(ArchiveError, match=str(tmp_path)):
-        build_report(experiment(), w.write())

@@ -43,7 +43,9 @@ def test_json_has_exactly_the_design_shape(tmp_path: Path) -> None:
         "metrics",
         "verdict",
         "phases",
+        "skipped",
     ]
+    assert d["skipped"]["lines"] == 0 and d["skipped"]["first"] == []
     # records without phase fields: one phase, the file's weights, nothing excluded
     (phase,) = d["phases"]
     assert (phase["id"], phase["weights"], phase["excluded"]) == (

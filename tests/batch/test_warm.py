@@ -20,7 +20,8 @@ from abgate.embedded import RedisProcess
 from batch import VersionError, WarmError, load_results, recent_units, warm
 from batch.warm import _page_ranges
 from experiments import ModelVersion, archive_path, results_key
-from gateway.results import PostgresResultsStore, RedisResultsCache
+from gateway.backends.postgres import PostgresResultsStore
+from gateway.backends.redis import RedisResultsCache
 from tests.batch.conftest import version_rows
 from tests.gateway.helpers import load_demo_data, running_app, settings_for, write_config
 

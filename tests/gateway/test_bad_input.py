@@ -77,9 +77,8 @@ EVENT_CASES = [
         "ts",
         id="timestamp-without-zone",
     ),
-    pytest.param(
-        [{"unit_id": "u1", "name": "p"}, {"unit_id": "u2"}], "[1].name", id="second-event-bad"
-    ),
+    pytest.param([], None, id="empty-list"),
+    pytest.param(3, "body", id="neither-object-nor-list"),
     pytest.param([{"unit_id": "u1", "name": "p"}] * 1001, None, id="too-many-events"),
 ]
 
@@ -93,6 +92,32 @@ async def test_bad_events_are_refused_whole_and_nothing_is_recorded(
     assert r.status_code == 400, r.text
     assert r.json().get("field") == field
     assert read_archive(archive_dir) == []
+
+
+async def test_a_list_of_events_is_answered_element_by_element(gateway_settings, archive_dir):
+    body = [
+        {"unit_id": "u1", "name": "p", "event_id": "e-1"},
+        {"unit_id": "u2"},
+        "not an event",
+        {"unit_id": "u3", "name": "p", "ts": "yesterday"},
+        {"unit_id": "u4", "name": "p", "value": 2},
+    ]
+    async with running_app(gateway_settings) as (_, client):
+        r = await client.post("/v1/events", json=body)
+    assert r.status_code == 202, r.text
+    answer = r.json()
+    assert (answer["accepted"], answer["rejected"], answer["dropped"]) == (2, 3, 0)
+    results = answer["results"]
+    assert [x["index"] for x in results] == [0, 1, 2, 3, 4]
+    assert [x["status"] for x in results] == [
+        "accepted", "rejected", "rejected", "rejected", "accepted"
+    ]  # fmt: skip
+    assert results[0]["event_id"] == "e-1"
+    assert [x.get("field") for x in results[1:4]] == ["[1].name", "[2]", "[3].ts"]
+    assert all(x["detail"] for x in results[1:4])
+    archived = [e["jsonPayload"] for e in read_archive(archive_dir)]
+    assert sorted(e["unit_id"] for e in archived) == ["u1", "u4"]
+    assert {e["event_id"] for e in archived} == {"e-1", results[4]["event_id"]}
 
 
 async def test_unknown_route_and_method_are_problem_responses(gateway_settings):

@@ -13,9 +13,11 @@ import redis.asyncio as aioredis
 from batch import load_results
 from experiments import ModelVersion
 from experiments.store import create_pool
+from gateway.backends.postgres import PostgresResultsStore
+from gateway.backends.redis import RedisResultsCache
 from gateway.coalesce import Coalescer
 from gateway.errors import CacheUnavailable, ResultsStoreUnavailable
-from gateway.results import NO_LIST, PostgresResultsStore, RedisResultsCache
+from gateway.lookup import NO_LIST
 from tests.batch.conftest import version_rows
 
 

@@ -26,7 +26,7 @@ from experiments.config import parse_surfaces_file
 from experiments.store import PostgresExperimentStore, create_pool
 from gateway.errors import BadRequest
 from gateway.openapi import build_openapi
-from gateway.requests import parse_events, parse_recommendation
+from gateway.parsing import parse_events, parse_recommendation
 from tests.gateway.helpers import SURFACES, load_demo_data, running_app, settings_for
 
 DOC = orjson.loads(build_openapi(parse_surfaces_file(SURFACES).surfaces, auth=True))
@@ -75,11 +75,16 @@ def in_window(ts: object) -> bool:
     return NOW - timedelta(seconds=WINDOW["maxAgeSeconds"]) <= moment <= NOW + ahead
 
 
+EVENT = _validator("Event")
+
+
 def events_declared_valid(body: object) -> bool:
+    """The body is valid and so is each event: the document's Event schema and the window (a
+    list's element is validated on its own, so the request schema leaves its items open)."""
     if not valid(EVENTS, body):
         return False
     events = body if isinstance(body, list) else [body]
-    return all(in_window(e.get("ts")) for e in events if isinstance(e, dict))
+    return all(valid(EVENT, e) and in_window(e.get("ts")) for e in events)
 
 
 def _encode(body: object) -> bytes:
@@ -98,11 +103,12 @@ def recommendation_accepted(body: object) -> bool:
 
 
 def events_accepted(body: object) -> bool:
+    """The body and every event in it accepted (none rejected on its own)."""
     try:
-        parse_events(_encode(body), NOW)
+        parsed = parse_events(_encode(body), NOW)
     except BadRequest:
         return False
-    return True
+    return not any(isinstance(p, BadRequest) for p in parsed)
 
 
 def _bodies(path: str) -> st.SearchStrategy[object]:
@@ -167,6 +173,8 @@ EDGES: list[tuple[str, object]] = [
     ("ev", {"unit_id": "u", "name": "p", "ts": "2026-11-27T10:00:00"}),  # no time zone
     ("ev", [{"unit_id": "u", "name": "p"}] * 1000),
     ("ev", [{"unit_id": "u", "name": "p"}] * 1001),
+    ("ev", [{"unit_id": "u", "name": "p"}, {"unit_id": "u"}]),  # one element rejected
+    ("ev", [{"unit_id": "u", "name": "p"}, 7]),
     ("ev", []),
     ("ev", {"unit_id": "u", "name": "p", "value": "1"}),
     # what the backends cannot store: NUL anywhere, unpaired surrogates (not I-JSON)

@@ -112,11 +112,13 @@ async def test_a_key_over_its_rate_gets_429_with_retry_after_and_a_metric(keyed)
     assert 'abgate_rate_limited_total{key="slow"} 2.0' in metrics
 
 
-def test_keys_cli_creates_lists_revokes_and_audits(pg_dsn, schema):
+def test_keys_cli_creates_lists_revokes_and_audits(pg_dsn, schema, experiments_dir):
     runner = CliRunner()
+    write_config(experiments_dir)
     env = {
         "ABGATE_POSTGRES_DSN": pg_dsn,
         "ABGATE_POSTGRES_SCHEMA": schema,
+        "ABGATE_EXPERIMENTS_DIR": str(experiments_dir),
         "USER": "tester",
         "COLUMNS": "200",
     }
@@ -139,3 +141,27 @@ def test_keys_cli_creates_lists_revokes_and_audits(pg_dsn, schema):
     assert runner.invoke(cli_app, ["keys", "revoke", "web"], env=env).exit_code == 1
     audit = runner.invoke(cli_app, ["keys", "audit"], env=env).stdout
     assert "create" in audit and "revoke" in audit and "tester" in audit
+
+
+def test_keys_create_refuses_an_unknown_surface_with_exit_2(pg_dsn, schema, experiments_dir):
+    runner = CliRunner()
+    write_config(experiments_dir)
+    env = {"ABGATE_POSTGRES_DSN": pg_dsn, "ABGATE_POSTGRES_SCHEMA": schema, "COLUMNS": "300"}
+    args = ["keys", "create", "web", "--surfaces", "home_top,hom_top"]
+    from_dir = runner.invoke(
+        cli_app, args, env=env | {"ABGATE_EXPERIMENTS_DIR": str(experiments_dir)}
+    )
+    assert from_dir.exit_code == 2, from_dir.output
+    assert "unknown surface 'hom_top'" in from_dir.stderr and "home_top" in from_dir.stderr
+    # without a folder, the surfaces are the experiment store's: this schema has none yet
+    from_store = runner.invoke(cli_app, args, env=env | {"ABGATE_EXPERIMENTS_DIR": None})
+    assert from_store.exit_code == 2, from_store.output
+    assert "unknown surfaces 'home_top', 'hom_top'" in from_store.stderr
+    assert "experiment store" in from_store.stderr
+    assert "web" not in runner.invoke(cli_app, ["keys", "list"], env=env).stdout  # nothing made
+    applied = runner.invoke(
+        cli_app, ["experiments", "apply", str(experiments_dir / "surfaces.yaml")], env=env
+    )
+    assert applied.exit_code == 0, applied.output
+    made = runner.invoke(cli_app, ["keys", "create", "web", "--surfaces", "home_top"], env=env)
+    assert made.exit_code == 0, made.output

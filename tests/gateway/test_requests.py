@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.errors import BadRequest
-from gateway.requests import (
+from gateway.parsing import (
     EVENTS_MAX_AGE,
     EVENTS_MAX_AHEAD,
     parse_events,
@@ -28,6 +28,15 @@ def refused(parse, body: object) -> BadRequest:
     with pytest.raises(BadRequest) as caught:
         parse(orjson.dumps(body))
     return caught.value
+
+
+def event_refused(body: object) -> BadRequest:
+    """The refusal of a single event (raised) or of a list's one bad element (in its place)."""
+    if not isinstance(body, list):
+        return refused(lambda b: parse_events(b, NOW), body)
+    parsed = parse_events(orjson.dumps(body), NOW)
+    [error] = [p for p in parsed if isinstance(p, BadRequest)]
+    return error
 
 
 @pytest.mark.parametrize(
@@ -55,7 +64,7 @@ def test_a_nul_in_a_recommendation_field_is_refused_naming_it(body, field) -> No
     ],
 )
 def test_a_nul_in_an_event_field_is_refused_naming_it(body, field) -> None:
-    error = refused(lambda b: parse_events(b, NOW), body)
+    error = event_refused(body)
     assert error.field == field
 
 
@@ -63,7 +72,7 @@ def test_unpaired_surrogates_never_get_through() -> None:
     # orjson refuses them in JSON text; the check behind it refuses them in any str
     with pytest.raises(BadRequest, match="not valid JSON"):
         parse_recommendation(b'{"surface": "home_top", "unit_id": "\\ud800"}')
-    from gateway.requests import check_storable
+    from gateway.parsing import check_storable
 
     with pytest.raises(BadRequest, match="unpaired surrogate") as caught:
         check_storable("a\udc80", "unit_id")
@@ -87,7 +96,7 @@ def test_characters_postgres_stores_are_accepted() -> None:
     ],
 )
 def test_a_ts_outside_the_window_is_refused_naming_the_field(ts: str) -> None:
-    error = refused(lambda b: parse_events(b, NOW), [EVENT, {**EVENT, "ts": ts}])
+    error = event_refused([EVENT, {**EVENT, "ts": ts}])
     assert error.field == "[1].ts" and "window" in error.detail
 
 
@@ -151,6 +160,9 @@ def test_any_events_body_parses_or_is_a_bad_request(body: bytes) -> None:
         assert exc.status == 400
         return
     for e in events:
+        if isinstance(e, BadRequest):  # an element of a list, rejected on its own
+            assert e.field is not None and e.field.startswith("[")
+            continue
         assert storable(e.unit_id) and storable(e.name)
         assert e.item_id is None or storable(e.item_id)
         moment = datetime.fromisoformat(e.ts.replace("Z", "+00:00"))

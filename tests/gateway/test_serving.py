@@ -28,7 +28,7 @@ async def test_first_request_reads_postgres_then_redis_serves(gateway_settings):
         first = await client.post(
             "/v1/recommendations", json={"surface": "home_top", "unit_id": "u1", "limit": 5}
         )
-        await app.state.holder["gw"].read_path.drain()  # the Redis fill runs after the answer
+        await app.state.abgate.gateway.results.drain()  # the Redis fill runs after the answer
         second = await client.post(
             "/v1/recommendations", json={"surface": "home_top", "unit_id": "u1", "limit": 5}
         )
@@ -140,7 +140,7 @@ async def test_alias_change_switches_version_and_never_serves_the_old_cache(
             await set_alias(pool, "home_recs", "champion", "2")
         finally:
             await pool.close()
-        await app.state.holder["gw"].refresh_models()
+        await app.state.abgate.gateway.refresh_models()
         after = (
             await client.post("/v1/recommendations", json={"surface": "home_top", "unit_id": "u1"})
         ).json()
@@ -167,7 +167,7 @@ async def test_alias_move_leaves_a_running_experiments_arms_on_their_pinned_vers
             await set_alias(pool, "home_recs", "champion", "2")  # promotion mid-experiment
         finally:
             await pool.close()
-        await app.state.holder["gw"].refresh_models()
+        await app.state.abgate.gateway.refresh_models()
         after = (
             await client.post(
                 "/v1/recommendations", json={"surface": "home_top", "unit_id": control}
@@ -212,7 +212,13 @@ async def test_exposures_and_outcomes_reach_the_archive_in_the_export_format(
                 {"unit_id": "u7", "name": "click"},
             ],
         )
-    assert e.status_code == 202 and e.json() == {"accepted": 2}
+    assert e.status_code == 202
+    assert {k: v for k, v in e.json().items() if k != "results"} == {
+        "accepted": 2,
+        "rejected": 0,
+        "dropped": 0,
+    }
+    assert [x["status"] for x in e.json()["results"]] == ["accepted", "accepted"]
     entries = read_archive(archive_dir)
     assert len(entries) == 3
     exposure = next(x for x in entries if x["jsonPayload"]["type"] == "exposure")
@@ -288,7 +294,7 @@ async def test_in_process_cache_serves_repeat_units(gateway_settings):
         body = (
             await client.post("/v1/recommendations", json={"surface": "home_top", "unit_id": "u9"})
         ).json()
-        assert len(app.state.holder["gw"].read_path.local) == 1
+        assert len(app.state.abgate.gateway.results.local) == 1
     assert body["source"] == "cache"
 
 

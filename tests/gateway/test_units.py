@@ -11,9 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.errors import BadRequest
-from gateway.read_path import filter_items
-from gateway.requests import parse_events, parse_recommendation
-from gateway.results import LocalCache, decoded_size
+from gateway.local_cache import LocalCache, decoded_size
+from gateway.parsing import parse_events, parse_recommendation
+from gateway.serving import filter_items
 
 
 def ranked(n: int) -> list[dict[str, object]]:

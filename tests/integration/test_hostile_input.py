@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from experiments import ModelVersion
 from experiments.settings import Settings
 from gateway.errors import BadRequest, ResultsStoreRefused
-from gateway.requests import RecommendationRequest, check_storable
+from gateway.parsing import RecommendationRequest, check_storable
 from tests.gateway.helpers import load_demo_data, running_app, settings_for, write_config
 
 REFUSED = [pytest.param("x\x00y", id="nul"), pytest.param("x\ud800y", id="unpaired-surrogate")]
@@ -61,8 +61,12 @@ def gateway_overrides() -> dict[str, object]:
 
 
 def breakers_closed(app: Any) -> bool:
-    gw = app.state.holder["gw"]
-    return gw.store.available and gw.cache.available and gw.cache.fill_breaker.closed
+    gw = app.state.abgate.gateway
+    return (
+        gw.results.store.available
+        and gw.results.cache.available
+        and gw.results.cache.fill_breaker.closed
+    )
 
 
 async def test_nul_requests_under_traffic_leave_cache_misses_served_from_postgres(
@@ -92,7 +96,7 @@ async def test_a_refused_read_fails_its_own_request_and_spares_its_batch(gateway
     """Behind the edge: a NUL unit that reaches Postgres in a coalesced batch gets the fallback;
     the units read in the same batch get their lists, and the breaker stays closed."""
     async with running_app(gateway_settings) as (app, _):
-        gw = app.state.holder["gw"]
+        gw = app.state.abgate.gateway
 
         def req(unit: str) -> RecommendationRequest:
             return RecommendationRequest("home_top", unit, frozenset(), None, {})
@@ -101,18 +105,20 @@ async def test_a_refused_read_fails_its_own_request_and_spares_its_batch(gateway
             gw.answer(req("u1")), gw.answer(req("x\x00y")), gw.answer(req("u2"))
         )
         with pytest.raises(ResultsStoreRefused):  # the store itself says why
-            await gw.store.get(ModelVersion("home_recs", "1"), "\x00")
+            await gw.results.store.get(ModelVersion("home_recs", "1"), "\x00")
         assert breakers_closed(app)
     assert [a.source for a in answers] == ["db", "fallback", "db"]
 
 
 async def test_a_redis_error_reply_skips_redis_for_that_unit_only(gateway_settings, redis_url):
     async with running_app(gateway_settings) as (app, client):
-        gw = app.state.holder["gw"]
+        gw = app.state.abgate.gateway
         writer = aioredis.from_url(redis_url)
         try:  # a key of the wrong type: GET answers -WRONGTYPE
             for version in ("1", "2"):
-                await writer.rpush(gw.cache.key(ModelVersion("home_recs", version), "u7"), "x")
+                await writer.rpush(
+                    gw.results.cache.key(ModelVersion("home_recs", version), "u7"), "x"
+                )
         finally:
             await writer.aclose()
         odd = await client.post(

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from abgate.embedded import RedisProcess
 from experiments import ModelVersion
 from experiments.settings import Settings
-from gateway.results import RedisResultsCache
+from gateway.backends.redis import RedisResultsCache
 from tests.gateway.helpers import load_demo_data, running_app, settings_for, write_config
 
 pytestmark = pytest.mark.slow
@@ -49,7 +49,7 @@ async def test_redis_stopped_mid_test_requests_are_served_from_postgres(
     async with running_app(settings) as (app, client):
         body = {"surface": "home_top", "unit_id": "u1"}
         assert (await client.post("/v1/recommendations", json=body)).json()["source"] == "db"
-        await app.state.holder["gw"].read_path.drain()  # the Redis fill runs after the answer
+        await app.state.abgate.gateway.results.drain()  # the Redis fill runs after the answer
         assert (await client.post("/v1/recommendations", json=body)).json()["source"] == "cache"
         private_redis.stop()
         statuses, sources = set(), set()
@@ -82,7 +82,7 @@ async def test_postgres_down_cached_units_still_served_others_get_defaults(
             "/v1/recommendations", json={"surface": "home_top", "unit_id": "u1"}
         )
         assert warm.json()["source"] == "db"
-        await app.state.holder["gw"].read_path.drain()  # the Redis fill runs after the answer
+        await app.state.abgate.gateway.results.drain()  # the Redis fill runs after the answer
         private_postgres.cleanup()  # stops the server
         cached = await client.post(
             "/v1/recommendations", json={"surface": "home_top", "unit_id": "u1"}
@@ -90,7 +90,7 @@ async def test_postgres_down_cached_units_still_served_others_get_defaults(
         uncached = await client.post(
             "/v1/recommendations", json={"surface": "home_top", "unit_id": "u2"}
         )
-        store = app.state.holder["gw"].store
+        store = app.state.abgate.gateway.results.store
         assert not store.available  # the breaker: the next misses fall back without waiting
         skipped = await client.post(
             "/v1/recommendations", json={"surface": "home_top", "unit_id": "u3"}
@@ -229,7 +229,7 @@ async def test_a_read_url_serves_cache_reads_from_the_replica_and_fills_the_prim
     body = {"surface": "home_top", "unit_id": "u1"}
     async with running_app(settings) as (app, client):
         assert (await client.post("/v1/recommendations", json=body)).json()["source"] == "db"
-        await app.state.holder["gw"].read_path.drain()  # the fill, on the primary
+        await app.state.abgate.gateway.results.drain()  # the fill, on the primary
         writer = aioredis.from_url(primary.url)
         assert await writer.execute_command("WAIT", 1, 5000) == 1  # the replica has it
         await writer.aclose()
@@ -256,9 +256,9 @@ async def test_a_lost_replica_stops_cache_reads_not_fills_to_the_primary(
                     "/v1/recommendations", json={"surface": "home_top", "unit_id": unit}
                 )
                 assert (r.status_code, r.json()["source"]) == (200, "db")
-            gw = app.state.holder["gw"]
-            await gw.read_path.drain()
-            assert not gw.cache.available  # reads skip the lost replica...
+            gw = app.state.abgate.gateway
+            await gw.results.drain()
+            assert not gw.results.cache.available  # reads skip the lost replica...
             assert len(await writer.keys("abgate:r:*")) == 2  # ...while fills reach the primary
             ready = (await client.get("/readyz")).json()
         assert ready["checks"]["redis"] == "down: redis read replica: ConnectionError"

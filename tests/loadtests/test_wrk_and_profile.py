@@ -49,15 +49,15 @@ def test_profile_shares_by_layer_function_and_request_path(tmp_path: Path) -> No
     raw = tmp_path / "profile.txt"
     raw.write_text(
         "run (asyncio/runners.py:1);Starlette.__call__ (starlette/applications.py:1);"
-        "ReadPath.lookup (gateway/read_path.py:60);Redis.execute_command (redis/asyncio/client.py:1) 3\n"
+        "TieredLookup.lookup (gateway/lookup.py:60);Redis.execute_command (redis/asyncio/client.py:1) 3\n"
         "run (asyncio/runners.py:1);Starlette.__call__ (starlette/applications.py:1);"
-        "ReadPath.lookup (gateway/read_path.py:61) 1\n"
+        "TieredLookup.lookup (gateway/lookup.py:61) 1\n"
     )
 
     s = summarise(raw)
 
     assert dict(s["layer"]) == {"redis": 0.75, "gateway code": 0.25}
-    assert dict(s["self"])["ReadPath.lookup (gateway/read_path.py)"] == 0.25
+    assert dict(s["self"])["TieredLookup.lookup (gateway/lookup.py)"] == 0.25
     inclusive = dict(s["inclusive"])
     assert inclusive["whole ASGI app (Starlette.__call__ and below)"] == 1.0
-    assert inclusive["ReadPath.lookup (gateway/read_path.py)"] == 1.0
+    assert inclusive["TieredLookup.lookup (gateway/lookup.py)"] == 1.0

@@ -9,14 +9,37 @@ refresh, the last known mapping stays in force.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import orjson
 
-from experiments import ModelRef, ModelVersion
+from experiments import AliasArm, ModelRef, ModelVersion
 from experiments.routing import Route, Router
-from gateway.results import Items, PostgresResultsStore
+from gateway.lookup import Items
+
+
+class ModelCatalog(Protocol):
+    """Where aliases, arm pins and default lists are read (gateway/backends/postgres.py).
+
+    Each method raises ResultsStoreUnavailable when the catalog cannot be read.
+    """
+
+    async def aliases(self) -> dict[tuple[str, str], str]:
+        """Every ``(model, alias) -> version``."""
+        ...
+
+    async def pin_arms(
+        self, arms: Iterable[AliasArm], aliases: Mapping[tuple[str, str], str]
+    ) -> dict[tuple[str, str], str]:
+        """Pin alias arms not pinned yet; ``(experiment, variant) -> version``."""
+        ...
+
+    async def default_lists(self, versions: Iterable[ModelVersion]) -> dict[ModelVersion, Items]:
+        """Default lists of active ``versions`` (missing or inactive versions are absent)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +80,7 @@ class ModelDirectory:
         return self.defaults.get(mv) or None
 
 
-async def load_directory(store: PostgresResultsStore, router: Router) -> ModelDirectory:
+async def load_directory(store: ModelCatalog, router: Router) -> ModelDirectory:
     """Read aliases, pin the running experiments' alias arms not pinned yet, then read the
     default lists of every version the router's references and pins resolve to."""
     aliases = await store.aliases()

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -210,51 +211,81 @@ def _timestamp(value: object, field: str, now: datetime) -> str:
     return utc_timestamp(utc)
 
 
-def parse_events(body: bytes, now: datetime | None = None) -> list[Outcome]:
-    """Validate an events request (one object or a list); all or nothing. ``now`` (default: the
-    clock) anchors the accepted window of ``ts``."""
+def parse_events(body: bytes, now: datetime | None = None) -> list[Outcome | BadRequest]:
+    """Validate an events request. ``now`` (default: the clock) anchors the window of ``ts``.
+
+    A single object is all or nothing: an invalid one raises BadRequest. A list is validated
+    element by element: an invalid element is its BadRequest, in its place, and the others
+    stand. What is wrong with the body as a whole (not JSON, neither an object nor a list, an
+    empty list, more than ``MAX_EVENTS``) raises BadRequest.
+    """
     now = now or datetime.now(UTC)
     obj = _decode(body)
-    items = obj if isinstance(obj, list) else [obj]
-    if not items:
+    if isinstance(obj, dict):
+        return [_event(obj, "", now)]
+    if not isinstance(obj, list):
+        raise BadRequest("'body' must be a JSON object or a list of them", field="body")
+    if not obj:
         raise BadRequest("the list of events is empty")
-    if len(items) > MAX_EVENTS:
-        raise BadRequest(f"{len(items)} events in one request; at most {MAX_EVENTS}")
-    out = []
-    for i, ev in enumerate(items):
-        where = f"[{i}]." if isinstance(obj, list) else ""
-        if not isinstance(ev, dict):
-            label = where.rstrip(".") or "body"
-            raise BadRequest(f"'{label}' must be a JSON object", field=label)
-        unit_id = _required(ev, "unit_id", max_len=MAX_UNIT_ID, where=where)
-        name = _required(ev, "name", max_len=MAX_NAME, where=where)
-        item_id = _string(ev, "item_id", required=False, max_len=MAX_UNIT_ID, where=where)
-        value = ev.get("value")
-        if value is not None:
-            if (
-                not isinstance(value, int | float)
-                or isinstance(value, bool)
-                or not math.isfinite(value)
-            ):
-                raise BadRequest(f"'{where}value' must be a finite number", field=f"{where}value")
-            value = float(value)
-        unknown = set(ev) - {"unit_id", "name", "value", "item_id", "ts", "event_id"}
-        if unknown:
-            field = f"{where}{sorted(unknown)[0]}"
-            raise BadRequest(f"'{field}' is not a known field", field=field)
-        # A caller-chosen id makes retries idempotent: readers drop duplicates by event_id.
-        event_id = _string(ev, "event_id", required=False, max_len=64, where=where)
-        if event_id is not None and not _EVENT_ID.fullmatch(event_id):
-            field = f"{where}event_id"
-            raise BadRequest(f"'{field}' may hold only letters, digits, '-' and '_'", field=field)
-        out.append(
-            Outcome(
-                event_id or new_event_id(),
-                _timestamp(ev.get("ts"), f"{where}ts", now),
-                unit_id,
-                name,
-                value,
-                item_id,
-            )
-        )
+    if len(obj) > MAX_EVENTS:
+        raise BadRequest(f"{len(obj)} events in one request; at most {MAX_EVENTS}")
+    out: list[Outcome | BadRequest] = []
+    for i, ev in enumerate(obj):
+        try:
+            out.append(_event(ev, f"[{i}].", now))
+        except BadRequest as exc:
+            out.append(exc)
     return out
+
+
+def _event(ev: object, where: str, now: datetime) -> Outcome:
+    """One event of a request; ``where`` prefixes the field names (``[3].`` in a list)."""
+    if not isinstance(ev, dict):
+        label = where.rstrip(".") or "body"
+        raise BadRequest(f"'{label}' must be a JSON object", field=label)
+    unit_id = _required(ev, "unit_id", max_len=MAX_UNIT_ID, where=where)
+    name = _required(ev, "name", max_len=MAX_NAME, where=where)
+    item_id = _string(ev, "item_id", required=False, max_len=MAX_UNIT_ID, where=where)
+    value = ev.get("value")
+    if value is not None:
+        if (
+            not isinstance(value, int | float)
+            or isinstance(value, bool)
+            or not math.isfinite(value)
+        ):
+            raise BadRequest(f"'{where}value' must be a finite number", field=f"{where}value")
+        value = float(value)
+    unknown = set(ev) - {"unit_id", "name", "value", "item_id", "ts", "event_id"}
+    if unknown:
+        field = f"{where}{sorted(unknown)[0]}"
+        raise BadRequest(f"'{field}' is not a known field", field=field)
+    # A caller-chosen id makes retries idempotent: readers drop duplicates by event_id.
+    event_id = _string(ev, "event_id", required=False, max_len=64, where=where)
+    if event_id is not None and not _EVENT_ID.fullmatch(event_id):
+        field = f"{where}event_id"
+        raise BadRequest(f"'{field}' may hold only letters, digits, '-' and '_'", field=field)
+    ts = _timestamp(ev.get("ts"), f"{where}ts", now)
+    return Outcome(event_id or new_event_id(), ts, unit_id, name, value, item_id)
+
+
+def event_results(
+    parsed: list[Outcome | BadRequest], put: Callable[[Outcome], bool]
+) -> dict[str, Any]:
+    """Queue each valid event with ``put`` (False: the log is full) and answer per element:
+    ``{"accepted", "rejected", "dropped", "results": [{"index", "status", ...}]}``, where
+    ``status`` is ``accepted`` or ``dropped`` (with the ``event_id``: resend it) or
+    ``rejected`` (with the ``field`` and ``detail``: do not resend it)."""
+    results: list[dict[str, object]] = []
+    counts = {"accepted": 0, "rejected": 0, "dropped": 0}
+    for i, item in enumerate(parsed):
+        if isinstance(item, BadRequest):
+            status = "rejected"
+            result: dict[str, object] = {"index": i, "status": status, "detail": item.detail}
+            if item.field is not None:
+                result["field"] = item.field
+        else:
+            status = "accepted" if put(item) else "dropped"
+            result = {"index": i, "status": status, "event_id": item.event_id}
+        counts[status] += 1
+        results.append(result)
+    return {**counts, "results": results}

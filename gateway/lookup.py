@@ -1,13 +1,15 @@
-"""The read path: in-process cache, then Redis, then Postgres, then the fallback chain.
+"""The tiered lookup of a unit's list: in-process cache, then the shared cache, then the store.
 
-``ReadPath.lookup`` answers with the unit's list and where it came from (``cache`` or ``db``),
-or None when the version has no list for the unit or no backend could tell.
+``TieredLookup.lookup`` answers with the unit's list and where it came from (``cache`` or
+``db``), or None when the version has no list for the unit or no backend could tell; it never
+raises for a backend failure. The backends are typed by the small ``ResultsStore`` and
+``ResultsCache`` Protocols below (implemented by gateway/backends/).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import orjson
 
@@ -19,18 +21,49 @@ from gateway.errors import (
     ResultsStoreSkipped,
     ResultsStoreUnavailable,
 )
+from gateway.local_cache import LocalCache, decoded_size
 from gateway.metrics import Metrics
-from gateway.results import (
-    NO_LIST,
-    Items,
-    LocalCache,
-    PostgresResultsStore,
-    RedisResultsCache,
-    decoded_size,
-)
 from gateway.throttle import Throttled
 
 log = logging.getLogger("abgate.gateway")
+
+Items = list[dict[str, object]]  # a result list: ``[{"id": .., "score": ..}, ...]``, decoded
+
+NO_LIST = b""  # cached marker: the unit has no list in this model version
+
+
+class ResultsStore(Protocol):
+    """The source of truth for result lists (gateway/backends/postgres.py)."""
+
+    async def get(self, mv: ModelVersion, unit_id: str) -> bytes | None:
+        """The unit's list as JSON bytes, or None if the version has no list for it. Raises
+        ResultsStoreUnavailable on an outage, ResultsStoreRefused when this read is refused."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise ResultsStoreUnavailable unless the store answers."""
+        ...
+
+
+class ResultsCache(Protocol):
+    """A shared cache in front of the store (gateway/backends/redis.py)."""
+
+    async def get(self, mv: ModelVersion, unit_id: str) -> bytes | None:
+        """Cached bytes (``NO_LIST`` for a known miss), or None when not cached. Raises
+        CacheUnavailable on an outage, CacheRefused when this read is refused."""
+        ...
+
+    def fill(self, mv: ModelVersion, unit_id: str, raw: bytes) -> None:
+        """Cache ``raw`` (or the ``NO_LIST`` marker) in the background, never raising."""
+        ...
+
+    async def drain(self) -> None:
+        """Wait for the reads and fills in flight."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise CacheUnavailable unless the cache answers."""
+        ...
 
 
 class Lookup(NamedTuple):
@@ -40,14 +73,14 @@ class Lookup(NamedTuple):
     source: str  # "cache", "db", or "none" (no list) / "unavailable" (no backend answered)
 
 
-class ReadPath:
+class TieredLookup:
     """Reads a unit's list through the cache layers; never raises for a backend failure."""
 
     def __init__(
         self,
-        local: LocalCache,
-        cache: RedisResultsCache,
-        store: PostgresResultsStore,
+        local: LocalCache[Items],
+        cache: ResultsCache,
+        store: ResultsStore,
         metrics: Metrics,
     ) -> None:
         self.local = local
@@ -72,7 +105,7 @@ class ReadPath:
             self.metrics.lookup["redis", "error"].inc()
             raw = None
             redis_ok = False
-        except CacheRefused as exc:  # this key only: ask Postgres
+        except CacheRefused as exc:  # this key only: ask the store
             self.metrics.lookup["redis", "error"].inc()
             self._refusals.note(str(exc))
             raw = None
@@ -112,16 +145,3 @@ class ReadPath:
     async def drain(self) -> None:
         """Wait for the pending cache fills (at shutdown; tests use it to await a fill)."""
         await self.cache.drain()
-
-
-def filter_items(items: Items, exclude: frozenset[str], limit: int) -> Items:
-    """The first ``limit`` items whose id is not excluded, in stored order (back-filled)."""
-    if not exclude:
-        return items[:limit]
-    out: Items = []
-    for it in items:
-        if it["id"] not in exclude:
-            out.append(it)
-            if len(out) == limit:
-                break
-    return out

@@ -1,7 +1,8 @@
-"""The serving logic behind the HTTP handlers: route, read, fall back, filter, log.
+"""Serving a recommendation: route the unit, look its list up, fall back, filter, log the exposure.
 
 ``Gateway`` holds the serving state (router + model directory, swapped together as one
-``ServingState`` so a request sees one consistent snapshot) and the backends built at start-up.
+``ServingState`` so a request sees one consistent snapshot), the lookup and the model catalog
+built at start-up, and the background tasks that refresh the state.
 """
 
 from __future__ import annotations
@@ -28,10 +29,14 @@ from gateway.errors import (
 )
 from gateway.ids import IdGenerator
 from gateway.log_writer import LogFanOut
-from gateway.models import ModelDirectory, load_directory, save_directory_file
-from gateway.read_path import ReadPath, filter_items
-from gateway.requests import RecommendationRequest
-from gateway.results import Items, PostgresResultsStore, RedisResultsCache
+from gateway.lookup import Items, TieredLookup
+from gateway.model_directory import (
+    ModelCatalog,
+    ModelDirectory,
+    load_directory,
+    save_directory_file,
+)
+from gateway.parsing import RecommendationRequest
 
 if TYPE_CHECKING:
     from gateway.metrics import Metrics
@@ -80,23 +85,21 @@ class Answer(NamedTuple):
 
 
 class Gateway:
-    """Serving state, backends and background refreshers of one app."""
+    """Serving state, lookup, model catalog and background refreshers of one app."""
 
     def __init__(
         self,
         state: ServingState,
-        read_path: ReadPath,
-        store: PostgresResultsStore,
-        cache: RedisResultsCache,
+        results: TieredLookup,
+        catalog: ModelCatalog,
         logger: LogFanOut,
         metrics: Metrics,
         *,
         directory_file: Path | None = None,
     ) -> None:
         self.state = state
-        self.read_path = read_path
-        self.store = store
-        self.cache = cache
+        self.results = results
+        self.catalog = catalog
         self.logger = logger
         self.metrics = metrics
         self.directory_file = directory_file
@@ -129,7 +132,7 @@ class Gateway:
         items: Items | None = None
         source = "none"
         if mv is not None:
-            found = await self.read_path.lookup(mv, req.unit_id)
+            found = await self.results.lookup(mv, req.unit_id)
             items, source = found.items, found.source
         served = mv
         if items is None:
@@ -215,7 +218,7 @@ class Gateway:
 
     async def aclose(self) -> None:
         """Cancel the background tasks and let pending cache fills finish."""
-        await self.read_path.drain()
+        await self.results.drain()
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -226,7 +229,7 @@ class Gateway:
     async def refresh_models(self) -> None:
         """Re-read aliases and default lists now (keeps the old ones if Postgres is down)."""
         state = self.state
-        directory = await load_directory(self.store, state.router)
+        directory = await load_directory(self.catalog, state.router)
         if directory != state.directory:
             # Compare-and-swap: a config reload may have replaced the state meanwhile.
             if self.state is state:
@@ -254,7 +257,7 @@ class Gateway:
                 )
                 continue
             try:
-                directory = await load_directory(self.store, router)
+                directory = await load_directory(self.catalog, router)
             except BackendUnavailable as exc:
                 # The source will not yield this revision again: apply it with the aliases and
                 # default lists we have; the model refresh completes the directory later.
@@ -264,3 +267,16 @@ class Gateway:
                 directory = self.state.directory
             self.state = ServingState(router, directory)
             log.info("configuration reloaded", extra={"origin": snapshot.origin})
+
+
+def filter_items(items: Items, exclude: frozenset[str], limit: int) -> Items:
+    """The first ``limit`` items whose id is not excluded, in stored order (back-filled)."""
+    if not exclude:
+        return items[:limit]
+    out: Items = []
+    for it in items:
+        if it["id"] not in exclude:
+            out.append(it)
+            if len(out) == limit:
+                break
+    return out
