@@ -23,8 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from experiments.config import parse_surfaces_file
-from experiments.postgres import create_pool
-from experiments.store import PostgresExperimentStore
+from experiments.store import PostgresExperimentStore, create_pool
 from gateway.errors import BadRequest
 from gateway.openapi import build_openapi
 from gateway.parsing import parse_events, parse_recommendation

@@ -10,8 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from abgate.cli import app as cli_app
-from experiments.keys import PostgresKeyStore
-from experiments.postgres import create_pool
+from experiments.store import PostgresKeyStore, create_pool
 from tests.gateway.helpers import load_demo_data, running_app, settings_for, write_config
 
 BODY = {"surface": "home_top", "unit_id": "u1"}
