@@ -22,10 +22,9 @@ import asyncpg
 
 from analysis import AnalysisError, BigQuerySource, CohortSource, Report, build_report
 from experiments import Experiment, ModelVersion, load_config_dir
-from experiments.pins import Pin, pins_of_model
 from experiments.settings import Settings
-from experiments.store import PostgresExperimentStore
-from registry import Evidence, aliases_of
+from experiments.store import Pin, PostgresExperimentStore, pins_of_model, read_aliases
+from registry import Evidence
 
 _BLOCK = 1 << 20
 
@@ -361,4 +360,4 @@ async def pinned_versions(pool: asyncpg.Pool, experiment: Experiment, model: str
 
 async def current_aliases(pool: asyncpg.Pool, model: str) -> dict[str, str]:
     """alias -> version of ``model`` in abgate (what the gateway serves through them now)."""
-    return {alias: v for (_, alias), v in (await aliases_of(pool, model)).items()}
+    return {alias: v for (_, alias), v in (await read_aliases(pool, model)).items()}

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import orjson
 
-from experiments import Exposure, Outcome
+from experiments import Exposure, Outcome, archive_path
 from gateway.log_writer import BatchingLogger
 from gateway.metrics import Metrics
-from gateway.sinks import ArchiveSink, archive_path
+from gateway.sinks import ArchiveSink
 
 
 def exposure(n: int, ts: str) -> Exposure:
