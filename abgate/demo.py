@@ -44,8 +44,8 @@ from rich.table import Table
 
 from abgate.embedded import free_port, resolve_services
 from batch import DEFAULT_UNIT, load_results
-from experiments.postgres import create_pool
 from experiments.settings import Settings
+from experiments.store import create_pool
 
 SCHEMA = "abgate_demo"
 PREFIX = "abgate-demo:"

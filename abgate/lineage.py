@@ -16,9 +16,8 @@ import asyncpg
 import orjson
 
 from experiments import Experiment, ModelVersion, load_config_dir
-from experiments.pins import pins_of_model
 from experiments.settings import Settings
-from experiments.store import PostgresExperimentStore
+from experiments.store import PostgresExperimentStore, pins_of_model
 from registry import (
     AliasMove,
     MlflowRegistry,

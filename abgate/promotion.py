@@ -20,12 +20,11 @@ from pathlib import Path
 
 import asyncpg
 
-from analysis import AnalysisError, Report, build_report
+from analysis import AnalysisError, BigQuerySource, CohortSource, Report, build_report
 from experiments import Experiment, ModelVersion, load_config_dir
-from experiments.pins import Pin, pins_of_model
 from experiments.settings import Settings
-from experiments.store import PostgresExperimentStore
-from registry import Evidence, aliases_of
+from experiments.store import Pin, PostgresExperimentStore, pins_of_model, read_aliases
+from registry import Evidence
 
 _BLOCK = 1 << 20
 
@@ -195,19 +194,12 @@ def run_report(
 ) -> Report:
     """The experiment's report (with its verdict), as ``abgate report`` builds it."""
     try:
+        data: CohortSource | Path = source.archive
         if source.bigquery is not None:
-            from analysis.bigquery import build_report_bigquery, make_client, parse_table
-
-            table = parse_table(source.bigquery)
-            client = make_client(table.split(".")[0], endpoint=source.bigquery_endpoint)
-            return build_report_bigquery(
-                experiment, table, client, alpha=alpha, since=since, until=until,
-                config_version=config_version,
-            )  # fmt: skip
+            data = BigQuerySource.connect(source.bigquery, endpoint=source.bigquery_endpoint)
         return build_report(
-            experiment, source.archive, alpha=alpha, since=since, until=until,
-            config_version=config_version,
-        )  # fmt: skip
+            experiment, data, alpha=alpha, since=since, until=until, config_version=config_version
+        )
     except AnalysisError as exc:
         raise PromotionRefused(f"cannot build the report: {exc}", overridable=False) from None
 
@@ -368,4 +360,4 @@ async def pinned_versions(pool: asyncpg.Pool, experiment: Experiment, model: str
 
 async def current_aliases(pool: asyncpg.Pool, model: str) -> dict[str, str]:
     """alias -> version of ``model`` in abgate (what the gateway serves through them now)."""
-    return {alias: v for (_, alias), v in (await aliases_of(pool, model)).items()}
+    return {alias: v for (_, alias), v in (await read_aliases(pool, model)).items()}

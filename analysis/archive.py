@@ -11,14 +11,16 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import orjson
 
-from analysis.errors import ArchiveError
+from analysis.errors import ArchiveError, MalformedArchive
 from analysis.report import Skipped, SkippedLine
+from analysis.source import Cohort
 from analysis.sql import (
     QueryPlan,
     ReadCount,
@@ -190,3 +192,47 @@ def scan_archive(
     with archive_connection(root, segment=segment) as con:
         scan = run_plan(con, plan, root)
         return plan, scan, locate_skipped(con, root, scan.read, segment)
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveSource:
+    """A local archive aggregated in DuckDB: the ``CohortSource`` of ``abgate report --archive``.
+
+    Torn lines and incomplete records are skipped, counted and located (``Report.skipped``);
+    with ``strict``, MalformedArchive names the first of them instead.
+    """
+
+    root: Path
+
+    @property
+    def label(self) -> str:
+        """The archive root as given."""
+        return str(self.root)
+
+    def read(
+        self,
+        experiment: Experiment,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        cuped_window: timedelta | None = None,
+        segment: str | None = None,
+        strict: bool = False,
+    ) -> Cohort:
+        """``scan_archive`` of the experiment; MalformedArchive on a skipped line if ``strict``."""
+        plan, scan, skipped = scan_archive(
+            experiment,
+            Path(self.root),
+            since=since,
+            until=until,
+            cuped_window=cuped_window,
+            segment=segment,
+        )
+        if strict and skipped.lines:
+            where = f"{skipped.first[0]}" if skipped.first else "unknown line"
+            raise MalformedArchive(
+                f"archive {self.root}: {where} ({skipped.lines:,} malformed line"
+                f"{'s' * (skipped.lines != 1)} in all; without --strict the report skips and "
+                "counts them; `abgate logs verify` lists torn lines per hour)"
+            )
+        return Cohort(plan, scan, skipped)

@@ -3,19 +3,20 @@
 ``--bigquery PROJECT.DATASET.TABLE`` names a table written by a Cloud Logging sink (a
 ``jsonPayload`` RECORD column with the DESIGN.md payload fields). The statement is
 ``analysis.sql``'s, transpiled to BigQuery's dialect; only the per-(variant, look day) sufficient
-statistics are fetched.
+statistics are fetched. ``BigQuerySource`` is the ``CohortSource`` (``analysis.source``).
 """
 
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from analysis.build import ReportOptions, analyse
 from analysis.errors import BigQueryError
-from analysis.report import Report, Skipped
-from analysis.sql import QueryPlan, Scan, build_plan, scan_from_rows
+from analysis.report import Skipped
+from analysis.source import Cohort
+from analysis.sql import build_plan, scan_from_rows
 from experiments import Experiment
 
 if TYPE_CHECKING:
@@ -49,77 +50,68 @@ def make_client(project: str, *, endpoint: str | None = None) -> bigquery.Client
     )
 
 
-def scan_bigquery(
-    experiment: Experiment,
-    table: str,
-    client: bigquery.Client,
-    *,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    options: ReportOptions | None = None,
-    timeout: float = 600.0,
-) -> tuple[QueryPlan, Scan]:
-    """Run the aggregation in BigQuery; return the plan and what it found."""
-    opts = options or ReportOptions()
-    plan = build_plan(
-        experiment,
-        parse_table(table),
-        dialect="bigquery",
-        since=since,
-        until=until,
-        cuped_window=opts.cuped_window,
-        segment=opts.segment,
-    )
-    try:
-        job = client.query(plan.sql, job_config=_job_config())
-        rows: list[dict[str, Any]] = [dict(r.items()) for r in job.result(timeout=timeout)]
-    except Exception as exc:  # google.api_core raises many types; translate at the edge
-        raise BigQueryError(f"BigQuery query on {table} failed: {exc}") from exc
-    return plan, scan_from_rows(plan, rows)
+@dataclass(frozen=True, slots=True)
+class BigQuerySource:
+    """A Cloud Logging sink table aggregated inside BigQuery: the ``CohortSource`` of
+    ``abgate report --bigquery``.
+
+    A sink table holds typed rows, so there is no torn line; exposure/outcome records missing
+    a required field are skipped and counted (``Report.skipped``, without locations), or with
+    ``strict`` fail the report.
+    """
+
+    table: str
+    client: bigquery.Client
+    timeout: float = 600.0
+
+    @classmethod
+    def connect(cls, table: str, *, endpoint: str | None = None) -> BigQuerySource:
+        """The source of ``PROJECT.DATASET.TABLE`` with a client for its project
+        (``make_client``); BigQueryError naming the expected form for a bad reference."""
+        table = parse_table(table)
+        return cls(table, make_client(table.split(".")[0], endpoint=endpoint))
+
+    @property
+    def label(self) -> str:
+        """``bigquery:PROJECT.DATASET.TABLE``."""
+        return f"bigquery:{self.table}"
+
+    def read(
+        self,
+        experiment: Experiment,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        cuped_window: timedelta | None = None,
+        segment: str | None = None,
+        strict: bool = False,
+    ) -> Cohort:
+        """Run the aggregation in BigQuery; only per-look sufficient statistics are fetched."""
+        plan = build_plan(
+            experiment,
+            parse_table(self.table),
+            dialect="bigquery",
+            since=since,
+            until=until,
+            cuped_window=cuped_window,
+            segment=segment,
+        )
+        try:
+            job = self.client.query(plan.sql, job_config=_job_config())
+            rows: list[dict[str, Any]] = [dict(r.items()) for r in job.result(timeout=self.timeout)]
+        except Exception as exc:  # google.api_core raises many types; translate at the edge
+            raise BigQueryError(f"BigQuery query on {self.table} failed: {exc}") from exc
+        scan = scan_from_rows(plan, rows)
+        if strict and scan.read.skipped:
+            raise BigQueryError(
+                f"{self.table}: {scan.read.skipped:,} exposure/outcome rows lack a required field "
+                "(event_id, unit_id, ts; experiment and variant, or name); without --strict the "
+                "report skips and counts them"
+            )
+        return Cohort(plan, scan, Skipped(scan.read.total, scan.read.torn, scan.read.incomplete))
 
 
 def _job_config() -> bigquery.QueryJobConfig:
     from google.cloud import bigquery
 
     return bigquery.QueryJobConfig(use_legacy_sql=False, labels={"abgate": "report"})
-
-
-def build_report_bigquery(
-    experiment: Experiment,
-    table: str,
-    client: bigquery.Client,
-    *,
-    alpha: float = 0.05,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    options: ReportOptions | None = None,
-    config_version: int | None = None,
-    strict: bool = False,
-) -> Report:
-    """Report of ``experiment`` from a BigQuery Cloud Logging sink table.
-
-    A sink table holds typed rows, so there is no torn line; exposure/outcome records missing
-    a required field are skipped and counted (``Report.skipped``, without locations), or with
-    ``strict`` fail the report.
-    """
-    plan, scan = scan_bigquery(experiment, table, client, since=since, until=until, options=options)
-    if strict and scan.read.skipped:
-        raise BigQueryError(
-            f"{table}: {scan.read.skipped:,} exposure/outcome rows lack a required field "
-            "(event_id, unit_id, ts; experiment and variant, or name); without --strict the "
-            "report skips and counts them"
-        )
-    return analyse(
-        experiment,
-        plan,
-        scan.looks,
-        phases=scan.phases,
-        excluded=scan.excluded,
-        alpha=alpha,
-        options=options,
-        since=since,
-        until=until,
-        source=f"bigquery:{table}",
-        config_version=config_version,
-        skipped=Skipped(scan.read.total, scan.read.torn, scan.read.incomplete),
-    )

@@ -36,8 +36,7 @@ from itertools import pairwise
 
 from analysis import stats
 from analysis.aggregates import Aggregates
-from analysis.metrics import CupedFit, compare, cuped_fit, metric_value, moments
-from analysis.sql import MetricColumns
+from analysis.metrics import CupedFit, MetricColumns, compare, cuped_fit, metric_value, moments
 from experiments import BUCKETS, bucket_bounds, variant_index
 
 Range = tuple[int, int]  # [lo, hi) of buckets

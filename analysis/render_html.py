@@ -13,6 +13,7 @@ import math
 from datetime import datetime
 from html import escape
 
+from analysis.formats import DECISION_LABELS, number, p_value, percent, significant
 from analysis.report import MetricResult, Report
 from analysis.svg import ForestRow, Tone, bar_chart, forest_plot, line_chart
 
@@ -31,19 +32,9 @@ td:first-child,th:first-child{text-align:left}.ok{background:#dafbe1;padding:8px
 """
 
 
-def _n(x: float | None, fmt: str = ".4g") -> str:
-    return "—" if x is None or math.isnan(x) else format(x, fmt)
-
-
-def _pct(x: float) -> str:
-    return "—" if math.isnan(x) else f"{x:+.2%}"
-
-
 def _p(p: float | None, alpha: float) -> str:
-    if p is None or math.isnan(p):
-        return "—"
-    text = "&lt;0.0001" if p < 1e-4 else f"{p:.4f}"
-    return f'<span class="sig">{text}</span>' if p < alpha else text
+    text = escape(p_value(p))
+    return f'<span class="sig">{text}</span>' if significant(p, alpha) else text
 
 
 def tone(direction: str, low: float, high: float) -> Tone:
@@ -65,37 +56,29 @@ def _metric_table(m: MetricResult, r: Report) -> str:
             head.append(f"days to MDE {power.target_mde:.1%}")
     blank = "<td></td>" * (len(head) - 2)
     rows = [
-        f"<tr><td>{escape(r.control)} (control)</td><td>{_n(m.values.get(r.control))}</td>{blank}</tr>"
+        f"<tr><td>{escape(r.control)} (control)</td><td>{number(m.values.get(r.control))}</td>{blank}</tr>"
     ]
     for c in m.comparisons:
         t = tone(m.direction, *c.lift_ci)
         cells = [
-            escape(c.variant), _n(m.values.get(c.variant)), _n(c.diff),
-            f"[{_n(c.diff_ci[0])}, {_n(c.diff_ci[1])}]",
-            f'<span class="{t}">{_pct(c.lift)}</span>',
-            f'<span class="{t}">[{_pct(c.lift_ci[0])}, {_pct(c.lift_ci[1])}]</span>',
+            escape(c.variant), number(m.values.get(c.variant)), number(c.diff),
+            f"[{number(c.diff_ci[0])}, {number(c.diff_ci[1])}]",
+            f'<span class="{t}">{percent(c.lift)}</span>',
+            f'<span class="{t}">[{percent(c.lift_ci[0])}, {percent(c.lift_ci[1])}]</span>',
             _p(c.p_value, r.alpha), _p(c.p_value_adjusted, r.alpha),
         ]  # fmt: skip
         if seq:
             cells.append(_p(c.p_value_sequential, r.alpha))
         if c.power is not None:
-            cells.append(_pct(c.power.mde).lstrip("+"))
+            cells.append(percent(c.power.mde).lstrip("+"))
             if c.power.target_mde is not None:
-                cells.append(_n(c.power.days_to_target, ".1f"))
+                cells.append(number(c.power.days_to_target, ".1f"))
         rows.append("<tr>" + "".join(f"<td>{x}</td>" for x in cells) + "</tr>")
     th = "".join(f"<th>{escape(h)}</th>" for h in head)
     return (
         f"<h3>{escape(m.name)} <span class='muted'>({escape(m.describe())})</span></h3>"
         f"<table><tr>{th}</tr>{''.join(rows)}</table>"
     )
-
-
-_DECISION = {
-    "ship": "Ship",
-    "do_not_ship": "Do not ship",
-    "keep_running": "Keep running",
-    "invalid": "Invalid",
-}
 
 
 def _verdict(r: Report) -> str:
@@ -108,7 +91,7 @@ def _verdict(r: Report) -> str:
         else ""
     )
     return (
-        f'<p class="verdict {v.decision}" id="verdict"><b>Verdict: {_DECISION[v.decision]}</b>. '
+        f'<p class="verdict {v.decision}" id="verdict"><b>Verdict: {DECISION_LABELS[v.decision]}</b>. '
         f"{escape(v.reason)}</p>{warning}"
     )
 
@@ -127,7 +110,7 @@ def _metadata(r: Report) -> str:
     for m in r.metrics:
         vr = m.cuped_variance_reduction
         if m.cuped and vr is not None:
-            rows.append((f"CUPED variance reduction, {m.name}", _n(vr * 100, ".1f") + "%"))
+            rows.append((f"CUPED variance reduction, {m.name}", number(vr * 100, ".1f") + "%"))
     body = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in rows)
     return f'<table class="meta">{body}</table>'
 
@@ -147,7 +130,7 @@ def _phases(r: Report) -> str:
         + f"<td>{escape('/'.join(f'{w:g}' for w in p.weights.values()))}</td>"
         + f"<td>{escape(', '.join(f'{k} {n}' for k, n in p.units.items()))}</td>"
         + f"<td>{escape(', '.join(f'{k} {n}' for k, n in p.excluded.items()) or '0')}</td>"
-        + f"<td>{_n(p.srm_p_value)}</td><td>{_n(p.srm_p_value_adjusted)}</td></tr>"
+        + f"<td>{number(p.srm_p_value)}</td><td>{number(p.srm_p_value_adjusted)}</td></tr>"
         for p in r.phases
     )
     return (
@@ -163,9 +146,9 @@ def _holdout(r: Report) -> str:
     if r.holdout is None:
         return ""
     rows = "".join(
-        f"<tr><td>{escape(c.metric)}</td><td>{escape(c.variant)}</td><td>{_n(c.value_holdout)}</td>"
-        f"<td>{_n(c.value_variant)}</td><td>{_n(c.diff)}</td>"
-        f"<td>[{_n(c.diff_ci[0])}, {_n(c.diff_ci[1])}]</td><td>{_pct(c.lift)}</td>"
+        f"<tr><td>{escape(c.metric)}</td><td>{escape(c.variant)}</td><td>{number(c.value_holdout)}</td>"
+        f"<td>{number(c.value_variant)}</td><td>{number(c.diff)}</td>"
+        f"<td>[{number(c.diff_ci[0])}, {number(c.diff_ci[1])}]</td><td>{percent(c.lift)}</td>"
         f"<td>{_p(c.p_value, r.alpha)}</td></tr>"
         for c in r.holdout.comparisons
     )
@@ -181,8 +164,8 @@ def _segments(r: Report) -> str:
         return ""
     rows = "".join(
         f"<tr><td>{escape(m)}</td><td>{escape(s.value)}</td><td>{escape(c.variant)}</td>"
-        f"<td>{_n(c.diff)}</td><td>[{_n(c.diff_ci[0])}, {_n(c.diff_ci[1])}]</td>"
-        f"<td>{_pct(c.lift)}</td><td>{_p(c.p_value, r.alpha)}</td>"
+        f"<td>{number(c.diff)}</td><td>[{number(c.diff_ci[0])}, {number(c.diff_ci[1])}]</td>"
+        f"<td>{percent(c.lift)}</td><td>{_p(c.p_value, r.alpha)}</td>"
         f"<td>{_p(c.p_value_adjusted, r.alpha)}</td></tr>"
         for s in r.segments
         for m, comps in s.metrics.items()
@@ -213,10 +196,10 @@ def render_html(report: Report) -> str:
         for k, v in r.variants.items()
     )
     srm = (
-        f'<p class="alarm">Sample ratio mismatch: p = {_n(r.srm_p_value)}. Units per variant do not match the '
+        f'<p class="alarm">Sample ratio mismatch: p = {number(r.srm_p_value)}. Units per variant do not match the '
         "configured weights; do not trust the comparisons until the cause is found.</p>"
         if r.srm_alarm
-        else f'<p class="ok">SRM check passed: p = {_n(r.srm_p_value)} (alarm below 0.001).</p>'
+        else f'<p class="ok">SRM check passed: p = {number(r.srm_p_value)} (alarm below 0.001).</p>'
     )
     rows = [
         ForestRow(

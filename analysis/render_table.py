@@ -2,35 +2,18 @@
 
 from __future__ import annotations
 
-import math
-
 from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-from analysis.report import Interval, MetricResult, Report
-
-
-def _f(x: float | None, fmt: str = ".4g") -> str:
-    return "—" if x is None or math.isnan(x) else format(x, fmt)
-
-
-def _pct(x: float) -> str:
-    return "—" if math.isnan(x) else f"{x:+.2%}"
-
-
-def _ci(ci: Interval, pct: bool = False) -> str:
-    if math.isnan(ci[0]) or math.isnan(ci[1]):
-        return "—"
-    return f"[{_pct(ci[0])}, {_pct(ci[1])}]" if pct else f"[{_f(ci[0], '.3g')}, {_f(ci[1], '.3g')}]"
+from analysis.formats import DECISION_LABELS, interval, number, p_value, percent, significant
+from analysis.report import MetricResult, Report
 
 
 def _p(p: float | None, alpha: float) -> str:
-    if p is None or math.isnan(p):
-        return "—"
-    text = "<0.0001" if p < 1e-4 else f"{p:.4f}"
-    return f"[bold green]{text}[/]" if p < alpha else text
+    text = p_value(p)
+    return f"[bold green]{text}[/]" if significant(p, alpha) else text
 
 
 def _metric_table(m: MetricResult, report: Report) -> Table:
@@ -47,28 +30,28 @@ def _metric_table(m: MetricResult, report: Report) -> Table:
             t.add_column(f"days to MDE {extra.power.target_mde:.1%}", justify="right")
     a = report.alpha
     ctl = report.control
-    base = [f"{ctl} [dim](ctl)[/]", _f(m.values.get(ctl)), "", "", "", "", "", ""]
+    base = [f"{ctl} [dim](ctl)[/]", number(m.values.get(ctl)), "", "", "", "", "", ""]
     if extra is not None:
         base += [""] * (len(t.columns) - len(base))
     t.add_row(*base)
     for c in m.comparisons:
-        row = [c.variant, _f(m.values.get(c.variant)), _f(c.diff), _ci(c.diff_ci), _pct(c.lift),
-               _ci(c.lift_ci, pct=True), _p(c.p_value, a), _p(c.p_value_adjusted, a)]  # fmt: skip
+        row = [c.variant, number(m.values.get(c.variant)), number(c.diff), interval(c.diff_ci), percent(c.lift),
+               interval(c.lift_ci, pct=True), _p(c.p_value, a), _p(c.p_value_adjusted, a)]  # fmt: skip
         if c.p_value_sequential is not None:
             row.append(_p(c.p_value_sequential, a))
         if c.power is not None:
-            row.append(_pct(c.power.mde).lstrip("+"))
+            row.append(percent(c.power.mde).lstrip("+"))
             if c.power.target_mde is not None:
-                row.append(_f(c.power.days_to_target, ".1f"))
+                row.append(number(c.power.days_to_target, ".1f"))
         t.add_row(*row)
     return t
 
 
 _VERDICT_STYLE = {
-    "ship": ("SHIP", "bold green"),
-    "do_not_ship": ("DO NOT SHIP", "bold red"),
-    "keep_running": ("KEEP RUNNING", "bold yellow"),
-    "invalid": ("INVALID", "bold white on red"),
+    "ship": "bold green",
+    "do_not_ship": "bold red",
+    "keep_running": "bold yellow",
+    "invalid": "bold white on red",
 }
 
 
@@ -76,7 +59,8 @@ def verdict_line(report: Report) -> str:
     """The verdict and its reason, as rich markup (the table's first line)."""
     if report.verdict is None:
         return "[bold]Verdict:[/] none (the report was built without one)"
-    word, style = _VERDICT_STYLE[report.verdict.decision]
+    decision = report.verdict.decision
+    word, style = DECISION_LABELS[decision].upper(), _VERDICT_STYLE[decision]
     return f"[bold]Verdict:[/] [{style}]{word}[/]: {escape(report.verdict.reason)}"
 
 
@@ -95,7 +79,7 @@ def render_table(report: Report, console: Console) -> None:
         f"[bold]Experiment {report.experiment}[/]  control={report.control}  alpha={report.alpha}"
     )
     console.print(units, highlight=False)
-    srm = _f(report.srm_p_value)
+    srm = number(report.srm_p_value)
     if report.srm_alarm:
         console.print(
             Panel(
@@ -137,8 +121,8 @@ def phase_table(report: Report) -> Table:
             "/".join(f"{w:g}" for w in p.weights.values()),
             ", ".join(f"{k} {n}" for k, n in p.units.items()),
             ", ".join(f"{k} {n}" for k, n in p.excluded.items()) or "0",
-            _f(p.srm_p_value),
-            _f(p.srm_p_value_adjusted),
+            number(p.srm_p_value),
+            number(p.srm_p_value_adjusted),
             style=style,
         )
     return t
@@ -154,11 +138,11 @@ def holdout_table(report: Report) -> Table:
         t.add_row(
             c.metric,
             c.variant,
-            _f(c.value_holdout),
-            _f(c.value_variant),
-            _f(c.diff),
-            _ci(c.diff_ci),
-            _pct(c.lift),
+            number(c.value_holdout),
+            number(c.value_variant),
+            number(c.diff),
+            interval(c.diff_ci),
+            percent(c.lift),
             _p(c.p_value, report.alpha),
         )
     return t
@@ -177,9 +161,9 @@ def segment_tables(report: Report) -> list[Table]:
                     seg.value,
                     c.variant,
                     ", ".join(f"{k} {n}" for k, n in seg.units.items()),
-                    _f(c.diff),
-                    _ci(c.diff_ci),
-                    _pct(c.lift),
+                    number(c.diff),
+                    interval(c.diff_ci),
+                    percent(c.lift),
                     _p(c.p_value, report.alpha),
                     _p(c.p_value_adjusted, report.alpha),
                 )

@@ -21,7 +21,7 @@ What the statement does (DESIGN.md, "Metrics and the report"; docs/analysts.md, 
    enrolment day on, with its totals as of the end of that look's day (a range join of each
    running row to the looks before the unit's next row);
 5. per-unit metric values at each look (a capped mean metric's total winsorised at its
-   percentile over the pooled units of that look: ``_capped``), reduced per (variant, look
+   percentile over the pooled units of that look: ``analysis.metrics.mean.capped``), reduced per (variant, look
    day) to count, means,
    sample variances and covariances: the sufficient statistics, and nothing else, come back.
    The last look holds every unit with every event of the window: the fixed-horizon data.
@@ -37,10 +37,10 @@ from typing import Any, Literal
 
 from analysis.aggregates import Aggregates
 from analysis.errors import BadSegment
-from experiments import Experiment, Metric
+from analysis.metrics import EXPOSURES, MetricColumns, UnitTotals, estimator_for
+from experiments import Experiment
 
 Dialect = Literal["duckdb", "bigquery"]
-EXPOSURES = "exposures"  # the reserved numerator/denominator name of ratio metrics
 
 # The payload fields the analysis reads, with their DuckDB types (for read_json's schema).
 PAYLOAD_FIELDS: tuple[tuple[str, str], ...] = (
@@ -88,17 +88,6 @@ def _ident(name: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class MetricColumns:
-    """Names of the per-unit columns that carry one metric in the aggregated result."""
-
-    metric: Metric
-    y: str = ""  # proportion / mean: the per-unit value
-    x: str = ""  # proportion / mean with CUPED: the same value in the pre-exposure window
-    num: str = ""  # ratio: per-unit numerator
-    den: str = ""  # ratio: per-unit denominator
-
-
-@dataclass(frozen=True, slots=True)
 class QueryPlan:
     """The metric columns, the covariance pairs, and the SQL generating them."""
 
@@ -128,56 +117,19 @@ def _outcome_names(experiment: Experiment) -> list[str]:
     return names
 
 
-def _capped(value: str, metric: Metric) -> str:
-    """A mean metric's per-unit total, winsorised at its ``cap`` percentile of all units.
-
-    ``LEAST(y, c)`` with c the P-th percentile of y over every unit of the experiment in the
-    look (all arms pooled, so the cap cannot depend on the arm), interpolated between order
-    statistics (``QUANTILE_CONT``, BigQuery's exact ``PERCENTILE_CONT`` analytic function;
-    numpy's default ``percentile``). The metric then estimates E[min(Y, c)], not E[Y]. Each
-    look caps at its own percentile, as a report run that day would have: the last look's is
-    the percentile over every unit of the window.
-    """
-    if metric.cap is None:
-        return value
-    p = metric.cap.percentile / 100
-    return f"LEAST({value}, QUANTILE_CONT({value}, {p!r}) OVER (PARTITION BY look))"
-
-
 def _metric_columns(
     experiment: Experiment, index: dict[str, int], cuped: bool
 ) -> tuple[list[MetricColumns], list[str], list[tuple[str, str]]]:
+    """Each metric's per-unit columns, from its kind's estimator (``analysis.metrics``)."""
+    totals = UnitTotals(index)
     cols: list[MetricColumns] = []
     exprs = ["exposures AS exposures"]
     pairs: list[tuple[str, str]] = []
-
-    def count(name: str) -> str:
-        return "exposures" if name == EXPOSURES else f"cnt_{index[name]}"
-
     for i, m in enumerate(experiment.metrics):
-        if m.kind == "ratio":
-            if not (m.numerator and m.denominator):
-                raise ValueError(f"ratio metric {m.name} needs numerator and denominator")
-            exprs += [
-                f"CAST({count(m.numerator)} AS DOUBLE) AS num{i}",
-                f"CAST({count(m.denominator)} AS DOUBLE) AS den{i}",
-            ]
-            pairs.append((f"num{i}", f"den{i}"))
-            cols.append(MetricColumns(m, num=f"num{i}", den=f"den{i}"))
-            continue
-        if not m.outcome:
-            raise ValueError(f"{m.kind} metric {m.name} needs an outcome")
-        j = index[m.outcome]
-        if m.kind == "proportion":
-            exprs.append(f"CASE WHEN cnt_{j} > 0 THEN 1.0 ELSE 0.0 END AS y{i}")
-            pre = f"CASE WHEN pre_cnt_{j} > 0 THEN 1.0 ELSE 0.0 END"
-        else:
-            exprs.append(f"{_capped(f'CAST(sum_{j} AS DOUBLE)', m)} AS y{i}")
-            pre = f"CAST(pre_sum_{j} AS DOUBLE)"
-        if cuped:
-            exprs.append(f"{pre} AS x{i}")
-            pairs.append((f"y{i}", f"x{i}"))
-        cols.append(MetricColumns(m, y=f"y{i}", x=f"x{i}" if cuped else ""))
+        part = estimator_for(m).sql(m, i, totals, cuped)
+        cols.append(part.columns)
+        exprs += part.exprs
+        pairs += part.pairs
     return cols, exprs, pairs
 
 

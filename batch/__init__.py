@@ -26,7 +26,7 @@ from batch.versions import (
     retention_candidates,
     rollback,
 )
-from batch.warm import WarmSummary, cache_key, recent_units, warm
+from batch.warm import WarmSummary, recent_units, warm
 from registry import set_alias
 
 __all__ = [
@@ -47,7 +47,6 @@ __all__ = [
     "WarmError",
     "WarmSummary",
     "activate",
-    "cache_key",
     "drop",
     "in_use",
     "list_versions",

@@ -1,6 +1,6 @@
 """Cache warm-up: copy a version's lists into Redis exactly as the gateway would cache them.
 
-The key is the gateway's (``{prefix}r:{model}:{version}:{unit}``, gateway/backends/redis.py) and the
+The key is the gateway's (``experiments.results_key``: ``{prefix}r:{model}:{version}:{unit}``) and the
 value the same bytes its read path caches (``items::text`` of ``results``), with the gateway's
 TTL.
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -33,14 +32,9 @@ import redis.asyncio as aioredis
 
 from batch.errors import BatchError, SourceError, VersionError, WarmError
 from batch.versions import ident
-from experiments import ModelVersion
+from experiments import ModelVersion, archive_hour, results_key_head
 
 CHUNK = 500  # units a pipeline: ~1.7 MB of 3.4 KB lists; 2,000 cost the client ~30% more CPU a key
-
-
-def cache_key(prefix: str, mv: ModelVersion, unit_id: str) -> str:
-    """The gateway's Redis key of a unit's list (``RedisResultsCache.key``)."""
-    return f"{prefix}r:{mv.name}:{mv.version}:{unit_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,19 +79,16 @@ def recent_units(source: Path, top: int) -> list[str]:
     return sorted(latest, key=lambda u: latest[u], reverse=True)[:top]
 
 
-_HOUR_FILE = re.compile(r"(\d{4})/(\d{2})/(\d{2})/(\d{2}):00:00_\d{2}:59:59_S\d+\.json$")
-
-
 def _hours_newest_first(root: Path) -> list[list[Path]]:
     """The archive's files grouped by hour, newest first (every log and shard of an hour
     together); one group of all files if any name does not follow the export layout."""
     hours: dict[str, list[Path]] = defaultdict(list)
     files = sorted(root.rglob("*.json"))
     for path in files:
-        m = _HOUR_FILE.search(path.relative_to(root).as_posix())
-        if m is None:
+        hour = archive_hour(path.relative_to(root).as_posix())
+        if hour is None:
             return [files]
-        hours["".join(m.groups())].append(path)
+        hours[hour].append(path)
     return [hours[h] for h in sorted(hours, reverse=True)]
 
 
@@ -153,7 +144,7 @@ async def warm(
         ]
     else:
         jobs = _page_ranges(row["pages"] or 0, row["unit_count"] or 0, chunk)
-    head = f"{prefix}r:{mv.name}:{mv.version}:"
+    head = results_key_head(prefix, mv)
     tail = resp_command(b"EX", str(ttl).encode()).removeprefix(b"*2\r\n").decode()
     keys = size = 0  # keys: confirmed by Redis (+OK)
     pending = iter(jobs)

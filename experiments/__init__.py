@@ -1,8 +1,10 @@
-"""Domain core: experiment configuration, assignment and routing, event records, the store.
+"""Domain core: experiment configuration, assignment and routing, event records, shared contracts.
 
-This package imports nothing else of abgate; every other package may import it.
+Pure: no database driver is imported here (asyncpg lives in ``experiments.store``, the Postgres
+shell). This package imports nothing else of abgate; every other package may import it.
 """
 
+from experiments.arms import AliasArm, alias_arms
 from experiments.assignment import BUCKETS, assign, bucket, bucket_bounds, variant_index
 from experiments.config import (
     ConfigSet,
@@ -17,26 +19,33 @@ from experiments.config import (
     parse_experiment,
     parse_surfaces,
 )
-from experiments.errors import ConfigError, ConfigIssue, ExperimentsError, ModelRefError
-from experiments.lifecycle import (
+from experiments.contracts import archive_hour, archive_path, results_key, results_key_head
+from experiments.errors import (
+    ConfigError,
+    ConfigIssue,
     ExperimentNotFound,
+    ExperimentsError,
+    KeyChangeRefused,
     LifecycleError,
     MissingModelError,
+    ModelRefError,
     ReshuffleRefused,
     StoreError,
     StoreUnavailable,
+    SurfaceNotFound,
+    TargetingError,
+    VariantNotFound,
 )
 from experiments.modelref import ModelRef, ModelVersion
-from experiments.pg_source import PostgresConfigSource
 from experiments.records import Exposure, Outcome, Record, new_event_id, utc_timestamp
 from experiments.routing import Route, Router
 from experiments.settings import Settings
 from experiments.source import ConfigSnapshot, ConfigSource, YamlDirectorySource
-from experiments.store import PostgresExperimentStore
-from experiments.targeting import TargetingError, compile_condition
+from experiments.targeting import compile_condition
 
 __all__ = [
     "BUCKETS",
+    "AliasArm",
     "ConfigError",
     "ConfigIssue",
     "ConfigSet",
@@ -46,6 +55,7 @@ __all__ = [
     "ExperimentNotFound",
     "ExperimentsError",
     "Exposure",
+    "KeyChangeRefused",
     "Layer",
     "LifecycleError",
     "Metric",
@@ -54,8 +64,6 @@ __all__ = [
     "ModelRefError",
     "ModelVersion",
     "Outcome",
-    "PostgresConfigSource",
-    "PostgresExperimentStore",
     "Record",
     "ReshuffleRefused",
     "Route",
@@ -64,10 +72,15 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "Surface",
+    "SurfaceNotFound",
     "SurfacesFile",
     "TargetingError",
     "Variant",
+    "VariantNotFound",
     "YamlDirectorySource",
+    "alias_arms",
+    "archive_hour",
+    "archive_path",
     "assign",
     "bucket",
     "bucket_bounds",
@@ -77,6 +90,8 @@ __all__ = [
     "new_event_id",
     "parse_experiment",
     "parse_surfaces",
+    "results_key",
+    "results_key_head",
     "utc_timestamp",
     "variant_index",
 ]

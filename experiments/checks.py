@@ -13,9 +13,9 @@ as it would be after the change), and on every snapshot a replica loads.
 
 from __future__ import annotations
 
-from experiments.config import ConfigSet, Experiment
 from experiments.errors import ConfigIssue
 from experiments.layers import overlap
+from experiments.schema import ConfigSet, Experiment
 
 
 def _file(config: ConfigSet, e: Experiment) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from experiments.checks import check_references
 from experiments.errors import ConfigError, ConfigIssue
 from experiments.schema import (
     ConfigSet,
@@ -185,8 +186,6 @@ def load_config_dir(directory: str | Path) -> ConfigSet:
     experiment on a declared surface and layer, running experiments of a layer on disjoint
     slices. Every problem of every file is reported.
     """
-    from experiments.checks import check_references  # checks imports this module
-
     root = Path(directory)
     if not root.is_dir():
         raise ConfigError([ConfigIssue(str(root), "", "is not a directory of experiment files")])

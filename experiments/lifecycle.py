@@ -10,23 +10,15 @@
 A stopped experiment cannot start again under a salt it already ran with: its units were
 exposed, and the same salt would put them back in the same variants, polluting the new run.
 
-Errors of the experiment store:
-
-    ExperimentsError
-     └── StoreError                 the store refused or could not do what was asked
-          ├── ExperimentNotFound    no experiment (or version) with that key
-          ├── LifecycleError        the transition is not allowed from the current status
-          ├── ReshuffleRefused      the change would move units between variants (needs --force)
-          ├── MissingModelError     a variant's model version has no loaded results/default list
-          └── StoreUnavailable      Postgres could not be reached
+The errors raised here and by the store are drawn in experiments/errors.py.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from experiments.config import Experiment, Status
-from experiments.errors import ExperimentsError
+from experiments.errors import LifecycleError
+from experiments.schema import Experiment, Status
 
 Action = Literal["create", "apply", "start", "pause", "resume", "stop", "archive"]
 
@@ -44,38 +36,6 @@ TRANSITIONS: dict[tuple[Status, str], Status] = {
 ACTION_TO: dict[tuple[Status, Status], str] = {
     (frm, to): action for (frm, action), to in TRANSITIONS.items()
 }
-
-
-class StoreError(ExperimentsError):
-    """The experiment store refused or could not perform an operation."""
-
-
-class ExperimentNotFound(StoreError, KeyError):
-    """No experiment (or no such version) with that key."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "experiment not found"
-
-
-class LifecycleError(StoreError):
-    """The lifecycle transition is not allowed from the current status."""
-
-
-class ReshuffleRefused(StoreError):
-    """The change would move units between variants of a started experiment."""
-
-
-class MissingModelError(StoreError):
-    """A model version named by the experiment has no loaded results or no default list."""
-
-    def __init__(self, key: str, missing: list[str]) -> None:
-        self.key = key
-        self.missing = missing
-        super().__init__(f"experiment '{key}' cannot run: " + "; ".join(missing))
-
-
-class StoreUnavailable(StoreError):
-    """Postgres could not be reached or answered with an error."""
 
 
 def next_status(key: str, current: Status, action: str) -> Status:

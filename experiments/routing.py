@@ -26,11 +26,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from experiments.arms import AliasArm, alias_arms
 from experiments.assignment import bucket, variant_index
-from experiments.config import ConfigSet, Experiment, Surface
+from experiments.errors import SurfaceNotFound
 from experiments.layers import LayerPlan
 from experiments.modelref import ModelRef
-from experiments.pins import AliasArm
+from experiments.schema import ConfigSet, Experiment, Surface
 from experiments.source import ConfigSnapshot
 from experiments.targeting import Condition
 from experiments.traffic import share_threshold, traffic_bucket
@@ -111,7 +112,7 @@ class Router:
     def route(
         self, surface: str, unit_id: str, attributes: Mapping[str, object] | None = None
     ) -> Route:
-        """The route of ``unit_id`` on ``surface``; KeyError if the surface is unknown."""
+        """The route of ``unit_id`` on ``surface``; SurfaceNotFound if the surface is unknown."""
         return self.assign(surface, unit_id, attributes)[0]
 
     def assign(
@@ -123,7 +124,9 @@ class Router:
         and traffic gate) gets that experiment's holdout route: the surface default, logged as
         a holdout exposure so that the holdout can be measured.
         """
-        plan = self._plans[surface]
+        plan = self._plans.get(surface)
+        if plan is None:
+            raise SurfaceNotFound(surface, self.surfaces)
         if plan.layer is None:
             return plan.default, -1
         forced = plan.forced.get(unit_id)
@@ -147,12 +150,7 @@ class Router:
 
     def alias_arms(self) -> list[AliasArm]:
         """The variants of running experiments that name their model through an alias."""
-        return [
-            AliasArm(key, v.key, v.model_ref)
-            for key, a in self.allocations.items()
-            for v in a.experiment.variants
-            if v.model_ref.alias is not None
-        ]
+        return [arm for a in self.allocations.values() for arm in alias_arms(a.experiment)]
 
     def model_refs(self) -> set[ModelRef]:
         """Every model reference this snapshot can serve (to resolve aliases ahead of requests)."""

@@ -21,9 +21,10 @@ from pydantic import (
 )
 
 from experiments.assignment import bucket_bounds
+from experiments.errors import TargetingError, VariantNotFound
 from experiments.layers import slice_bounds, surface_layer_salt
 from experiments.modelref import ModelRef
-from experiments.targeting import Condition, TargetingError, compile_condition
+from experiments.targeting import Condition, compile_condition
 
 Status = Literal["draft", "running", "paused", "stopped", "archived"]
 MetricKind = Literal["proportion", "mean", "ratio"]
@@ -264,11 +265,11 @@ class Experiment(_Strict):
         return {v.key: v.weight / total for v in self.variants}
 
     def variant(self, key: str) -> Variant:
-        """The variant named ``key``; KeyError if there is none."""
+        """The variant named ``key``; VariantNotFound if there is none."""
         for v in self.variants:
             if v.key == key:
                 return v
-        raise KeyError(key)
+        raise VariantNotFound(self.key, key, self.variant_keys)
 
     @property
     def layer_id(self) -> str:

@@ -33,7 +33,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from experiments.errors import ExperimentsError
+from experiments.errors import TargetingError
 
 Scalar = str | float | bool
 Predicate = Callable[[Mapping[str, object]], bool]
@@ -49,15 +49,6 @@ _TOKEN = re.compile(
 )
 _KEYWORDS = {"and", "or", "not", "in", "true", "false"}
 _MAX_LENGTH = 4000
-
-
-class TargetingError(ExperimentsError, ValueError):
-    """A targeting expression is invalid; ``column`` is 1-based."""
-
-    def __init__(self, message: str, column: int) -> None:
-        self.message = message
-        self.column = column
-        super().__init__(f"column {column}: {message}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,8 +17,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from experiments.keys import KEYS_PAYLOAD_SUFFIX, ApiKey, PostgresKeyStore
-from experiments.store import NOTIFY_CHANNEL
+from experiments.store import KEYS_PAYLOAD_SUFFIX, NOTIFY_CHANNEL, ApiKey, PostgresKeyStore
 from gateway.auth import Authenticator, Caller
 from gateway.ratelimit import TokenBucket, parse_rate
 

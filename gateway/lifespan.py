@@ -22,12 +22,10 @@ from typing import Protocol
 
 from starlette.applications import Starlette
 
-from experiments.keys import PostgresKeyStore
-from experiments.pg_source import PostgresConfigSource
-from experiments.postgres import create_pool
 from experiments.routing import Router
 from experiments.settings import Settings
 from experiments.source import ConfigSnapshot, ConfigSource, YamlDirectorySource
+from experiments.store import PostgresConfigSource, PostgresKeyStore, create_pool
 from gateway.auth import Authenticator
 from gateway.backends.postgres import PostgresResultsStore
 from gateway.backends.redis import RedisResultsCache

@@ -1,7 +1,7 @@
 """Resolving model references to versions, and holding each version's default list in memory.
 
 Aliases (``models:/NAME@ALIAS``), the pins of running experiments' alias arms
-(experiments/pins.py) and default lists are read from Postgres at start-up and refreshed in the
+(experiments/store/pins.py) and default lists are read from Postgres at start-up and refreshed in the
 background; the request path only looks them up in dicts. When Postgres is down during a
 refresh, the last known mapping stays in force.
 """
@@ -16,8 +16,7 @@ from typing import Protocol
 
 import orjson
 
-from experiments import ModelRef, ModelVersion
-from experiments.pins import AliasArm
+from experiments import AliasArm, ModelRef, ModelVersion
 from experiments.routing import Route, Router
 from gateway.lookup import Items
 

@@ -16,7 +16,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from experiments import ConfigError, Exposure, ModelRef, ModelVersion
+from experiments import ConfigError, Exposure, ModelRef, ModelVersion, SurfaceNotFound
 from experiments.allocation import Phase, phase_of
 from experiments.routing import Route, Router
 from experiments.source import ConfigSource
@@ -114,11 +114,8 @@ class Gateway:
         state = self.state
         try:
             route, unit_bucket = state.router.assign(req.surface, req.unit_id, req.attributes)
-        except KeyError:
-            known = ", ".join(sorted(state.router.surfaces)) or "none"
-            raise UnknownSurface(
-                f"surface '{req.surface}' is not declared (surfaces: {known})"
-            ) from None
+        except SurfaceNotFound as exc:
+            raise UnknownSurface(str(exc)) from None
         if route.experiment is not None and not self.logger.accepting:
             # ABGATE_SPOOL_FULL=refuse: no experiment answer that could not be logged
             self.metrics.log_refused.inc()

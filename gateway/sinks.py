@@ -24,7 +24,6 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import re
 from collections import defaultdict
 from collections.abc import Awaitable, Collection, Sequence
 from pathlib import Path
@@ -32,11 +31,10 @@ from typing import Protocol
 
 import orjson
 
-from experiments import Record
+from experiments import Record, archive_path
 
 log = logging.getLogger("abgate.gateway")
 
-_HOUR = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}")
 TAIL_CHUNK = 64 * 1024
 
 
@@ -70,16 +68,6 @@ class PartialWrite(Exception):
         super().__init__(f"{len(written)} lines written, then {type(cause).__name__}: {cause}")
         self.written = frozenset(written)
         self.cause = cause
-
-
-def archive_path(root: Path, log_id: str, ts: str) -> Path:
-    """The export object of the hour of ``ts`` (``2026-11-26T18:04:30.123456Z``, or its first
-    13 characters ``2026-11-26T18``). Raises ValueError for any other shape (a year of other
-    than 4 digits would make paths such as ``999-/6-/1T/…``)."""
-    if not _HOUR.match(ts):
-        raise ValueError(f"not a UTC timestamp with a 4-digit year: {ts[:32]!r}")
-    y, mo, d, h = ts[0:4], ts[5:7], ts[8:10], ts[11:13]
-    return root / log_id / y / mo / d / f"{h}:00:00_{h}:59:59_S0.json"
 
 
 class LogEntryEncoder:

@@ -6,7 +6,6 @@ Importing this package does not import mlflow (``MlflowRegistry`` imports it whe
 from registry.aliases import (
     AliasMove,
     alias_history,
-    aliases_of,
     promotions_of,
     rollback_alias,
     rollback_target,
@@ -29,7 +28,6 @@ __all__ = [
     "RegistryUnavailable",
     "RunInfo",
     "alias_history",
-    "aliases_of",
     "promote",
     "promotions_of",
     "rollback_alias",

@@ -80,15 +80,6 @@ async def _set(
         await conn.execute(sql, model, alias, version)
 
 
-async def aliases_of(conn: Executor, model: str | None = None) -> dict[tuple[str, str], str]:
-    """``(model, alias) -> version`` of one model, or of every model."""
-    rows = await conn.fetch(
-        "SELECT model, alias, version FROM model_aliases WHERE $1::text IS NULL OR model = $1",
-        model,
-    )
-    return {(r["model"], r["alias"]): r["version"] for r in rows}
-
-
 async def alias_history(conn: Executor, model: str, alias: str) -> list[AliasMove]:
     """Every move of ``models:/model@alias``, oldest first."""
     rows = await conn.fetch(

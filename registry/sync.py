@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from experiments import ModelVersion
+from experiments.store import read_aliases
 from registry.aliases import set_alias
 from registry.errors import AliasError, RegistryUnavailable
 from registry.evidence import TAG_PREFIX, Evidence
@@ -74,12 +75,7 @@ async def promote(
 async def sync_aliases(pool: asyncpg.Pool, registry: ModelRegistry, model: str) -> SyncReport:
     """Copy MLflow's aliases of ``model`` into ``model_aliases`` (active versions only)."""
     report = SyncReport()
-    current = {
-        r["alias"]: r["version"]
-        for r in await pool.fetch(
-            "SELECT alias, version FROM model_aliases WHERE model = $1", model
-        )
-    }
+    current = {alias: v for (_, alias), v in (await read_aliases(pool, model)).items()}
     for alias, version in sorted((await registry.aliases(model)).items()):
         label = f"models:/{model}@{alias} -> {version}"
         if current.get(alias) == version:

@@ -19,7 +19,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from abgate.embedded import reachable, start_postgres, start_redis
-from experiments.postgres import create_pool
+from experiments.store import create_pool
 
 if TYPE_CHECKING:
     from experiments.settings import Settings

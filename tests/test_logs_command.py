@@ -8,8 +8,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from abgate.cli import app
-from experiments import Exposure, Outcome
-from gateway.sinks import ArchiveSink, archive_path
+from experiments import Exposure, Outcome, archive_path
+from gateway.sinks import ArchiveSink
 
 runner = CliRunner()
 

@@ -19,19 +19,25 @@ from rich.console import Console
 from rich.table import Table
 
 from abgate.commands import runtime
-from experiments import ConfigError, load_config_dir, load_experiment_file
+from experiments import (
+    ConfigError,
+    StoreError,
+    VariantNotFound,
+    alias_arms,
+    load_config_dir,
+    load_experiment_file,
+)
 from experiments.config import Experiment, load_surfaces_file
-from experiments.lifecycle import StoreError
-from experiments.pins import (
+from experiments.store import (
+    ApplyResult,
     Pin,
     PinChange,
-    alias_arms,
-    current_aliases,
+    PostgresExperimentStore,
     pin_experiment,
+    read_aliases,
     read_pins,
     repin,
 )
-from experiments.store import ApplyResult, PostgresExperimentStore
 
 app = typer.Typer(help="Experiment configuration and lifecycle.", no_args_is_help=True)
 surfaces_app = typer.Typer(
@@ -259,11 +265,8 @@ def repin_cmd(
             experiment = Experiment.model_validate((await store.get(key)).record.body)
         try:
             arms = alias_arms(experiment, variant)
-        except KeyError:
-            raise StoreError(
-                f"experiment '{key}' has no variant '{variant}'"
-                f" (variants: {', '.join(experiment.variant_keys)})"
-            ) from None
+        except VariantNotFound as exc:
+            raise StoreError(str(exc)) from None
         if not arms:
             raise StoreError(
                 f"experiment '{key}' names no alias arm{' ' + variant if variant else ''}"
@@ -273,7 +276,7 @@ def repin_cmd(
                 conn,
                 key,
                 arms,
-                await current_aliases(conn),
+                await read_aliases(conn),
                 by=runtime.author(author),
                 reason=reason,
             )

@@ -18,8 +18,9 @@ from rich.console import Console
 from rich.table import Table
 
 from abgate.commands import runtime
-from experiments.keys import ApiKey, KeyChangeRefused, PostgresKeyStore
+from experiments import KeyChangeRefused
 from experiments.settings import Settings
+from experiments.store import ApiKey, PostgresKeyStore
 
 app = typer.Typer(help="API keys: named, scoped to surfaces, rate limited.", no_args_is_help=True)
 out = Console()

@@ -11,7 +11,6 @@ newest records, and with ``--follow`` keeps printing them as they are appended.
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -23,9 +22,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(help="Check and follow the local log archive.", no_args_is_help=True)
+from experiments import archive_hour
 
-_HOUR_FILE = re.compile(r"(\d{4})/(\d{2})/(\d{2})/(\d{2}):00:00_\d{2}:59:59_S0\.json$")
+app = typer.Typer(help="Check and follow the local log archive.", no_args_is_help=True)
 
 
 @dataclass(slots=True)
@@ -64,10 +63,9 @@ def hour_files(root: Path) -> Iterator[tuple[str, Path]]:
     """``(hour, path)`` of every hour file below ``root``, oldest first."""
     found = []
     for path in root.rglob("*.json"):
-        m = _HOUR_FILE.search(path.as_posix())
-        if m:
-            y, mo, d, h = m.groups()
-            found.append((f"{y}-{mo}-{d}T{h}", path))
+        hour = archive_hour(path.relative_to(root).as_posix())
+        if hour is not None:
+            found.append((hour, path))
     yield from sorted(found)
 
 
@@ -76,7 +74,7 @@ def verify_archive(root: Path) -> Verification:
     out = Verification()
     seen: set[str] = set()
     for path in sorted(root.rglob("*.json")):
-        if not _HOUR_FILE.search(path.as_posix()):
+        if archive_hour(path.relative_to(root).as_posix()) is None:
             out.other_files.append(str(path))
     for hour, path in hour_files(root):
         count = HourCount(hour, str(path))

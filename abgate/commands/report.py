@@ -178,7 +178,15 @@ def report(
     ),
 ) -> None:
     """Experiment report: a verdict, lift with confidence intervals, SRM check, Holm p-values."""
-    from analysis import AnalysisError, ReportOptions, build_report, render_html, render_table
+    from analysis import (
+        AnalysisError,
+        BigQuerySource,
+        CohortSource,
+        ReportOptions,
+        build_report,
+        render_html,
+        render_table,
+    )
     from experiments.settings import Settings
 
     err = Console(stderr=True, soft_wrap=True)  # one error, one line, whatever the width
@@ -199,31 +207,20 @@ def report(
     )
     window = {"since": _when(since, "--since"), "until": _when(until, "--until")}
     try:
+        source: CohortSource | Path
         if bigquery is not None:
-            from analysis.bigquery import build_report_bigquery, make_client, parse_table
-
-            table = parse_table(bigquery)
-            client = make_client(table.split(".")[0], endpoint=bigquery_endpoint)
-            rep = build_report_bigquery(
-                experiment,
-                table,
-                client,
-                alpha=alpha,
-                options=opts,
-                config_version=config_version,
-                strict=strict,
-                **window,
-            )
+            source = BigQuerySource.connect(bigquery, endpoint=bigquery_endpoint)
         else:
-            rep = build_report(
-                experiment,
-                archive or settings.archive_dir,
-                alpha=alpha,
-                options=opts,
-                config_version=config_version,
-                strict=strict,
-                **window,
-            )
+            source = archive or settings.archive_dir
+        rep = build_report(
+            experiment,
+            source,
+            opts,
+            alpha=alpha,
+            config_version=config_version,
+            strict=strict,
+            **window,
+        )
     except AnalysisError as exc:
         err.print(f"[red]error[/] {exc}", highlight=False)
         raise typer.Exit(1) from None

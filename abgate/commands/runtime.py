@@ -52,7 +52,7 @@ async def postgres_pool(
     ``ABGATE_DATA_DIR`` when no DSN is set; closed on the way out. Raises StoreUnavailable
     (exit 3) when Postgres cannot be reached."""
     from abgate.embedded import EmbeddedError, ensure_postgres
-    from experiments.postgres import create_pool
+    from experiments.store import create_pool
 
     try:
         dsn = await ensure_postgres(settings)

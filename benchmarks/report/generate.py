@@ -15,6 +15,8 @@ from pathlib import Path
 
 import duckdb
 
+from experiments import archive_path
+
 EXPERIMENT_YAML = """key: bench-exp
 surface: home_top
 variants:
@@ -88,7 +90,7 @@ def generate(root: Path, *, lines: int, units: int, days: int = 7) -> Path:
     for d in sorted(staging.glob("part=*")):
         part = d.name.split("=", 1)[1].replace("%2F", "/")
         y, m, day, hour = part.split("/")
-        target = root / "abgate-events" / y / m / day / f"{hour}:00:00_{hour}:59:59_S0.json"
+        target = archive_path(root, "abgate-events", f"{y}-{m}-{day}T{hour}")
         target.parent.mkdir(parents=True, exist_ok=True)
         files = sorted(d.glob("*.json"))
         with target.open("wb") as out:

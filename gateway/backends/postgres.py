@@ -21,10 +21,9 @@ from collections.abc import Iterable, Mapping
 import asyncpg
 import orjson
 
-from experiments import ModelVersion
-from experiments.pins import AliasArm, pin_arms
-from experiments.postgres import create_pool
+from experiments import AliasArm, ModelVersion
 from experiments.settings import Settings
+from experiments.store import create_pool, pin_arms, read_aliases
 from gateway.breaker import Breaker
 from gateway.coalesce import Coalescer
 from gateway.errors import ResultsStoreRefused, ResultsStoreSkipped, ResultsStoreUnavailable
@@ -179,17 +178,14 @@ class PostgresResultsStore:
     async def aliases(self) -> dict[tuple[str, str], str]:
         """Every ``(model, alias) -> version``."""
         try:
-            rows = await self.pool.fetch(
-                "SELECT model, alias, version FROM model_aliases", timeout=self.timeout * 5
-            )
+            return await read_aliases(self.pool, timeout=self.timeout * 5)
         except PG_FAILURES as exc:
             raise ResultsStoreUnavailable(f"postgres: {type(exc).__name__}") from exc
-        return {(r["model"], r["alias"]): r["version"] for r in rows}
 
     async def pin_arms(
         self, arms: Iterable[AliasArm], aliases: Mapping[tuple[str, str], str]
     ) -> dict[tuple[str, str], str]:
-        """Pin alias arms not pinned yet (experiments/pins.py); ``(experiment, variant) -> version``."""
+        """Pin alias arms not pinned yet (experiments/store/pins.py); ``(experiment, variant) -> version``."""
         try:
             pins = await pin_arms(self.pool, arms, aliases, timeout=self.timeout * 5)
         except PG_FAILURES as exc:

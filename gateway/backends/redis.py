@@ -22,7 +22,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from experiments import ModelVersion
+from experiments import ModelVersion, results_key
 from experiments.settings import Settings
 from gateway.breaker import Breaker
 from gateway.coalesce import Coalescer
@@ -101,7 +101,7 @@ class RedisResultsCache:
 
     def key(self, mv: ModelVersion, unit_id: str) -> str:
         """The Redis key of a unit's list (batch warm-up must use the same)."""
-        return f"{self.prefix}r:{mv.name}:{mv.version}:{unit_id}"
+        return results_key(self.prefix, mv, unit_id)
 
     @property
     def available(self) -> bool:

@@ -204,10 +204,10 @@ def _close(a: Any, b: Any) -> None:
 
 @needs_emulator
 def test_emulator_report_equals_the_local_report(emulator: str, table: str, archive: Path) -> None:
-    from analysis.bigquery import build_report_bigquery, make_client
+    from analysis.bigquery import BigQuerySource, make_client
 
     client = make_client("test", endpoint=emulator)
-    remote = build_report_bigquery(experiment(), table, client, options=OPTIONS)
+    remote = build_report(experiment(), BigQuerySource(table, client), OPTIONS)
     local = build_report(experiment(), archive, options=OPTIONS)
     assert sum(v.units for v in local.variants.values()) == 600
     _close(_figures(remote), _figures(local))
@@ -225,9 +225,11 @@ def test_emulator_report_equals_the_local_report(emulator: str, table: str, arch
 def test_emulator_report_of_a_ramp_equals_the_local_report(
     emulator: str, ramp_table: str, ramp_archive: Path
 ) -> None:
-    from analysis.bigquery import build_report_bigquery, make_client
+    from analysis.bigquery import BigQuerySource, make_client
 
-    remote = build_report_bigquery(experiment(), ramp_table, make_client("test", endpoint=emulator))
+    remote = build_report(
+        experiment(), BigQuerySource(ramp_table, make_client("test", endpoint=emulator))
+    )
     local = build_report(experiment(), ramp_archive)
     assert len(local.phases) == 2 and local.metrics[0].stratified
     assert local.holdout is not None and sum(p.excluded.get("control", 0) for p in local.phases)
@@ -241,11 +243,11 @@ def vars_of(e: Any) -> dict[str, Any]:
 
 @needs_emulator
 def test_emulator_caps_like_the_local_path(emulator: str, table: str, archive: Path) -> None:
-    from analysis.bigquery import build_report_bigquery, make_client
+    from analysis.bigquery import BigQuerySource, make_client
     from tests.analysis.test_capping import CAPPED_YAML
 
     capped = experiment(CAPPED_YAML)
-    remote = build_report_bigquery(capped, table, make_client("test", endpoint=emulator))
+    remote = build_report(capped, BigQuerySource(table, make_client("test", endpoint=emulator)))
     local = build_report(capped, archive)
     _close(_figures(remote), _figures(local))
     assert local.metrics[1].values != build_report(experiment(), archive).metrics[1].values
@@ -253,11 +255,11 @@ def test_emulator_caps_like_the_local_path(emulator: str, table: str, archive: P
 
 @needs_emulator
 def test_emulator_honours_the_time_window(emulator: str, table: str, archive: Path) -> None:
-    from analysis.bigquery import build_report_bigquery, make_client
+    from analysis.bigquery import BigQuerySource, make_client
 
     window = {"since": T0 + timedelta(days=1), "until": T0 + timedelta(days=2, hours=3)}
-    remote = build_report_bigquery(
-        experiment(), table, make_client("test", endpoint=emulator), **window
+    remote = build_report(
+        experiment(), BigQuerySource(table, make_client("test", endpoint=emulator)), **window
     )
     local = build_report(experiment(), archive, **window)
     _close(_figures(remote), _figures(local))
@@ -346,7 +348,7 @@ def test_emulator_through_the_command_line(
 
 @needs_emulator
 def test_emulator_skips_and_counts_incomplete_rows(emulator: str, archive: Path) -> None:
-    from analysis.bigquery import build_report_bigquery, make_client
+    from analysis.bigquery import BigQuerySource, make_client
 
     ts = "2026-11-20T09:30:00.000000Z"
     incomplete = [  # a sink table has no torn line, but a row can lack a required field
@@ -357,7 +359,7 @@ def test_emulator_skips_and_counts_incomplete_rows(emulator: str, archive: Path)
     ]  # fmt: skip
     table = _load(emulator, archive, "abgate_incomplete", incomplete)
     client = make_client("test", endpoint=emulator)
-    remote = build_report_bigquery(experiment(), table, client, options=OPTIONS)
+    remote = build_report(experiment(), BigQuerySource(table, client), OPTIONS)
     assert remote.skipped is not None
     assert (remote.skipped.torn, remote.skipped.incomplete) == (0, 2)
     assert remote.skipped.first == [] and remote.skipped.files == {}
@@ -365,4 +367,4 @@ def test_emulator_skips_and_counts_incomplete_rows(emulator: str, archive: Path)
     figures = {k: v for k, v in _figures(remote).items() if k != "skipped"}
     _close(figures, {k: v for k, v in _figures(local).items() if k != "skipped"})
     with pytest.raises(BigQueryError, match="2 exposure/outcome rows lack a required field"):
-        build_report_bigquery(experiment(), table, client, options=OPTIONS, strict=True)
+        build_report(experiment(), BigQuerySource(table, client), OPTIONS, strict=True)

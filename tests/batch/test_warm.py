@@ -17,12 +17,11 @@ from typer.testing import CliRunner
 
 from abgate.cli import app
 from abgate.embedded import RedisProcess
-from batch import VersionError, WarmError, cache_key, load_results, recent_units, warm
+from batch import VersionError, WarmError, load_results, recent_units, warm
 from batch.warm import _page_ranges
-from experiments import ModelVersion
+from experiments import ModelVersion, archive_path, results_key
 from gateway.backends.postgres import PostgresResultsStore
 from gateway.backends.redis import RedisResultsCache
-from gateway.sinks import archive_path
 from tests.batch.conftest import version_rows
 from tests.gateway.helpers import load_demo_data, running_app, settings_for, write_config
 
@@ -41,10 +40,10 @@ async def test_warm_writes_the_gateways_key_and_bytes(
         )
         store = PostgresResultsStore(pool, timeout=2)
         for unit in ("u0", "u17", "u29"):
-            assert cache_key(redis_prefix, mv, unit) == gateway_cache.key(mv, unit)
+            assert results_key(redis_prefix, mv, unit) == gateway_cache.key(mv, unit)
             assert await gateway_cache.get(mv, unit) == await store.get(mv, unit)
             assert 590 < await client.ttl(gateway_cache.key(mv, unit)) <= 600
-        assert await client.exists(cache_key(redis_prefix, mv, "__default__")) == 0
+        assert await client.exists(results_key(redis_prefix, mv, "__default__")) == 0
     finally:
         await client.aclose()
 
@@ -60,7 +59,7 @@ async def test_parallel_workers_write_every_unit_once_with_its_utf8_bytes(
     try:
         summary = await warm(pool, client, mv, prefix=redis_prefix, ttl=600, chunk=9, workers=3)
         assert summary.keys == 400
-        keys = [k async for k in client.scan_iter(match=cache_key(redis_prefix, mv, "*"))]
+        keys = [k async for k in client.scan_iter(match=results_key(redis_prefix, mv, "*"))]
         assert len(keys) == 400
         store = PostgresResultsStore(pool, timeout=2)
         gateway_cache = RedisResultsCache(
@@ -68,7 +67,7 @@ async def test_parallel_workers_write_every_unit_once_with_its_utf8_bytes(
         )
         for unit, _ in rows[:-1]:
             assert await gateway_cache.get(mv, unit) == await store.get(mv, unit), unit
-        raw = await client.get(cache_key(redis_prefix, mv, "ünit-3"))
+        raw = await client.get(results_key(redis_prefix, mv, "ünit-3"))
         assert orjson.loads(raw) == rows[3][1]
     finally:
         await client.aclose()
@@ -207,9 +206,9 @@ async def _assert_written_keys_are_whole(
     """Every key in ``client``'s Redis holds the gateway's bytes of its unit; returns how many."""
     store = PostgresResultsStore(pool, timeout=2)
     cache = RedisResultsCache(client, prefix="", ttl=600, negative_ttl=60, retry_after=1)
-    keys = [k.decode() async for k in client.scan_iter(match=cache_key("", mv, "*"))]
+    keys = [k.decode() async for k in client.scan_iter(match=results_key("", mv, "*"))]
     for key in keys:
-        unit = key.removeprefix(cache_key("", mv, ""))
+        unit = key.removeprefix(results_key("", mv, ""))
         assert await cache.get(mv, unit) == await store.get(mv, unit), unit
     return len(keys)
 
@@ -303,7 +302,7 @@ async def test_the_cli_warms_with_its_workers_and_ttl(
     assert "warmed 30 keys" in result.output
     client = aioredis.from_url(redis_url)
     try:
-        key = cache_key(redis_prefix, ModelVersion("m", "1"), "u29")
+        key = results_key(redis_prefix, ModelVersion("m", "1"), "u29")
         assert orjson.loads(await client.get(key)) == version_rows("1", units=30)[29][1]
         assert 110 < await client.ttl(key) <= 120
     finally:

@@ -14,9 +14,8 @@ import httpx
 import pytest
 
 from experiments import parse_experiment, parse_surfaces
-from experiments.postgres import create_pool
 from experiments.schema import SurfacesFile
-from experiments.store import PostgresExperimentStore
+from experiments.store import PostgresExperimentStore, create_pool
 from tests.e2e.helpers import serving
 from tests.gateway.helpers import SURFACES, load_demo_data, read_archive, settings_for
 

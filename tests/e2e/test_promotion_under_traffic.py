@@ -14,7 +14,7 @@ import time
 import httpx
 import pytest
 
-from experiments.postgres import create_pool
+from experiments.store import create_pool
 from tests.e2e.helpers import serving, sqlite_registry
 from tests.gateway.helpers import EXPERIMENT, load_demo_data, read_archive, settings_for
 

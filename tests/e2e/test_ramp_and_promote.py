@@ -22,9 +22,8 @@ from typer.testing import CliRunner
 from abgate.cli import app
 from analysis import build_report
 from experiments import parse_experiment, parse_surfaces
-from experiments.postgres import create_pool
 from experiments.schema import SurfacesFile
-from experiments.store import PostgresExperimentStore
+from experiments.store import PostgresExperimentStore, create_pool
 from tests.e2e.helpers import serving, sqlite_registry
 from tests.gateway.helpers import SURFACES, load_demo_data, settings_for
 

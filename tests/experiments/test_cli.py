@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from abgate.cli import app
-from experiments.postgres import create_pool
+from experiments.store import create_pool
 from tests.experiments.helpers import SURFACES
 
 EXP = """key: exp

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from experiments.lifecycle import TRANSITIONS, LifecycleError, next_status, reshuffling_changes
+from experiments.errors import LifecycleError
+from experiments.lifecycle import TRANSITIONS, next_status, reshuffling_changes
 from tests.experiments.helpers import experiment
 
 STATUSES = ["draft", "running", "paused", "stopped", "archived"]

@@ -12,10 +12,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from experiments.lifecycle import StoreUnavailable
-from experiments.pg_source import PostgresConfigSource
+from experiments import StoreUnavailable
 from experiments.source import ConfigSnapshot
-from experiments.store import PostgresExperimentStore
+from experiments.store import PostgresConfigSource, PostgresExperimentStore
 from tests.experiments.helpers import experiment
 
 UNREACHABLE = "postgresql://postgres@127.0.0.1:1/none"

@@ -6,8 +6,8 @@ import asyncio
 
 import asyncpg
 
-from experiments import ModelRef
-from experiments.pins import AliasArm, pin_arms, pin_history, read_pins, repin
+from experiments import AliasArm, ModelRef
+from experiments.store import pin_arms, pin_history, read_pins, repin
 
 ARM = AliasArm("exp", "control", ModelRef.parse("models:/home_recs@champion"))
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from experiments import SurfaceNotFound, VariantNotFound, alias_arms
 from experiments.assignment import assign, bucket
 from experiments.modelref import ModelRef
 from experiments.routing import HOLDOUT_VARIANT, Router
@@ -141,3 +143,18 @@ def test_model_refs_cover_every_servable_model() -> None:
         ModelRef("cart_recs", "1"),
     }
     assert router.running() == {"home_top": ["exp"], "cart": []}
+
+
+def test_an_unknown_surface_is_a_named_error_listing_the_declared_ones() -> None:
+    router = Router(snapshot(experiment(status="running")))
+    with pytest.raises(
+        SurfaceNotFound, match=r"surface 'nope' is not declared \(surfaces: .*home_top"
+    ):
+        router.route("nope", "u1")
+
+
+def test_an_unknown_variant_is_a_named_error_listing_the_variants() -> None:
+    with pytest.raises(
+        VariantNotFound, match=r"has no variant 'nope' \(variants: control, treatment\)"
+    ):
+        alias_arms(experiment(status="running"), "nope")

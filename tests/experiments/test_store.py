@@ -6,8 +6,8 @@ import asyncpg
 import pytest
 
 from experiments.config import parse_experiment, parse_surfaces_file
-from experiments.errors import ConfigError
-from experiments.lifecycle import (
+from experiments.errors import (
+    ConfigError,
     ExperimentNotFound,
     LifecycleError,
     MissingModelError,
@@ -216,7 +216,7 @@ async def test_show_any_version_and_surfaces_are_versioned(store: PostgresExperi
 
 def test_a_body_stored_before_new_fields_existed_equals_its_reapplied_file() -> None:
     from experiments.config import Experiment, Surface
-    from experiments.store import _same_body
+    from experiments.store.experiment_store import _same_body
     from tests.experiments.helpers import experiment
 
     new = experiment(metrics=[{"name": "c", "kind": "proportion", "outcome": "buy"}])

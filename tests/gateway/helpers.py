@@ -12,8 +12,8 @@ import orjson
 from starlette.applications import Starlette
 
 from batch import load_results
-from experiments.postgres import create_pool
 from experiments.settings import Settings
+from experiments.store import create_pool
 from gateway import create_app
 
 SURFACES = """\

@@ -12,10 +12,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from experiments import Exposure
+from experiments import Exposure, archive_path
 from gateway.log_writer import BatchingLogger, LogFanOut
 from gateway.metrics import Metrics
-from gateway.sinks import ArchiveSink, archive_path
+from gateway.sinks import ArchiveSink
 from gateway.spool import Spool
 from gateway.stdout_sink import StdoutSink
 

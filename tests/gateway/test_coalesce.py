@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 
 from batch import load_results
 from experiments import ModelVersion
-from experiments.postgres import create_pool
+from experiments.store import create_pool
 from gateway.backends.postgres import PostgresResultsStore
 from gateway.backends.redis import RedisResultsCache
 from gateway.coalesce import Coalescer

@@ -23,8 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from experiments.config import parse_surfaces_file
-from experiments.postgres import create_pool
-from experiments.store import PostgresExperimentStore
+from experiments.store import PostgresExperimentStore, create_pool
 from gateway.errors import BadRequest
 from gateway.openapi import build_openapi
 from gateway.parsing import parse_events, parse_recommendation
@@ -229,10 +228,11 @@ def test_the_edges_include_both_answers_for_ts():
 
 
 _digits = st.integers(0, 99).map(lambda n: f"{n:02d}")
-# Near-RFC 3339 strings on the day before NOW's, so that any offset keeps them in the window:
+# Near-RFC 3339 strings two days before NOW (an offset moves them at most 23:59), so that any
+# offset keeps them in the window [NOW - 35 days, NOW + 1 hour]:
 # what is left to disagree on is the syntax (separators, ranges, fractions, offsets, leap seconds).
 near_timestamps = st.builds(
-    lambda sep, h, m, sec, frac, off: f"2026-11-26{sep}{h}:{m}:{sec}{frac}{off}",
+    lambda sep, h, m, sec, frac, off: f"2026-11-25{sep}{h}:{m}:{sec}{frac}{off}",
     st.sampled_from(["T", "t", " ", "_", ""]),
     _digits,
     _digits,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import redis.asyncio as aioredis
 
-from experiments.postgres import create_pool
+from experiments.store import create_pool
 from gateway import create_app
 from gateway.backends.postgres import PostgresResultsStore
 from gateway.backends.redis import RedisResultsCache

@@ -18,7 +18,6 @@ from gateway.parsing import (
     parse_events,
     parse_recommendation,
 )
-from gateway.sinks import archive_path
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 OK = {"surface": "home_top", "unit_id": "u1"}
@@ -109,12 +108,6 @@ def test_a_ts_inside_the_window_is_kept_in_utc(moment: datetime) -> None:
     local = moment.astimezone(UTC).astimezone(datetime.now().astimezone().tzinfo)
     [event] = parse_events(orjson.dumps({**EVENT, "ts": local.isoformat()}), NOW)
     assert event.ts == moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def test_archive_paths_refuse_anything_but_a_four_digit_year(tmp_path) -> None:
-    assert archive_path(tmp_path, "l", "2026-01-02T03").name == "03:00:00_03:59:59_S0.json"
-    with pytest.raises(ValueError, match="4-digit"):
-        archive_path(tmp_path, "l", "999-06-01T05")
 
 
 # --- arbitrary input -------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from batch import set_alias
 from experiments import assign, bucket
-from experiments.postgres import create_pool
+from experiments.store import create_pool
 from tests.gateway.helpers import (
     SURFACES,
     read_archive,

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import orjson
 
-from experiments import Exposure, Outcome
+from experiments import Exposure, Outcome, archive_path
 from gateway.clock import UtcClock
 from gateway.log_writer import BatchingLogger
 from gateway.metrics import Metrics
-from gateway.sinks import ArchiveSink, LogEntryEncoder, archive_path
+from gateway.sinks import ArchiveSink, LogEntryEncoder
 
 
 def exposure(n: int, ts: str) -> Exposure:

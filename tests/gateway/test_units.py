@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import tracemalloc
-from pathlib import Path
 
 import orjson
 import pytest
@@ -15,7 +14,6 @@ from gateway.errors import BadRequest
 from gateway.local_cache import LocalCache, decoded_size
 from gateway.parsing import parse_events, parse_recommendation
 from gateway.serving import filter_items
-from gateway.sinks import archive_path
 
 
 def ranked(n: int) -> list[dict[str, object]]:
@@ -61,11 +59,6 @@ def test_nan_values_are_refused() -> None:
     with pytest.raises(BadRequest) as info:
         parse_events(b'{"unit_id": "u", "name": "p", "value": NaN}')
     assert "JSON" in info.value.detail or info.value.field == "value"
-
-
-def test_archive_path_follows_the_export_naming() -> None:
-    p = archive_path(Path("/a"), "abgate-events", "2026-01-02T03:04:05.000006Z")
-    assert p == Path("/a/abgate-events/2026/01/02/03:00:00_03:59:59_S0.json")
 
 
 def test_local_cache_evicts_the_least_recently_used() -> None:

@@ -15,8 +15,7 @@ from collections import Counter
 import httpx
 import pytest
 
-from experiments.keys import PostgresKeyStore
-from experiments.postgres import create_pool
+from experiments.store import PostgresKeyStore, create_pool
 from tests.gateway.helpers import load_demo_data, read_archive, write_config
 from tests.integration.load import Result, gateway, open_loop, p99
 from tests.integration.test_serve_process import _gateway_env

@@ -108,9 +108,8 @@ async def test_replica_started_during_postgres_outage_serves_last_known_config(
     redis_url, redis_prefix, archive_dir, private_postgres
 ):
     from experiments import parse_experiment, parse_surfaces
-    from experiments.postgres import create_pool
     from experiments.schema import SurfacesFile
-    from experiments.store import PostgresExperimentStore
+    from experiments.store import PostgresExperimentStore, create_pool
     from tests.gateway.helpers import EXPERIMENT, SURFACES
 
     dsn = private_postgres.get_uri()

@@ -5,9 +5,9 @@ and moves the object's head; nothing is updated in place. ``apply`` is idempoten
 to the current one writes nothing. Writers serialise on a per-schema advisory lock, check the
 whole configuration as it would be after the change (experiments/checks.py), bump the
 configuration revision and ``NOTIFY abgate_config`` in the same transaction, so replicas reload
-exactly when the change commits (experiments/pg_source.py).
+exactly when the change commits (experiments/store/config_source.py).
 
-Lifecycle rules and the error tree live in experiments/lifecycle.py.
+Lifecycle rules live in experiments/lifecycle.py, the error tree in experiments/errors.py.
 """
 
 from __future__ import annotations
@@ -19,23 +19,22 @@ import asyncpg
 from pydantic import BaseModel, ValidationError
 
 from experiments.checks import check_references
-from experiments.config import ConfigSet, Experiment, Layer, Status, Surface, SurfacesFile
-from experiments.errors import ConfigError, ConfigIssue
-from experiments.lifecycle import (
-    ACTION_TO,
+from experiments.errors import (
+    ConfigError,
+    ConfigIssue,
     ExperimentNotFound,
     LifecycleError,
     MissingModelError,
     ReshuffleRefused,
     StoreUnavailable,
-    next_status,
-    reshuffling_changes,
 )
+from experiments.lifecycle import ACTION_TO, next_status, reshuffling_changes
 from experiments.modelref import ModelRef
-from experiments.referential import check_salt_unused, missing_models, missing_refs
-from experiments.snapshots import HeadRow, build_config, read_heads, snapshot_from_heads
+from experiments.schema import ConfigSet, Experiment, Layer, Status, Surface, SurfacesFile
 from experiments.source import ConfigSnapshot
-from experiments.versions import (
+from experiments.store.referential import check_salt_unused, missing_models, missing_refs
+from experiments.store.snapshots import HeadRow, build_config, read_heads, snapshot_from_heads
+from experiments.store.versions import (
     VERSION_COLUMNS,
     ApplyResult,
     StoredExperiment,
@@ -43,13 +42,7 @@ from experiments.versions import (
     record_from_row,
 )
 
-__all__ = [
-    "NOTIFY_CHANNEL",
-    "ApplyResult",
-    "PostgresExperimentStore",
-    "StoredExperiment",
-    "VersionRecord",
-]
+__all__ = ["NOTIFY_CHANNEL", "PostgresExperimentStore"]
 
 NOTIFY_CHANNEL = "abgate_config"
 _LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtext(current_schema() || ':abgate-config'))"

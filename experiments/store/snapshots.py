@@ -23,8 +23,8 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from experiments.checks import check_references
-from experiments.config import ConfigSet, Experiment, Layer, Surface
 from experiments.errors import ConfigError, ConfigIssue
+from experiments.schema import ConfigSet, Experiment, Layer, Surface
 from experiments.source import ConfigSnapshot
 
 CACHE_FORMAT = 1

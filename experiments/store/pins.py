@@ -17,22 +17,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NamedTuple, TypeAlias
 
 import asyncpg
 
-from experiments.modelref import ModelRef
+from experiments.arms import AliasArm, alias_arms
 from experiments.schema import Experiment
-
-Executor: TypeAlias = "asyncpg.Connection[asyncpg.Record] | asyncpg.Pool[asyncpg.Record]"
-
-
-class AliasArm(NamedTuple):
-    """A variant of a running experiment that names its model through an alias."""
-
-    experiment: str
-    variant: str
-    ref: ModelRef
+from experiments.store.aliases import read_aliases
+from experiments.store.pool import Executor
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,22 +205,6 @@ async def pin_history(conn: Executor, experiment: str) -> list[PinChange]:
     return [PinChange(**dict(r)) for r in rows]
 
 
-def alias_arms(experiment: Experiment, variant: str | None = None) -> list[AliasArm]:
-    """The alias arms of ``experiment`` (only ``variant``'s when given; KeyError if unknown)."""
-    variants = [experiment.variant(variant)] if variant is not None else experiment.variants
-    return [
-        AliasArm(experiment.key, v.key, v.model_ref)
-        for v in variants
-        if v.model_ref.alias is not None
-    ]
-
-
-async def current_aliases(conn: Executor) -> dict[tuple[str, str], str]:
-    """``(model, alias) -> version`` as the gateway reads them (``model_aliases``)."""
-    rows = await conn.fetch("SELECT model, alias, version FROM model_aliases")
-    return {(r["model"], r["alias"]): r["version"] for r in rows}
-
-
 async def pin_experiment(
     conn: Executor, experiment: Experiment, *, by: str
 ) -> dict[tuple[str, str], Pin]:
@@ -237,7 +212,7 @@ async def pin_experiment(
     arms = alias_arms(experiment)
     if not arms:
         return {}
-    return await pin_arms(conn, arms, await current_aliases(conn), by=by)
+    return await pin_arms(conn, arms, await read_aliases(conn), by=by)
 
 
 async def pins_of_model(conn: Executor, model: str) -> list[Pin]:

@@ -25,12 +25,11 @@ from pathlib import Path
 
 import asyncpg
 
-from experiments.errors import ConfigError
-from experiments.lifecycle import StoreUnavailable
-from experiments.migrations import migrate
-from experiments.snapshots import load_cache, read_heads, save_cache, snapshot_from_heads
+from experiments.errors import ConfigError, StoreUnavailable
 from experiments.source import ConfigSnapshot
-from experiments.store import NOTIFY_CHANNEL
+from experiments.store.experiment_store import NOTIFY_CHANNEL
+from experiments.store.migrations import migrate
+from experiments.store.snapshots import load_cache, read_heads, save_cache, snapshot_from_heads
 
 log = logging.getLogger("abgate.experiments.source")
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import re
+from typing import TypeAlias
 
 import asyncpg
 
-from experiments.migrations import migrate
+from experiments.store.migrations import migrate
+
+# What a query helper runs on: a connection (inside a transaction) or the pool.
+Executor: TypeAlias = "asyncpg.Connection[asyncpg.Record] | asyncpg.Pool[asyncpg.Record]"
 
 _SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 

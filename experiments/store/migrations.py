@@ -1,6 +1,6 @@
 """A small, versioned migration mechanism for abgate's Postgres schema.
 
-Migrations are the ``NNNN_name.sql`` files of ``experiments/migrations/``, applied in name
+Migrations are the ``NNNN_name.sql`` files of ``experiments/store/migrations/``, applied in name
 order, each once, all pending ones in one transaction, recorded in ``schema_migrations``. A
 transaction-level advisory lock serialises concurrent start-ups (several replicas, a loader and
 a gateway), so running ``migrate`` at every start is safe and idempotent. Numbers need not be
@@ -27,7 +27,7 @@ class Connection(Protocol):
 
 def migration_files() -> list[tuple[str, str]]:
     """``(name, sql)`` of every migration, in the order they apply."""
-    folder = resources.files("experiments") / "migrations"
+    folder = resources.files("experiments.store") / "migrations"
     files = [f for f in folder.iterdir() if f.name.endswith(".sql")]
     return [
         (f.name.removesuffix(".sql"), f.read_text(encoding="utf-8"))

@@ -1,7 +1,7 @@
 """Referential checks of the experiment store, run inside its write transaction.
 
 - every model a running experiment can serve has loaded, active results and a default list
-  (``model_versions`` and ``model_aliases`` of experiments/migrations/0001_results.sql);
+  (``model_versions`` and ``model_aliases`` of experiments/store/migrations/0001_results.sql);
 - a salt that ever ran is never started again (its units would get their old variants back).
 """
 
@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncpg
 
-from experiments.lifecycle import LifecycleError
+from experiments.errors import LifecycleError
 from experiments.modelref import ModelRef
 from experiments.schema import Experiment
+from experiments.store.aliases import read_aliases
 
 
 async def check_salt_unused(conn: asyncpg.Connection, e: Experiment) -> None:
@@ -38,11 +39,8 @@ async def missing_refs(conn: asyncpg.Connection, refs: list[tuple[str, ModelRef]
     for label, ref in refs:
         version = ref.version
         if version is None:
-            version = await conn.fetchval(
-                "SELECT version FROM model_aliases WHERE model = $1 AND alias = $2",
-                ref.name,
-                ref.alias,
-            )
+            aliases = await read_aliases(conn, ref.name)
+            version = aliases.get((ref.name, ref.alias or ""))
             if version is None:
                 problems.append(f"{label}: {ref} names no version (alias '{ref.alias}' is not set)")
                 continue

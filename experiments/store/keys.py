@@ -19,15 +19,14 @@ from datetime import datetime
 
 import asyncpg
 
-from experiments.lifecycle import StoreError
-from experiments.store import NOTIFY_CHANNEL
+from experiments.errors import KeyChangeRefused
+from experiments.store.experiment_store import NOTIFY_CHANNEL
 
 __all__ = [
     "KEYS_PAYLOAD_SUFFIX",
     "KEY_PREFIX",
     "ApiKey",
     "KeyAudit",
-    "KeyChangeRefused",
     "PostgresKeyStore",
     "key_digest",
 ]
@@ -36,10 +35,6 @@ KEY_PREFIX = "abg_"
 KEYS_PAYLOAD_SUFFIX = ":keys"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _RATE = re.compile(r"^\d+(\.\d+)?/(s|m|h)$")
-
-
-class KeyChangeRefused(StoreError):
-    """A key change that cannot be made (unknown name, duplicate, bad surfaces or rate)."""
 
 
 def key_digest(secret: str) -> bytes:
