@@ -23,7 +23,13 @@ from gateway.ratelimit import TokenBucket, parse_rate
 
 log = logging.getLogger("abgate.gateway")
 
-KEY_FAILURES = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+KEY_FAILURES = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # a terminated backend, seen late (MagicStack/asyncpg#1069)
+)
 _UNREACHABLE = KEY_FAILURES
 
 

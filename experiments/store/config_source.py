@@ -33,7 +33,15 @@ from experiments.store.snapshots import load_cache, read_heads, save_cache, snap
 
 log = logging.getLogger("abgate.experiments.source")
 
-_UNREACHABLE = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+# asyncpg raises InternalClientError ("cannot switch to state …") on a connection whose backend
+# the server terminated before asyncpg saw it close (MagicStack/asyncpg#1069): a lost connection.
+_UNREACHABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
 
 
 class PostgresConfigSource:

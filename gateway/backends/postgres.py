@@ -30,13 +30,22 @@ from gateway.errors import ResultsStoreRefused, ResultsStoreSkipped, ResultsStor
 from gateway.lookup import Items
 
 # What a Postgres call can raise when it fails, for whatever reason.
-PG_FAILURES = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+# asyncpg raises InternalClientError ("cannot switch to state …") on a connection whose backend
+# the server terminated before asyncpg saw it close (MagicStack/asyncpg#1069): a lost connection.
+PG_FAILURES = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
 # The outages among them: the server is down, unreachable, restarting, out of connections, or
 # too slow. Only these open the breaker.
 PG_OUTAGES = (
     OSError,
     TimeoutError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # a terminated backend, seen late (above)
     asyncpg.PostgresConnectionError,  # class 08
     asyncpg.OperatorInterventionError,  # class 57: shutdown, cannot connect now, cancelled
     asyncpg.InsufficientResourcesError,  # class 53: too many connections, disk full, memory
