@@ -24,7 +24,8 @@ $(VENV)/.spark-installed: pyproject.toml $(BIN)/abgate
 	touch $@
 
 # The deployment tests' tools (tests/deploy): Airflow and checkov in venvs of their own (their
-# pins clash with ours), podman + mmdebstrap from Debian for the image test. Each is skipped
+# pins clash with ours), podman + mmdebstrap from Debian for the image test, and chromium for the
+# report page rendered headless (tests/analysis/test_html.py). Each is skipped
 # by its test when absent; without root or apt-get the Debian tools are left out.
 $(VENV)-airflow/bin/airflow: pyproject.toml
 	$(PYTHON) -m venv $(VENV)-airflow
@@ -37,11 +38,12 @@ $(VENV)-checkov/bin/checkov:
 	touch $@
 
 deploy-tools: $(VENV)-airflow/bin/airflow $(VENV)-checkov/bin/checkov
-	@if ! command -v podman >/dev/null || ! command -v mmdebstrap >/dev/null; then \
+	@if ! command -v podman >/dev/null || ! command -v mmdebstrap >/dev/null \
+	    || ! command -v chromium >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	      podman buildah mmdebstrap runc uidmap slirp4netns >/dev/null; \
-	  else echo "deploy-tools: no root/apt-get: the image test will be skipped"; fi; \
+	      podman buildah mmdebstrap runc uidmap slirp4netns chromium >/dev/null; \
+	  else echo "deploy-tools: no root/apt-get: the image and headless-Chromium tests will be skipped"; fi; \
 	fi
 
 demo: venv
