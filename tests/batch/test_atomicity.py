@@ -88,6 +88,12 @@ async def test_killing_the_loader_mid_copy_leaves_the_old_version_serving(
         release.set()
         while await _copy_progress(conn, schema):  # the server aborts the COPY's transaction
             await asyncio.sleep(0.05)
+        while await conn.fetchval(  # and its backend exits: rollback done, locks released
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%' || $1 || '%'",
+            f"res_{schema}_",
+        ):
+            assert time.monotonic() < deadline + 60, "the killed loader's backend never exited"
+            await asyncio.sleep(0.05)
     finally:
         await conn.close()
         if proc.poll() is None:
@@ -110,6 +116,7 @@ async def test_killing_the_loader_mid_copy_leaves_the_old_version_serving(
     leftovers = await pool.fetchval(
         "SELECT count(*) FROM pg_class WHERE relnamespace = $1::regnamespace AND relname LIKE '%\\_2\\_l%'",
         schema,
+        timeout=30,  # once took over the pool's 5 s command timeout in CI (a loaded machine)
     )
     assert leftovers == 0
     # ... and the same load simply runs again.
