@@ -40,7 +40,11 @@ def create_app() -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        pools.append(aioredis.from_url(url))
+        # redis-py 8 caps a pool at 100 connections and fails the 101st request
+        # (MaxConnectionsError, a 500); a blocking pool of the same size makes it wait instead, as
+        # a service would be configured: at 256 open requests the reference queues, not fails.
+        pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=100, timeout=5)
+        pools.append(aioredis.Redis.from_pool(pool))  # owns it: aclose() disconnects it
         try:
             yield
         finally:
