@@ -8,6 +8,7 @@ Exit codes: 0 done, 1 invalid file or refused change (the message says why and w
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -185,9 +186,35 @@ def surfaces_apply(
 
 
 @app.command("list")
-def list_(all_: bool = typer.Option(False, "--all", help="Include archived experiments")) -> None:
+def list_(
+    all_: bool = typer.Option(False, "--all", help="Include archived experiments"),
+    as_json: bool = typer.Option(
+        False, "--json", help="A JSON array on stdout (for scripts and the reports DAG)"
+    ),
+) -> None:
     """Experiments in the store, with their current version and status."""
     rows = _run(lambda store: store.list_experiments(include_archived=all_))
+    if as_json:
+        listed = [
+            {
+                "key": s.experiment.key,
+                "surface": s.experiment.surface,
+                "layer": s.experiment.layer,
+                "status": s.experiment.status,
+                "version": s.version,
+                "traffic": s.experiment.traffic,
+                "variants": [
+                    {"key": v.key, "weight": v.weight, "model": v.model}
+                    for v in s.experiment.variants
+                ],
+                "winner": s.experiment.winner,
+                "updated": s.record.created_at.isoformat(),
+                "by": s.record.author,
+            }
+            for s in rows
+        ]
+        typer.echo(json.dumps(listed, indent=2))
+        return
     table = Table(
         "key", "surface", "layer", "status", "version", "traffic", "variants", "updated", "by"
     )

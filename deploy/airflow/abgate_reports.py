@@ -1,9 +1,10 @@
 """Daily experiment reports: the report notebook executed with papermill, per running experiment.
 
-    running (of the listed experiments) → report[key] for each
+    running (of the listed experiments, or of all) → report[key] for each
 
-``running`` keeps the listed experiments whose stored status is ``running`` (``abgate
-experiments show KEY``, the Postgres experiment store); each ``report`` executes
+``running`` keeps the listed experiments whose stored status is ``running`` or, when the
+``experiments`` parameter is empty (the default), every running experiment in the store
+(``abgate experiments list --json``, the Postgres experiment store); each ``report`` executes
 analysis/notebooks/experiment_report.ipynb with papermill for one of them and keeps the executed
 notebook, ``report.json`` and the plots in ``REPORTS_DIR/YYYY-MM-DD/KEY/`` (on Composer,
 ``/home/airflow/gcs/data/…`` is the environment's bucket). The notebook runs ``abgate report``
@@ -17,13 +18,13 @@ Tested with ``dag.test()`` (tests/deploy/test_airflow_dag.py).
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import yaml
 from abgate_tasks import AbgateCommandFailed, abgate, alert, log
 
 try:  # Airflow 3 (Composer 3)
@@ -60,7 +61,9 @@ def notebook() -> Path:
         "on_failure_callback": alert,
     },
     params={
-        "experiments": Param([], type="array", description="Experiment keys to report on"),
+        "experiments": Param(
+            [], type="array", description="Experiment keys to report on (empty: every running one)"
+        ),
         "archive": Param("", type="string", description="Archive root (or use bigquery)"),
         "bigquery": Param("", type="string", description="PROJECT.DATASET.TABLE of the sink"),
         "window_days": Param(0, type="integer", minimum=0, description="0: since the start"),
@@ -77,12 +80,18 @@ def abgate_reports() -> None:
 
     @task
     def running() -> list[str]:
+        listed = get_current_context()["params"]["experiments"]
+        stored = {
+            e["key"]: e["status"] for e in json.loads(abgate("experiments", "list", "--json"))
+        }
+        if not listed:
+            log.info("no experiments listed: reporting on every running one in the store")
         keys = []
-        for key in get_current_context()["params"]["experiments"]:
-            status = (yaml.safe_load(abgate("experiments", "show", key)) or {}).get("status")
+        for key in listed or sorted(stored):
+            status = stored.get(key, "not in the store")
             if status == "running":
                 keys.append(key)
-            else:
+            elif listed:
                 log.info("%s is %s: no report", key, status)
         return keys
 

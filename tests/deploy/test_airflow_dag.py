@@ -232,3 +232,12 @@ async def test_reports_dag_executes_the_notebook_for_each_running_experiment(
         env=dag_env, capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert shown["variants"] == json.loads(cli.stdout)["variants"]
+
+    # With no list, the DAG discovers the running experiments itself (experiments list --json).
+    everything = tmp_path / "all-reports"
+    run = _run("abgate_reports", dag_env, {"archive": str(archive),
+               "reports_dir": str(everything)})  # fmt: skip
+    assert run["state"] == "success", run
+    assert sorted({p.relative_to(everything).parts[1] for p in everything.glob("*/*/*")}) == [
+        "home-recs-demo"
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,17 @@ def test_apply_lifecycle_and_history(cli: tuple[CliRunner, dict[str, str]], tmp_
     assert "winner: treatment" in _ok(cli, "show", "exp")
     assert "-status: running" in _ok(cli, "diff", "exp")
     assert "exp" in _ok(cli, "list")
+    [listed] = json.loads(_ok(cli, "list", "--json"))
+    assert listed["key"] == "exp" and listed["status"] == "stopped"
+    assert listed["winner"] == "treatment" and listed["surface"] == "home_top"
+    assert listed["variants"] == [
+        {"key": "control", "weight": 80, "model": "models:/home_recs/1"},
+        {"key": "treatment", "weight": 50, "model": "models:/home_recs/7"},
+    ]
+    assert listed["version"] == 6 and listed["by"] == "tester"
+    _ok(cli, "archive", "exp")
+    assert json.loads(_ok(cli, "list", "--json")) == []
+    assert [e["status"] for e in json.loads(_ok(cli, "list", "--json", "--all"))] == ["archived"]
 
 
 def test_refusals_and_errors_exit_one_without_traceback(
