@@ -52,7 +52,7 @@ demo: venv
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy experiments analysis registry gateway
+	$(BIN)/mypy experiments analysis registry gateway abgate batch
 
 test: venv lint $(VENV)/bqemulator/bin/bqemulator $(VENV)/.spark-installed deploy-tools
 	$(BIN)/pytest -q

@@ -87,7 +87,7 @@ class Tally:
     units_by_variant: dict[str, set[str]] = field(default_factory=dict)
     conversions: Counter[str] = field(default_factory=Counter)
     events: int = 0
-    samples: list[tuple[dict[str, object], dict[str, object]]] = field(default_factory=list)
+    samples: list[tuple[dict[str, object], dict[str, Any]]] = field(default_factory=list)
 
 
 def _ranked(rng: random.Random, n: int) -> list[dict[str, object]]:
@@ -165,7 +165,7 @@ async def _simulate(
 
     async def post(
         client: aiohttp.ClientSession, path: str, body: object
-    ) -> tuple[int, dict[str, object]]:
+    ) -> tuple[int, dict[str, Any]]:
         async with client.post(
             url + path, data=orjson.dumps(body), headers={"content-type": "application/json"}
         ) as r:
@@ -246,7 +246,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 def _print_summary(console: Console, tally: Tally, elapsed: float) -> None:
     for body, answer in tally.samples:
-        items = ", ".join(str(it["id"]) for it in answer["items"][:5])  # type: ignore[union-attr]
+        items = ", ".join(str(it["id"]) for it in answer["items"][:5])
         console.print(
             f"  [bold]{body['unit_id']}[/] excl={body.get('exclude', [])} → {answer['variant']} "
             f"{answer['model']} source={answer['source']}: {items}, …",
@@ -397,7 +397,7 @@ async def _report(console: Console, data_dir: Path, config: Path, archive: Path)
     html = data_dir / "report.html"
     html.write_text(render_html(report), encoding="utf-8")
     console.print(f"html report: {html}")
-    conversion = next(m for m in report.to_dict()["metrics"] if m["name"] == "conversion")  # type: ignore[index,union-attr]
+    conversion = next(m for m in report.to_dict()["metrics"] if m["name"] == "conversion")
     low, high = conversion["comparisons"][0]["diff_ci"]
     truth = TREATMENT_CONVERSION - BASE_CONVERSION
     inside = low <= truth <= high
@@ -432,7 +432,7 @@ async def _experiment_listing(url: str) -> dict[str, Any]:
     """The demo experiment as ``GET /v1/experiments`` shows it (phase, pins)."""
     async with aiohttp.ClientSession() as client, client.get(url + "/v1/experiments") as r:
         body = orjson.loads(await r.read())
-    return next(e for e in body["experiments"] if e["key"] == EXPERIMENT_KEY)  # type: ignore[no-any-return]
+    return next(e for e in body["experiments"] if e["key"] == EXPERIMENT_KEY)
 
 
 def _register_versions(tracking_uri: str, artifacts: Path) -> None:

@@ -59,7 +59,7 @@ def start_postgres(data_dir: Path) -> str:
         ) from exc
     folder = (data_dir / "postgres").resolve()
     folder.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(folder, cleanup_mode="stop")
+    server = pgserver.get_server(folder, cleanup_mode="stop")  # type: ignore[attr-defined]
     _keep.append(server)
     return str(server.get_uri())
 

@@ -22,7 +22,7 @@ from experiments import ModelVersion
 POPULARITY_WEIGHT = 1e-3  # ties between co-occurrence scores go to the more popular item
 
 
-class CoOccurrenceRecommender(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+class CoOccurrenceRecommender(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defined]
     """score(item | history) = sum of co-occurrence counts with the history + a popularity prior."""
 
     def __init__(self, items: list[str], popularity: np.ndarray, cooc: np.ndarray) -> None:
@@ -126,7 +126,9 @@ def log_example_model(
     )
     with mlflow.start_run(run_name=f"{name}-cooccurrence"):
         mlflow.log_params({"items": len(model.items), "units": interactions["unit_id"].nunique()})
-        dataset = mlflow.data.from_pandas(interactions, source=source, name="interactions")
+        dataset = mlflow.data.from_pandas(  # type: ignore[attr-defined]
+            interactions, source=source, name="interactions"
+        )
         mlflow.log_input(dataset, context="training")
         info = mlflow.pyfunc.log_model(
             name="model",

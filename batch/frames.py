@@ -243,7 +243,7 @@ def data_bytes(strings: pa.Array) -> bytes:
         return b""
     offsets, data = _string_buffers(strings)
     lo, hi = int(offsets[0]), int(offsets[-1])
-    return data.slice(lo, hi - lo).to_pybytes()
+    return bytes(data.slice(lo, hi - lo).to_pybytes())
 
 
 def _string_buffers(strings: pa.Array) -> tuple[np.ndarray, pa.Buffer]:

@@ -156,7 +156,7 @@ def features_dataset(path: Path, sha256: str) -> Any:
     sample = next(iter(batches), None)
     schema = infer_signature(sample.to_pandas()).inputs if sample is not None else None
     source = resolve_dataset_source(path.resolve().as_uri())
-    return MetaDataset(
+    return MetaDataset(  # type: ignore[abstract]  # mlflow's own docs build it so
         source, name=path.name, digest=sha256.removeprefix("sha256:")[:32], schema=schema
     )
 

@@ -67,4 +67,4 @@ def spark_predict(
         F.slice("p.item_ids", 1, top_k).alias("item_ids"),
         F.slice("p.scores", 1, top_k).alias("scores"),
     ).write.mode("overwrite").parquet(output)
-    return rows
+    return int(rows)

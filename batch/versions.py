@@ -153,7 +153,7 @@ async def activate_load(
 
 async def _model_table(conn: asyncpg.Connection, model: str) -> str:
     """The model's partition of ``results`` (created and attached when missing)."""
-    name = await conn.fetchval("SELECT results_model_table($1)", model)
+    name: str = await conn.fetchval("SELECT results_model_table($1)", model)
     if not await conn.fetchval("SELECT to_regclass(quote_ident($1)) IS NOT NULL", name):
         # CREATE ... PARTITION OF would lock every reader out of `results`; ATTACH does not.
         await conn.execute(f"CREATE TABLE {ident(name)} (LIKE results) PARTITION BY LIST (version)")

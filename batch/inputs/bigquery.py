@@ -49,7 +49,7 @@ def open_bigquery(uri: str, rename: Mapping[str, str], batch_rows: int | None) -
     if os.environ.get("BIGQUERY_EMULATOR_HOST"):  # the library's own variable: no credentials
         from google.auth.credentials import AnonymousCredentials
 
-        client = bigquery.Client(project=ref.split(".")[0], credentials=AnonymousCredentials())
+        client = bigquery.Client(project=ref.split(".")[0], credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
     else:
         client = bigquery.Client(project=ref.split(".")[0])
     try:
@@ -119,9 +119,9 @@ def _read_client() -> Any | None:
             emulator,
             options=[("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)],
         )
-        return bigquery_storage.BigQueryReadClient(
+        return bigquery_storage.BigQueryReadClient(  # type: ignore[no-untyped-call]
             transport=BigQueryReadGrpcTransport(channel=channel)
         )
     if os.environ.get("BIGQUERY_EMULATOR_HOST"):
         return None
-    return bigquery_storage.BigQueryReadClient()
+    return bigquery_storage.BigQueryReadClient()  # type: ignore[no-untyped-call]
