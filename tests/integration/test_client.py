@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from abgate.client import AsyncClient, Client
 from gateway import create_app
@@ -127,6 +127,7 @@ async def test_gateway_stopped_the_caller_gets_the_fallback_within_its_budget(
     assert answers[-1][0].error == "circuit open" and client.breaker_state == "open"
     assert cart.item_ids == ["d1", "d3"] and cart.experiment is None
     assert client.stats.fallbacks == 7
+    assert client.stats.late == 0  # refused connections and an open circuit: nothing was sent
     # fallbacks are not exposures: only the one answer the gateway gave is logged
     assert [e["unit_id"] for e in exposures(archive_dir)] == ["u1"]
 
@@ -153,6 +154,7 @@ async def test_gateway_paused_the_sync_client_answers_within_its_budget(
     assert [a.error for a, _ in answers] == ["timeout"] * 3
     assert max(t for _, t in answers) < BOUND
     assert after.source in ("cache", "db")  # the pool recovers once the gateway does
+    assert client.stats.late == 3  # sent, then given up on: the gateway may serve them yet
 
 
 async def test_gateway_paused_the_async_client_answers_within_its_budget(
@@ -172,16 +174,23 @@ async def test_gateway_paused_the_async_client_answers_within_its_budget(
 
 
 class SlowRecommendations:
-    """The gateway app, with ``/v1/recommendations`` answered ``delay`` seconds late."""
+    """The gateway app, with ``/v1/recommendations`` answered ``delay`` seconds late: the
+    request is served (and its exposure logged) at once, the answer waits."""
 
     def __init__(self, app: object, delay: float) -> None:
         self.app = app
         self.delay = delay
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == "/v1/recommendations":
-            await asyncio.sleep(self.delay)
-        await self.app(scope, receive, send)  # type: ignore[operator]
+        if scope["type"] != "http" or scope["path"] != "/v1/recommendations":
+            return await self.app(scope, receive, send)  # type: ignore[operator,no-any-return]
+
+        async def late_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                await asyncio.sleep(self.delay)
+            await send(message)
+
+        await self.app(scope, receive, late_send)  # type: ignore[operator]
 
 
 async def test_gateway_slow_the_caller_gets_the_fallback_within_its_budget(
@@ -205,6 +214,9 @@ async def test_gateway_slow_the_caller_gets_the_fallback_within_its_budget(
     assert late.source == "client-fallback" and late.item_ids == ["d1"]
     assert late.error == "timeout" and took < BOUND
     assert patient.source in ("cache", "db")  # a per-call budget overrides the client's
+    assert (client.stats.fallbacks, client.stats.late) == (1, 1)
+    # the gateway served the request the client gave up on: two exposures, one per request
+    assert [e["unit_id"] for e in exposures(archive_dir)] == ["u1", "u1"]
 
 
 async def test_events_sent_before_during_and_after_outages_arrive_exactly_once(
