@@ -61,8 +61,8 @@ class BaseClient:
         transport: an httpx transport (sync or async, matching the client), e.g. for a proxy.
 
     A client survives ``fork`` (gunicorn ``--preload``, multiprocessing): in the child it
-    starts with new connections, new locks, an empty event buffer (the parent sends its own
-    buffered events), zeroed counters and a closed breaker; its sender starts on first use.
+    starts with new locks, an empty event buffer (the parent sends its own buffered events),
+    zeroed counters and a closed breaker; its connections and sender are made on first use.
     A ``transport`` you pass is yours: the child reuses it as it is.
     """
 
@@ -100,24 +100,39 @@ class BaseClient:
         headers = {"content-type": "application/json", "user-agent": USER_AGENT}
         if api_key:
             headers["authorization"] = f"Bearer {api_key}"
-        self._connection = (base_url, headers, limits, transport)
-        self._connect(base_url, headers, limits, transport)
+        self._http_options: dict[str, Any] = {
+            "base_url": base_url,
+            "headers": headers,
+            "limits": limits,
+            "transport": transport,
+        }
+        self._open()
+        self._new_sender()
         _CLIENTS.add(self)
 
     def _after_fork(self) -> None:
-        """In a forked child: forget what belongs to the parent and connect anew.
+        """In a forked child: forget what belongs to the parent; reconnect on first use.
 
         The parent's connections are dropped unused and unclosed: closing them would take the
         pool's lock, which a parent thread may have held at the fork, and their sockets are
         the parent's to use (in the child, collecting them only closes the child's copies).
+        The new pool is made on first use, not here: making one loads the CA bundle (~40 ms
+        of CPU), which a child that never calls the gateway should not pay.
         """
         self.core.after_fork()
-        self._connect(*self._connection)
+        self._forget_http()
+        self._new_sender()
 
-    def _connect(
-        self, base_url: str, headers: dict[str, str], limits: httpx.Limits, transport: Any
-    ) -> None:
-        """Make the HTTP client, the sender's wake-up and locks (again after a fork)."""
+    def _open(self) -> None:
+        """Make the HTTP client (its pool) from ``_http_options``."""
+        raise NotImplementedError
+
+    def _forget_http(self) -> None:
+        """Drop the HTTP client without closing it; the next call makes a new one."""
+        raise NotImplementedError
+
+    def _new_sender(self) -> None:
+        """No sender yet, a new wake-up and new locks (again after a fork)."""
         raise NotImplementedError
 
     def _start_sender(self) -> None:
