@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import Iterable, Mapping
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import httpx
 
@@ -23,14 +23,21 @@ class AsyncClient(BaseClient):
     (``source == "client-fallback"``). Use ``async with``, or call ``aclose`` at shutdown
     so that buffered events are sent."""
 
-    def _connect(
-        self, base_url: str, headers: dict[str, str], limits: httpx.Limits, transport: Any
-    ) -> None:
-        self._http = httpx.AsyncClient(
-            base_url=base_url, headers=headers, limits=limits, transport=transport
-        )
+    def _open(self) -> None:
+        self._http: httpx.AsyncClient | None = httpx.AsyncClient(**self._http_options)
+
+    def _forget_http(self) -> None:
+        self._http = None
+
+    def _new_sender(self) -> None:
         self._wake = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
+
+    def _connected(self) -> httpx.AsyncClient:
+        """The HTTP client, made again on first use after a fork (one loop: no lock)."""
+        if self._http is None:
+            self._http = httpx.AsyncClient(**self._http_options)
+        return self._http
 
     async def __aenter__(self) -> AsyncClient:
         self._start_sender()
@@ -82,7 +89,8 @@ class AsyncClient(BaseClient):
             self._sender = asyncio.create_task(self._run(), name="abgate-client-events")
         self._wake.set()
         await self._sender
-        await self._http.aclose()
+        if self._http is not None:
+            await self._http.aclose()
 
     def _start_sender(self) -> None:
         if self._sender is None and not self.core.closing:
@@ -112,7 +120,7 @@ class AsyncClient(BaseClient):
     async def _send(self, call: Call) -> Reply | Failure:
         try:
             async with asyncio.timeout(call.timeout):  # the whole exchange, not each read
-                r = await self._http.post(
+                r = await self._connected().post(
                     call.path, content=call.body, headers=call_headers(call), timeout=call.timeout
                 )
             return Reply(r.status_code, r.content)

@@ -6,6 +6,8 @@ The subclasses (``_async.AsyncClient``, ``_sync.Client``) add only the transport
 
 from __future__ import annotations
 
+import os
+import weakref
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -24,6 +26,19 @@ except PackageNotFoundError:  # a source checkout that is not installed
 
 # A pool sized for a busy web worker; keep-alive spares a TCP handshake per call.
 DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+
+# Every client alive in this process, weakly: the fork hook below resets them in a child,
+# and holding them here must not keep a dropped client (and its pool) alive.
+_CLIENTS: weakref.WeakSet[BaseClient] = weakref.WeakSet()
+
+
+def _reset_clients_after_fork() -> None:
+    for client in list(_CLIENTS):
+        client._after_fork()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX; Windows has no fork
+    os.register_at_fork(after_in_child=_reset_clients_after_fork)
 
 
 class BaseClient:
@@ -44,6 +59,11 @@ class BaseClient:
             close_timeout: the event sender (docs/integrators.md, "Events").
         limits: the connection pool (``httpx.Limits``).
         transport: an httpx transport (sync or async, matching the client), e.g. for a proxy.
+
+    A client survives ``fork`` (gunicorn ``--preload``, multiprocessing): in the child it
+    starts with new locks, an empty event buffer (the parent sends its own buffered events),
+    zeroed counters and a closed breaker; its connections and sender are made on first use.
+    A ``transport`` you pass is yours: the child reuses it as it is.
     """
 
     def __init__(
@@ -80,11 +100,39 @@ class BaseClient:
         headers = {"content-type": "application/json", "user-agent": USER_AGENT}
         if api_key:
             headers["authorization"] = f"Bearer {api_key}"
-        self._connect(base_url, headers, limits, transport)
+        self._http_options: dict[str, Any] = {
+            "base_url": base_url,
+            "headers": headers,
+            "limits": limits,
+            "transport": transport,
+        }
+        self._open()
+        self._new_sender()
+        _CLIENTS.add(self)
 
-    def _connect(
-        self, base_url: str, headers: dict[str, str], limits: httpx.Limits, transport: Any
-    ) -> None:
+    def _after_fork(self) -> None:
+        """In a forked child: forget what belongs to the parent; reconnect on first use.
+
+        The parent's connections are dropped unused and unclosed: closing them would take the
+        pool's lock, which a parent thread may have held at the fork, and their sockets are
+        the parent's to use (in the child, collecting them only closes the child's copies).
+        The new pool is made on first use, not here: making one loads the CA bundle (~40 ms
+        of CPU), which a child that never calls the gateway should not pay.
+        """
+        self.core.after_fork()
+        self._forget_http()
+        self._new_sender()
+
+    def _open(self) -> None:
+        """Make the HTTP client (its pool) from ``_http_options``."""
+        raise NotImplementedError
+
+    def _forget_http(self) -> None:
+        """Drop the HTTP client without closing it; the next call makes a new one."""
+        raise NotImplementedError
+
+    def _new_sender(self) -> None:
+        """No sender yet, a new wake-up and new locks (again after a fork)."""
         raise NotImplementedError
 
     def _start_sender(self) -> None:
@@ -114,7 +162,8 @@ class BaseClient:
 
     @property
     def stats(self) -> CallStats:
-        """Counters of ``recommend``: calls, fallbacks, retries."""
+        """Counters of ``recommend``: calls, fallbacks, retries, late (fallbacks after the
+        request was sent, which the gateway may have served and logged)."""
         return self.core.stats
 
     @property
@@ -144,6 +193,8 @@ def failure(exc: httpx.HTTPError) -> Failure:
     (the request never left); a timeout or a broken exchange may have reached the gateway."""
     if isinstance(exc, httpx.ConnectError):
         return Failure(f"connect error: {exc}", connect=True)
+    if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):  # nothing was sent
+        return Failure("timeout", connect=True)
     if isinstance(exc, httpx.TimeoutException):
         return Failure("timeout")
     return Failure(f"{type(exc).__name__}: {exc}")

@@ -76,6 +76,9 @@ class CallStats:
     calls: int = 0
     fallbacks: int = 0  # answers with source "client-fallback"
     retries: int = 0  # connect errors retried within the budget
+    # Fallbacks after the request was sent (a timeout, a broken exchange): the gateway may
+    # still have served it and logged an exposure (docs/integrators.md, "Known limits").
+    late: int = 0
 
 
 def utc_now() -> str:
@@ -183,10 +186,13 @@ class ClientCore:
             reply = yield Call(RECOMMEND_PATH, payload, left, request_id)
             if isinstance(reply, Reply):
                 return self._answer(surface, unit_id, exclude, limit, reply)
-            if reply is not None and reply.connect and retries > 0:
-                retries -= 1
-                self.stats.retries += 1
-                continue
+            if reply is not None and reply.connect:
+                if retries > 0 and deadline - self.clock() > 0:
+                    retries -= 1
+                    self.stats.retries += 1
+                    continue
+            else:  # the request may have reached the gateway, which may serve and log it
+                self.stats.late += 1
             self.breaker.failure(self.clock())
             reason = reply.reason if reply is not None else "no answer"
             return self.fallback(surface, unit_id, exclude, limit, reason)
@@ -249,6 +255,16 @@ class ClientCore:
         if limit is not None:
             items = items[:limit]
         return Recommendation(surface, unit_id, items, "client-fallback", error=reason)
+
+    def after_fork(self) -> None:
+        """In a forked child: start empty. The parent's buffered events are the parent's to
+        send (a child resending them would send each twice), and its counters and breaker
+        describe the parent's calls; locks held by the parent's threads at the fork would
+        never be released in the child, so each is made anew."""
+        self.buffer = EventBuffer(self.buffer.max_events, self.buffer.batch_size)
+        self.breaker = CircuitBreaker(self.breaker.threshold, self.breaker.reset_after)
+        self.stats = CallStats()
+        self.send_failures = 0
 
     # --- events ----------------------------------------------------------------------------
 

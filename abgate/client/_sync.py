@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Mapping
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import httpx
 
@@ -25,15 +25,26 @@ class Client(BaseClient):
     The budget bounds connect, write and each read separately: a gateway that trickles its
     answer byte by byte can hold a call longer (``AsyncClient`` bounds the whole call)."""
 
-    def _connect(
-        self, base_url: str, headers: dict[str, str], limits: httpx.Limits, transport: Any
-    ) -> None:
-        self._http = httpx.Client(
-            base_url=base_url, headers=headers, limits=limits, transport=transport
-        )
+    def _open(self) -> None:
+        self._http: httpx.Client | None = httpx.Client(**self._http_options)
+
+    def _forget_http(self) -> None:
+        self._http = None
+
+    def _new_sender(self) -> None:
         self._wake = threading.Event()
         self._sender: threading.Thread | None = None
         self._sender_lock = threading.Lock()
+
+    def _connected(self) -> httpx.Client:
+        """The HTTP client, made again on first use after a fork."""
+        http = self._http
+        if http is None:
+            with self._sender_lock:
+                if self._http is None:
+                    self._http = httpx.Client(**self._http_options)
+                http = self._http
+        return http
 
     def __enter__(self) -> Client:
         self._start_sender()
@@ -88,7 +99,8 @@ class Client(BaseClient):
         else:
             self._wake.set()
             sender.join()
-        self._http.close()
+        if self._http is not None:
+            self._http.close()
 
     def _start_sender(self) -> None:
         with self._sender_lock:
@@ -120,7 +132,7 @@ class Client(BaseClient):
 
     def _send(self, call: Call) -> Reply | Failure:
         try:
-            r = self._http.post(
+            r = self._connected().post(
                 call.path, content=call.body, headers=call_headers(call), timeout=call.timeout
             )
             return Reply(r.status_code, r.content)

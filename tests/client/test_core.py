@@ -87,6 +87,16 @@ def test_a_connect_error_is_retried_a_timeout_is_not() -> None:
     assert len(calls) == 1 and rec.is_fallback and rec.error == "timeout"
 
 
+def test_only_fallbacks_after_a_request_was_sent_count_as_late() -> None:
+    core = ClientCore(connect_retries=1)
+    play(core.recommend("home_top", "u1"), lambda c: Failure("refused", connect=True))
+    play(core.recommend("home_top", "u1"), lambda c: Reply(400, b"{}"))
+    assert (core.stats.fallbacks, core.stats.late) == (2, 0)
+    play(core.recommend("home_top", "u1"), lambda c: Failure("timeout"))
+    play(core.recommend("home_top", "u1"), lambda c: Failure("RemoteProtocolError: closed"))
+    assert (core.stats.fallbacks, core.stats.late) == (4, 2)
+
+
 def test_each_retry_gets_only_what_is_left_of_the_budget() -> None:
     clock = FakeClock()
     core = ClientCore(timeout=0.3, connect_retries=3, clock=clock)

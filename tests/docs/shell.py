@@ -15,7 +15,9 @@ Languages:
   output the docs show. The output must match, with ``…`` standing for any text (ids, timings,
   hashes) and whitespace compared loosely (runs of blanks are one, and none is needed next to
   JSON punctuation, so a pretty-printed JSON answer matches the compact one curl prints).
-- ``python``: Sybil's own evaluator (a namespace per document).
+- ``python``: Sybil's own evaluator (a namespace per document); except a block whose first line
+  is ``# path/to/file.py``: a file of the reader's project, written to that path in the
+  scratch folder for later blocks to import or run (tests/docs/sybil_setup.py).
 
 Skipped blocks carry ``<!-- skip: next "reason" -->`` in the Markdown (Sybil's directive); the
 reason is the skip's reason in the test report.

@@ -63,6 +63,47 @@ class ExampleFilesParser(CodeBlockParser):
                 yield region
 
 
+# A Python block whose first line is ``# path/to/file.py`` shows a file of the reader's project.
+PROJECT_FILE = re.compile(r"# ([\w./-]+\.py)\n")
+
+
+class ProjectFileParser(CodeBlockParser):
+    """Python blocks that show a file of the reader's project (``# shop/views.py`` as their
+    first line): written to the document's folder, where later blocks import or run them,
+    instead of being executed where they stand."""
+
+    def __init__(self) -> None:
+        super().__init__("python", evaluate_project_file)
+
+    def __call__(self, document: Document) -> Iterable[Region]:
+        for region in super().__call__(document):
+            if PROJECT_FILE.match(str(region.parsed)):
+                yield region
+
+
+class PythonSnippetParser(PythonCodeBlockParser):
+    """Every other Python block: run in the document's namespace (Sybil's evaluator)."""
+
+    def __call__(self, document: Document) -> Iterable[Region]:
+        for region in super().__call__(document):
+            if not PROJECT_FILE.match(str(region.parsed)):
+                yield region
+
+
+def evaluate_project_file(example: Example) -> None:
+    """Write the block to the path its first line names, under the document's folder."""
+    if "_docs_unavailable" in example.namespace:
+        pytest.skip(example.namespace["_docs_unavailable"])
+    source = str(example.parsed)
+    match = PROJECT_FILE.match(source)
+    assert match is not None
+    scratch: Path = example.namespace["_docs_scratch"]
+    path = (scratch / match.group(1)).resolve()
+    assert path.is_relative_to(scratch.resolve()), f"{_label(example)} names a file outside"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(source, encoding="utf-8")
+
+
 def evaluate_example_files(example: Example) -> None:
     """Each quoted file is, line for line, the file in examples/."""
     sections = re.split(r"^# (examples/\S+)\n", str(example.parsed), flags=re.MULTILINE)
@@ -77,7 +118,8 @@ DOCS = Sybil(
         CodeBlockParser("sh", evaluate_sh),
         CodeBlockParser("bash", evaluate_sh),
         CodeBlockParser("console", evaluate_console),
-        PythonCodeBlockParser(),
+        PythonSnippetParser(),
+        ProjectFileParser(),
         ExampleFilesParser(),
     ],
     path=str(ROOT),
