@@ -112,7 +112,11 @@ def _holdout(
     experiment: Experiment,
     alpha: float,
 ) -> Holdout | None:
-    """Every arm against the holdout, stratified by phase like the arms' comparisons."""
+    """Every arm against the holdout, stratified by phase like the arms' comparisons.
+
+    The p-values are Holm-adjusted across the family of every arm × every metric (a false
+    alarm in any of them is the error controlled); the intervals are not adjusted.
+    """
     held = pooled(final).get(HOLDOUT)
     if held is None or held.count == 0:
         return None
@@ -133,7 +137,13 @@ def _holdout(
                     e.p_value,
                 )
             )
-    return Holdout(held.count, comps)
+    adjusted = stats.holm([c.p_value for c in comps])
+    family = sum(1 for c in comps if not math.isnan(c.p_value))
+    return Holdout(
+        held.count,
+        [replace(c, p_value_adjusted=p) for c, p in zip(comps, adjusted, strict=True)],
+        family,
+    )
 
 
 def analyse(
