@@ -161,6 +161,7 @@ def analyse(
     phases: Sequence[PhaseRecord] = (),
     excluded: Mapping[str, Mapping[str, int]] | None = None,
     skipped: Skipped | None = None,
+    warnings: Sequence[str] = (),
 ) -> Report:
     """The report of ``experiment`` from its looks' sufficient statistics, with its verdict.
 
@@ -168,7 +169,8 @@ def analyse(
     (analysis.sql.Scan); looks without a phase are one phase with the file's weights.
     ``source``, ``generated_at`` (default: now) and ``config_version`` (the experiment's
     version in the store, when known) are the report's metadata; ``skipped`` what the scan
-    left out (the verdict is invalid when it is too much: analysis.verdict). NoExposures when there is no
+    left out (the verdict is invalid when it is too much: analysis.verdict); ``warnings``
+    what the source could not read (shown under the verdict). NoExposures when there is no
     look: a report of zero units would be a table of dashes with a passing SRM check.
     """
     if not 0 < alpha < 1:
@@ -189,6 +191,7 @@ def analyse(
         generated_at=generated_at or datetime.now(UTC),
         config_version=config_version,
         skipped=skipped,
+        warnings=list(warnings),
     )
     if opts.segment is not None:
         report = replace(

@@ -89,7 +89,7 @@ def _verdict(r: Report) -> str:
         f'<p class="warn" id="skipped"><b>Warning:</b> {escape(r.skipped.warning())}</p>'
         if r.skipped is not None and r.skipped.lines
         else ""
-    )
+    ) + "".join(f'<p class="warn"><b>Warning:</b> {escape(w)}</p>' for w in r.warnings)
     return (
         f'<p class="verdict {v.decision}" id="verdict"><b>Verdict: {DECISION_LABELS[v.decision]}</b>. '
         f"{escape(v.reason)}</p>{warning}"

@@ -72,6 +72,8 @@ def render_table(report: Report, console: Console) -> None:
         console.print(
             f"[bold yellow]Warning:[/] {escape(report.skipped.warning())}", highlight=False
         )
+    for warning in report.warnings:
+        console.print(f"[bold yellow]Warning:[/] {escape(warning)}", highlight=False)
     units = ", ".join(
         f"{k}: {v.units} units / {v.exposures} exposures" for k, v in report.variants.items()
     )

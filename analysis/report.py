@@ -399,6 +399,7 @@ class Report:
     segment_by: str | None = None  # the ``--by`` attribute
     segments: list[Segment] = field(default_factory=list)
     skipped: Skipped | None = None  # what the scan left out (None: looks given, not read)
+    warnings: list[str] = field(default_factory=list)  # what the source could not read
 
     @property
     def srm_alarm(self) -> bool:
@@ -439,4 +440,5 @@ class Report:
                 else {}
             ),
             **({"skipped": self.skipped.to_dict()} if self.skipped is not None else {}),
+            **({"warnings": list(self.warnings)} if self.warnings else {}),
         }

@@ -158,6 +158,7 @@ def build_plan(
     segment: str | None = None,
     overlap: timedelta = DEFAULT_OVERLAP,
     lines: bool = False,
+    missing: frozenset[str] = frozenset(),
 ) -> QueryPlan:
     """Generate the per-(variant, phase, look day[, segment]) sufficient-statistics query.
 
@@ -172,6 +173,9 @@ def build_plan(
     column): a line that is no log entry (torn, not an object) is counted as ``torn``.
     Records of type exposure/outcome without the fields ``COMPLETE`` names are counted as
     ``incomplete`` and left out (``ReadCount``).
+    ``missing``: payload fields (``PAYLOAD_FIELDS`` names, or ``attributes``) that the table's
+    schema lacks, read as NULL: a BigQuery sink table created before exposures carried
+    ``phase``/``weights``/``bucket`` has no such columns, and naming them would fail.
     """
     names = _outcome_names(experiment)
     index = {n: j for j, n in enumerate(names)}
@@ -212,9 +216,14 @@ def build_plan(
         f"COALESCE({_agg('COVAR_SAMP', f'{a}, {b}', ordered)}, 0) AS c_{a}__{b}" for a, b in pairs
     ]
     stat_names = [x.rsplit(" AS ", 1)[1] for x in stats]
-    fields = ", ".join(f"jsonPayload.{f} AS {f}" for f, _ in PAYLOAD_FIELDS if f != "ts")
+    fields = ", ".join(
+        f"CAST(NULL AS {t}) AS {f}" if f in missing else f"jsonPayload.{f} AS {f}"
+        for f, t in PAYLOAD_FIELDS
+        if f != "ts"
+    )
     if segment is not None:
-        fields += f", CAST(jsonPayload.attributes.{_ident(segment)} AS VARCHAR) AS segment"
+        attr = "NULL" if "attributes" in missing else f"jsonPayload.attributes.{_ident(segment)}"
+        fields += f", CAST({attr} AS VARCHAR) AS segment"
         seg_any, seg_first = ", ANY_VALUE(segment) AS segment", ", MIN_BY(segment, ts) AS segment"
         seg_col, seg_carry = ", segment", ", ANY_VALUE(f.segment) AS segment"
     else:
