@@ -110,7 +110,6 @@ def test_a_holdout_comparison_without_a_p_value_is_not_counted_in_the_family() -
     assert [c.p_value_adjusted for c in known] == pytest.approx(expected, rel=1e-12)
 
 
-@pytest.mark.slow
 def test_holm_keeps_the_family_wise_false_positive_rate_of_the_holdout_comparisons() -> None:
     """A/A with a holdout (3 arms × 3 metrics, nothing differs): how often any of the nine
     comparisons has p < 0.05. Unadjusted that is far above 5% (nine correlated tests);
