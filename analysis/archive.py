@@ -67,19 +67,26 @@ def read_json(files: Sequence[Path], segment: str | None = None, *, filename: bo
 
 @contextmanager
 def archive_connection(
-    root: Path, *, memory_limit: str = "2GB", segment: str | None = None
+    root: Path,
+    *,
+    memory_limit: str = "2GB",
+    segment: str | None = None,
+    threads: int | None = None,
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """A DuckDB connection with a view ``abgate_log_entries`` over the archive's files.
 
     The view reads only ``jsonPayload`` with an explicit schema: missing fields are NULL, other
     keys are ignored. ``records = true`` matters: without it DuckDB samples every file to detect
     the layout, which made a 100-file archive 50x slower to scan. ``memory_limit`` bounds
-    DuckDB's memory; beyond it, operators spill to a private temporary folder.
+    DuckDB's memory; beyond it, operators spill to a private temporary folder. ``threads``
+    (default: DuckDB's, one per core) changes the speed, never a figure (sql.py, "Reproducible").
     """
     files = archive_files(root)
     spill = tempfile.TemporaryDirectory(prefix="abgate-duckdb-")
     con = duckdb.connect(config={"memory_limit": memory_limit, "temp_directory": spill.name})
     con.execute("SET enable_progress_bar = false")
+    if threads is not None:
+        con.execute(f"SET threads = {int(threads)}")
     # The looks table has one row per day: joining each unit's running rows to it by date
     # ranges is cheapest as a nested loop (a merge join would sort every row; see sql.py).
     con.execute("SET nested_loop_join_threshold = 100000")
@@ -175,6 +182,7 @@ def scan_archive(
     until: datetime | None = None,
     cuped_window: timedelta | None = None,
     segment: str | None = None,
+    threads: int | None = None,
 ) -> tuple[QueryPlan, Scan, Skipped]:
     """Per-(variant, phase, look day[, segment]) sufficient statistics of ``experiment``'s
     metrics, with its phases and the units excluded by bucket, and the lines it skipped
@@ -189,7 +197,7 @@ def scan_archive(
         segment=segment,
         lines=True,
     )
-    with archive_connection(root, segment=segment) as con:
+    with archive_connection(root, segment=segment, threads=threads) as con:
         scan = run_plan(con, plan, root)
         return plan, scan, locate_skipped(con, root, scan.read, segment)
 
@@ -203,6 +211,7 @@ class ArchiveSource:
     """
 
     root: Path
+    threads: int | None = None  # DuckDB's threads (default: one per core); figures don't change
 
     @property
     def label(self) -> str:
@@ -227,6 +236,7 @@ class ArchiveSource:
             until=until,
             cuped_window=cuped_window,
             segment=segment,
+            threads=self.threads,
         )
         if strict and skipped.lines:
             where = f"{skipped.first[0]}" if skipped.first else "unknown line"

@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Any
 from analysis.errors import BigQueryError
 from analysis.report import Skipped
 from analysis.source import Cohort
-from analysis.sql import build_plan, scan_from_rows
+from analysis.sql import PAYLOAD_FIELDS, build_plan, scan_from_rows
 from experiments import Experiment
 
 if TYPE_CHECKING:
     from google.cloud import bigquery
 
+PHASE_FIELDS = ("phase", "weights", "bucket")  # added to exposures after the first sinks
 _TABLE = re.compile(r"^[A-Za-z0-9_.:\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-$*]+$")
 
 
@@ -86,7 +87,13 @@ class BigQuerySource:
         segment: str | None = None,
         strict: bool = False,
     ) -> Cohort:
-        """Run the aggregation in BigQuery; only per-look sufficient statistics are fetched."""
+        """Run the aggregation in BigQuery; only per-look sufficient statistics are fetched.
+
+        Payload fields the table's schema lacks are read as NULL (a sink table created before
+        exposures carried ``phase``/``weights``/``bucket`` is one unknown phase, with a
+        warning in the report).
+        """
+        missing = self._missing_fields(segment)
         plan = build_plan(
             experiment,
             parse_table(self.table),
@@ -95,6 +102,7 @@ class BigQuerySource:
             until=until,
             cuped_window=cuped_window,
             segment=segment,
+            missing=missing,
         )
         try:
             job = self.client.query(plan.sql, job_config=_job_config())
@@ -108,10 +116,53 @@ class BigQuerySource:
                 "(event_id, unit_id, ts; experiment and variant, or name); without --strict the "
                 "report skips and counts them"
             )
-        return Cohort(plan, scan, Skipped(scan.read.total, scan.read.torn, scan.read.incomplete))
+        skipped = Skipped(scan.read.total, scan.read.torn, scan.read.incomplete)
+        return Cohort(plan, scan, skipped, _warnings(self.table, missing, segment))
+
+    def _missing_fields(self, segment: str | None) -> frozenset[str]:
+        """The payload fields the report reads that the table's ``jsonPayload`` lacks
+        (``attributes`` when the ``--by`` attribute is not in it)."""
+        try:
+            schema = self.client.get_table(self.table).schema
+        except Exception as exc:  # google.api_core raises many types; translate at the edge
+            raise BigQueryError(f"cannot read the schema of {self.table}: {exc}") from exc
+        payload = next((f for f in schema if f.name == "jsonPayload"), None)
+        if payload is None:
+            raise BigQueryError(
+                f"{self.table} has no jsonPayload column: is it a Cloud Logging sink table?"
+            )
+        present = {f.name: f for f in payload.fields}
+        missing = {name for name, _ in PAYLOAD_FIELDS if name not in present}
+        attributes = present.get("attributes")
+        if segment is not None and (
+            attributes is None or segment not in {f.name for f in attributes.fields}
+        ):
+            missing.add("attributes")
+        return frozenset(missing)
 
 
 def _job_config() -> bigquery.QueryJobConfig:
     from google.cloud import bigquery
 
     return bigquery.QueryJobConfig(use_legacy_sql=False, labels={"abgate": "report"})
+
+
+def _warnings(table: str, missing: frozenset[str], segment: str | None) -> tuple[str, ...]:
+    """What the report says about the fields the table lacks."""
+    out = []
+    phase = [f for f in PHASE_FIELDS if f in missing]
+    if phase:
+        out.append(
+            f"{table} has no jsonPayload.{', '.join(phase)} (the table was created before"
+            " exposures carried them): every exposure is read as one unknown phase with the"
+            " experiment file's weights, and no unit is excluded for an allocation change; if"
+            " the weights changed in the window, report the periods apart (--since/--until)"
+        )
+    other = sorted(missing - {*PHASE_FIELDS, "attributes"})
+    if other:
+        out.append(f"{table} has no jsonPayload.{', '.join(other)}: read as null")
+    if "attributes" in missing and segment is not None:
+        out.append(
+            f"{table} has no jsonPayload.attributes.{segment}: every unit is in segment (none)"
+        )
+    return tuple(out)

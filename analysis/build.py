@@ -60,4 +60,5 @@ def build_report(
         source=src.label,
         config_version=config_version,
         skipped=cohort.skipped,
+        warnings=cohort.warnings,
     )

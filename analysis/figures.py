@@ -112,7 +112,11 @@ def _holdout(
     experiment: Experiment,
     alpha: float,
 ) -> Holdout | None:
-    """Every arm against the holdout, stratified by phase like the arms' comparisons."""
+    """Every arm against the holdout, stratified by phase like the arms' comparisons.
+
+    The p-values are Holm-adjusted across the family of every arm × every metric (a false
+    alarm in any of them is the error controlled); the intervals are not adjusted.
+    """
     held = pooled(final).get(HOLDOUT)
     if held is None or held.count == 0:
         return None
@@ -133,7 +137,13 @@ def _holdout(
                     e.p_value,
                 )
             )
-    return Holdout(held.count, comps)
+    adjusted = stats.holm([c.p_value for c in comps])
+    family = sum(1 for c in comps if not math.isnan(c.p_value))
+    return Holdout(
+        held.count,
+        [replace(c, p_value_adjusted=p) for c, p in zip(comps, adjusted, strict=True)],
+        family,
+    )
 
 
 def analyse(
@@ -151,6 +161,7 @@ def analyse(
     phases: Sequence[PhaseRecord] = (),
     excluded: Mapping[str, Mapping[str, int]] | None = None,
     skipped: Skipped | None = None,
+    warnings: Sequence[str] = (),
 ) -> Report:
     """The report of ``experiment`` from its looks' sufficient statistics, with its verdict.
 
@@ -158,7 +169,8 @@ def analyse(
     (analysis.sql.Scan); looks without a phase are one phase with the file's weights.
     ``source``, ``generated_at`` (default: now) and ``config_version`` (the experiment's
     version in the store, when known) are the report's metadata; ``skipped`` what the scan
-    left out (the verdict is invalid when it is too much: analysis.verdict). NoExposures when there is no
+    left out (the verdict is invalid when it is too much: analysis.verdict); ``warnings``
+    what the source could not read (shown under the verdict). NoExposures when there is no
     look: a report of zero units would be a table of dashes with a passing SRM check.
     """
     if not 0 < alpha < 1:
@@ -179,6 +191,7 @@ def analyse(
         generated_at=generated_at or datetime.now(UTC),
         config_version=config_version,
         skipped=skipped,
+        warnings=list(warnings),
     )
     if opts.segment is not None:
         report = replace(

@@ -89,7 +89,7 @@ def _verdict(r: Report) -> str:
         f'<p class="warn" id="skipped"><b>Warning:</b> {escape(r.skipped.warning())}</p>'
         if r.skipped is not None and r.skipped.lines
         else ""
-    )
+    ) + "".join(f'<p class="warn"><b>Warning:</b> {escape(w)}</p>' for w in r.warnings)
     return (
         f'<p class="verdict {v.decision}" id="verdict"><b>Verdict: {DECISION_LABELS[v.decision]}</b>. '
         f"{escape(v.reason)}</p>{warning}"
@@ -149,13 +149,16 @@ def _holdout(r: Report) -> str:
         f"<tr><td>{escape(c.metric)}</td><td>{escape(c.variant)}</td><td>{number(c.value_holdout)}</td>"
         f"<td>{number(c.value_variant)}</td><td>{number(c.diff)}</td>"
         f"<td>[{number(c.diff_ci[0])}, {number(c.diff_ci[1])}]</td><td>{percent(c.lift)}</td>"
-        f"<td>{_p(c.p_value, r.alpha)}</td></tr>"
+        f"<td>{_p(c.p_value, r.alpha)}</td><td>{_p(c.p_value_adjusted, r.alpha)}</td></tr>"
         for c in r.holdout.comparisons
     )
     return (
         f"<h2>Against the holdout ({r.holdout.units} units)</h2>"
+        f"<p>p Holm: adjusted across the {r.holdout.family} comparisons (every arm × every"
+        " metric). The intervals are unadjusted.</p>"
         "<table><tr><th>metric</th><th>variant</th><th>holdout</th><th>variant value</th>"
-        f"<th>diff</th><th>diff CI</th><th>lift</th><th>p</th></tr>{rows}</table>"
+        "<th>diff</th><th>diff CI (unadjusted)</th><th>lift</th><th>p</th><th>p Holm</th></tr>"
+        f"{rows}</table>"
     )
 
 

@@ -72,6 +72,8 @@ def render_table(report: Report, console: Console) -> None:
         console.print(
             f"[bold yellow]Warning:[/] {escape(report.skipped.warning())}", highlight=False
         )
+    for warning in report.warnings:
+        console.print(f"[bold yellow]Warning:[/] {escape(warning)}", highlight=False)
     units = ", ".join(
         f"{k}: {v.units} units / {v.exposures} exposures" for k, v in report.variants.items()
     )
@@ -131,8 +133,13 @@ def phase_table(report: Report) -> Table:
 def holdout_table(report: Report) -> Table:
     """Each arm against the holdout (units kept out of the experiment, served the default)."""
     assert report.holdout is not None
-    t = Table(title=f"Against the holdout ({report.holdout.units} units)")
-    for col in ("metric", "variant", "holdout", "variant value", "diff", "diff CI", "lift", "p"):
+    t = Table(
+        title=f"Against the holdout ({report.holdout.units} units)",
+        caption=f"p Holm: adjusted across the {report.holdout.family} comparisons (every arm ×"
+        " every metric); CIs unadjusted",
+    )
+    cols = ("metric", "variant", "holdout", "variant value", "diff", "diff CI (unadj.)", "lift")
+    for col in (*cols, "p", "p Holm"):
         t.add_column(col, justify="left" if col in ("metric", "variant") else "right")
     for c in report.holdout.comparisons:
         t.add_row(
@@ -144,6 +151,7 @@ def holdout_table(report: Report) -> Table:
             interval(c.diff_ci),
             percent(c.lift),
             _p(c.p_value, report.alpha),
+            _p(c.p_value_adjusted, report.alpha),
         )
     return t
 

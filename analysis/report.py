@@ -189,7 +189,11 @@ class PhaseSummary:
 
 @dataclass(frozen=True, slots=True)
 class HoldoutComparison:
-    """One arm against the holdout (the units kept out of the experiment, served the default)."""
+    """One arm against the holdout (the units kept out of the experiment, served the default).
+
+    ``p_value_adjusted`` is Holm's across the holdout family (every arm × every metric); the
+    intervals are not adjusted (each is a plain 1 − alpha interval).
+    """
 
     metric: str
     variant: str
@@ -200,6 +204,7 @@ class HoldoutComparison:
     lift: float
     lift_ci: Interval
     p_value: float
+    p_value_adjusted: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form."""
@@ -213,19 +218,29 @@ class HoldoutComparison:
             "lift": _num(self.lift),
             "lift_ci": _ci(self.lift_ci),
             "p_value": _num(self.p_value),
+            "p_value_adjusted": _num(self.p_value_adjusted),
         }
 
 
 @dataclass(frozen=True, slots=True)
 class Holdout:
-    """The experiment's population against its holdout (docs/analysts.md, "Holdouts")."""
+    """The experiment's population against its holdout (docs/analysts.md, "Holdouts").
+
+    ``family``: how many comparisons Holm's adjustment counted (every arm × every metric with
+    a p-value); the intervals are unadjusted.
+    """
 
     units: int
     comparisons: list[HoldoutComparison]
+    family: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (``holdout`` of the report)."""
-        return {"units": self.units, "comparisons": [c.to_dict() for c in self.comparisons]}
+        return {
+            "units": self.units,
+            "adjustment": {"p_value": "holm", "family": self.family, "intervals": "unadjusted"},
+            "comparisons": [c.to_dict() for c in self.comparisons],
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -384,6 +399,7 @@ class Report:
     segment_by: str | None = None  # the ``--by`` attribute
     segments: list[Segment] = field(default_factory=list)
     skipped: Skipped | None = None  # what the scan left out (None: looks given, not read)
+    warnings: list[str] = field(default_factory=list)  # what the source could not read
 
     @property
     def srm_alarm(self) -> bool:
@@ -424,4 +440,5 @@ class Report:
                 else {}
             ),
             **({"skipped": self.skipped.to_dict()} if self.skipped is not None else {}),
+            **({"warnings": list(self.warnings)} if self.warnings else {}),
         }

@@ -20,11 +20,13 @@ from experiments import Experiment
 
 @dataclass(frozen=True, slots=True)
 class Cohort:
-    """What a source found for one experiment: the plan, the scan, and the skipped records."""
+    """What a source found for one experiment: the plan, the scan, the skipped records, and
+    warnings about what the source could not read (a table without the phase fields)."""
 
     plan: QueryPlan
     scan: Scan
     skipped: Skipped
+    warnings: tuple[str, ...] = ()
 
 
 class CohortSource(Protocol):

@@ -25,6 +25,20 @@ What the statement does (DESIGN.md, "Metrics and the report"; docs/analysts.md, 
    day) to count, means,
    sample variances and covariances: the sufficient statistics, and nothing else, come back.
    The last look holds every unit with every event of the window: the fixed-horizon data.
+
+Reproducible: a float sum's last bits depend on the order of its terms, and DuckDB's threads
+combine partial sums in whatever order they finish, so the same archive gave a different last
+digit from run to run. In DuckDB every floating aggregate of the statement (the per-day value
+sums, and AVG, VAR_SAMP, COVAR_SAMP of the per-unit values) is ordered by its own arguments
+(``SUM(x ORDER BY x)``): it then adds in that order, sequentially, after the threads are done,
+so its result is a function of the multiset of its inputs (ties are equal values). Integer
+aggregates (COUNT, SUM of counts) are exact anyway; the running sums per unit (a window ordered
+by day) and QUANTILE_CONT are deterministic. ``scan_from_rows`` sorts the result rows, so Python
+merges them in a fixed order too. DuckDB honours ORDER BY only in aggregates it marks
+order-dependent (its optimizer drops it from the others), which SUM/AVG/VAR_SAMP/COVAR_SAMP of
+DOUBLE are in DuckDB 2.0 (tests/analysis/test_reproducible.py checks that against Python's
+sequential sum). BigQuery has no ORDER BY in these aggregates: its transpiled statement is the
+unordered one, and a BigQuery report's last bits may differ between runs (docs/analysts.md).
 """
 
 from __future__ import annotations
@@ -144,6 +158,7 @@ def build_plan(
     segment: str | None = None,
     overlap: timedelta = DEFAULT_OVERLAP,
     lines: bool = False,
+    missing: frozenset[str] = frozenset(),
 ) -> QueryPlan:
     """Generate the per-(variant, phase, look day[, segment]) sufficient-statistics query.
 
@@ -158,6 +173,9 @@ def build_plan(
     column): a line that is no log entry (torn, not an object) is counted as ``torn``.
     Records of type exposure/outcome without the fields ``COMPLETE`` names are counted as
     ``incomplete`` and left out (``ReadCount``).
+    ``missing``: payload fields (``PAYLOAD_FIELDS`` names, or ``attributes``) that the table's
+    schema lacks, read as NULL: a BigQuery sink table created before exposures carried
+    ``phase``/``weights``/``bucket`` has no such columns, and naming them would fail.
     """
     names = _outcome_names(experiment)
     index = {n: j for j, n in enumerate(names)}
@@ -179,7 +197,8 @@ def build_plan(
     if until is not None:
         outcome_filter += f" AND ts < {_ts(until, ts_type)}"
 
-    counters = _counters(index, " ".join(value_exprs), cuped_window)
+    ordered = dialect == "duckdb"  # "Reproducible" in the module docstring
+    counters = _counters(index, " ".join(value_exprs), cuped_window, ordered=ordered)
     daily = "".join(f",\n         {expr} AS {name}" for name, expr in counters)
     running = "".join(
         f",\n         SUM({name}) OVER (PARTITION BY unit_id ORDER BY day NULLS FIRST"
@@ -189,12 +208,22 @@ def build_plan(
     carried = "".join(f", r.{name}" for name in ["exposures", *(n for n, _ in counters)])
     stats = ["COUNT(*) AS n"]
     for c in columns:
-        stats += [f"AVG({c}) AS m_{c}", f"COALESCE(VAR_SAMP({c}), 0) AS v_{c}"]
-    stats += [f"COALESCE(COVAR_SAMP({a}, {b}), 0) AS c_{a}__{b}" for a, b in pairs]
+        stats += [
+            f"{_agg('AVG', c, ordered)} AS m_{c}",
+            f"COALESCE({_agg('VAR_SAMP', c, ordered)}, 0) AS v_{c}",
+        ]
+    stats += [
+        f"COALESCE({_agg('COVAR_SAMP', f'{a}, {b}', ordered)}, 0) AS c_{a}__{b}" for a, b in pairs
+    ]
     stat_names = [x.rsplit(" AS ", 1)[1] for x in stats]
-    fields = ", ".join(f"jsonPayload.{f} AS {f}" for f, _ in PAYLOAD_FIELDS if f != "ts")
+    fields = ", ".join(
+        f"CAST(NULL AS {t}) AS {f}" if f in missing else f"jsonPayload.{f} AS {f}"
+        for f, t in PAYLOAD_FIELDS
+        if f != "ts"
+    )
     if segment is not None:
-        fields += f", CAST(jsonPayload.attributes.{_ident(segment)} AS VARCHAR) AS segment"
+        attr = "NULL" if "attributes" in missing else f"jsonPayload.attributes.{_ident(segment)}"
+        fields += f", CAST({attr} AS VARCHAR) AS segment"
         seg_any, seg_first = ", ANY_VALUE(segment) AS segment", ", MIN_BY(segment, ts) AS segment"
         seg_col, seg_carry = ", segment", ", ANY_VALUE(f.segment) AS segment"
     else:
@@ -366,13 +395,20 @@ SELECT 'read' AS kind, {_lit(what)} AS variant, CAST(NULL AS VARCHAR) AS phase,
 FROM read_check"""
 
 
+def _agg(function: str, args: str, ordered: bool) -> str:
+    """``function(args)``; ``ordered``: with ``ORDER BY args`` (DuckDB), which makes a floating
+    aggregate a function of its multiset of inputs (module docstring, "Reproducible")."""
+    return f"{function}({args} ORDER BY {args})" if ordered else f"{function}({args})"
+
+
 def _counters(
-    index: Mapping[str, int], used: str, cuped_window: timedelta | None
+    index: Mapping[str, int], used: str, cuped_window: timedelta | None, *, ordered: bool
 ) -> list[tuple[str, str]]:
     """Per (unit, day): the counts and value sums of each outcome that some metric reads.
 
     ``cnt_j``/``sum_j`` count outcome j at or after the unit's first exposure; with CUPED,
     ``pre_cnt_j``/``pre_sum_j`` count it in the window before (those land on the enrolment day).
+    ``ordered``: the value sums add in value order (``_agg``), so they are reproducible.
     """
     windows = [("", "o.ts >= f.first_ts")]
     if cuped_window is not None:
@@ -388,12 +424,12 @@ def _counters(
             if re.search(rf"\b{prefix}cnt_{j}\b", used):
                 out.append((f"{prefix}cnt_{j}", f"COUNT(CASE WHEN {is_n} AND {window} THEN 1 END)"))
             if re.search(rf"\b{prefix}sum_{j}\b", used):
-                out.append(
-                    (
-                        f"{prefix}sum_{j}",
-                        f"COALESCE(SUM(CASE WHEN {is_n} AND {window} THEN o.value END), 0)",
-                    )
+                total = (
+                    f"{_agg('SUM', 'o.value', True)} FILTER (WHERE {is_n} AND {window})"
+                    if ordered
+                    else f"SUM(CASE WHEN {is_n} AND {window} THEN o.value END)"
                 )
+                out.append((f"{prefix}sum_{j}", f"COALESCE({total}, 0)"))
     return out
 
 
@@ -483,6 +519,14 @@ def _as_time(ts: Any) -> datetime:
     return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)  # type: ignore[no-any-return]
 
 
+def _row_order(row: Mapping[str, Any]) -> tuple[tuple[bool, str], ...]:
+    """A total order of the result rows by their keys (None first)."""
+    return tuple(
+        (row[k] is not None, "" if row[k] is None else str(row[k]))
+        for k in ("kind", "variant", "phase", "segment", "day")
+    )
+
+
 def scan_from_rows(plan: QueryPlan, rows: Iterable[Mapping[str, Any]]) -> Scan:
     """Turn the query's result rows (as mappings of column name to value) into a ``Scan``."""
     looks: list[Look] = []
@@ -490,7 +534,10 @@ def scan_from_rows(plan: QueryPlan, rows: Iterable[Mapping[str, Any]]) -> Scan:
     arms: dict[str, list[tuple[str, float, int, int]]] = {}
     excluded: dict[str, dict[str, int]] = {}
     read: dict[str, int] = {}
-    for r in rows:
+    # In a fixed order whatever order the engine returned them in: the looks of one (day,
+    # phase, variant) merge in this order, and dicts keep it, so the report's bytes do not
+    # depend on the engine's threads.
+    for r in sorted(rows, key=_row_order):
         kind = r["kind"]
         if kind == "stats":
             mean = {c: float(r[f"m_{c}"]) for c in plan.columns}

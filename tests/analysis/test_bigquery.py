@@ -148,7 +148,16 @@ def ramp_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return ramped_archive(tmp_path_factory.mktemp("ramp"), n=600, holdout=100)[0]
 
 
-def _load(emulator: str, archive: Path, name: str, extra: list[dict[str, Any]] = ()) -> str:  # type: ignore[assignment]
+def _load(
+    emulator: str,
+    archive: Path,
+    name: str,
+    extra: list[dict[str, Any]] = (),  # type: ignore[assignment]
+    *,
+    without: frozenset[str] = frozenset(),
+) -> str:
+    """Load the archive's payloads into a sink-like table; ``without``: payload fields the
+    table's schema lacks (a table created before the gateway logged them)."""
     from google.cloud import bigquery
 
     from analysis.bigquery import make_client
@@ -168,11 +177,14 @@ def _load(emulator: str, archive: Path, name: str, extra: list[dict[str, Any]] =
     payload = [
         f(name, "RECORD", mode="REPEATED", fields=arm) if name == "weights" else f(name, bq_type[t])
         for name, t in PAYLOAD_FIELDS
+        if name not in without
     ]
     schema = [f("timestamp", "TIMESTAMP"), f("jsonPayload", "RECORD", fields=payload)]
     client.create_dataset("logs", exists_ok=True)
     client.create_table(bigquery.Table(f"test.logs.{name}", schema=schema))
     rows = _payloads(archive) + list(extra)
+    for r in rows:
+        r["jsonPayload"] = {k: v for k, v in r["jsonPayload"].items() if k not in without}
     for i in range(0, len(rows), 2000):
         assert client.insert_rows_json(f"test.logs.{name}", rows[i : i + 2000]) == []
     return f"test.logs.{name}"
@@ -368,3 +380,29 @@ def test_emulator_skips_and_counts_incomplete_rows(emulator: str, archive: Path)
     _close(figures, {k: v for k, v in _figures(local).items() if k != "skipped"})
     with pytest.raises(BigQueryError, match="2 exposure/outcome rows lack a required field"):
         build_report(experiment(), BigQuerySource(table, client), OPTIONS, strict=True)
+
+
+@needs_emulator
+def test_emulator_reads_a_table_created_before_exposures_carried_phases(
+    emulator: str, archive: Path
+) -> None:
+    """A sink table whose schema has no jsonPayload.phase/weights/bucket: the report is the
+    local one (one unknown phase, the file's weights), with a warning saying so."""
+    from analysis.bigquery import BigQuerySource, make_client
+
+    old = frozenset({"phase", "weights", "bucket"})
+    table = _load(emulator, archive, "abgate_before_phases", without=old)
+    remote = build_report(
+        experiment(), BigQuerySource(table, make_client("test", endpoint=emulator)), OPTIONS
+    )
+    local = build_report(experiment(), archive, options=OPTIONS)
+    assert [p.id for p in remote.phases] == [""]
+    assert len(remote.warnings) == 1
+    assert "no jsonPayload.phase, weights, bucket" in remote.warnings[0]
+    assert "one unknown phase" in remote.warnings[0]
+    from analysis.render_html import render_html
+
+    assert "one unknown phase" in render_html(remote)
+    figures = _figures(remote)
+    assert figures.pop("warnings") == remote.warnings
+    _close(figures, _figures(local))
