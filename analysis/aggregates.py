@@ -82,7 +82,9 @@ class Aggregates:
             Deng, Knoblich, Lu (2018). Applying the Delta Method in Metric Analytics. KDD.
         """
         m_den = self.mean[den]
-        if self.count == 0 or m_den == 0:
+        # Fewer than two units have no sample variance (the 0 stored for merging is not one):
+        # a variance of 0 would make one unit look perfectly precise (p ~ 1e-86 against it).
+        if self.count < 2 or m_den == 0:
             return math.nan
         r = self.mean[num] / m_den
         return (self.var[num] - 2 * r * self.covariance(num, den) + r * r * self.var[den]) / (

@@ -53,7 +53,8 @@ class RatioMetric(MetricEstimator):
     def moments(
         self, cols: MetricColumns, agg: Aggregates, cuped: CupedFit | None = None
     ) -> Moments:
-        """The ratio and its delta-method variance; ``cuped`` does not apply."""
+        """The ratio and its delta-method variance (NaN under two units, as Welch's); ``cuped``
+        does not apply."""
         n = agg.count
         if n == 0:
             return Moments(math.nan, math.nan, math.nan, 0)

@@ -94,12 +94,26 @@ def test_holdout_p_values_are_holm_adjusted_across_every_arm_and_metric() -> Non
     assert "<th>p Holm</th>" in page and "diff CI (unadjusted)" in page
 
 
+def test_a_holdout_of_one_unit_has_no_p_value_for_any_metric() -> None:
+    """One unit has no sample variance: neither Welch nor the delta method may claim one (the
+    ratio's variance of 0 once gave p ~ 1e-86 against a single held-out unit)."""
+    rng = np.random.default_rng(0)
+    pairs = [("num2", "den2")]
+    looks = [Look(v, DAY0, aggregates_of(units(rng, 500), pairs)) for v in ARMS]
+    looks.append(Look(HOLDOUT, DAY0, aggregates_of(units(rng, 1), pairs)))
+    rep = analyse(EXP, PLAN, looks)
+    assert rep.holdout is not None and rep.holdout.family == 0
+    assert all(math.isnan(c.p_value) for c in rep.holdout.comparisons)
+    assert all(math.isnan(c.p_value_adjusted) for c in rep.holdout.comparisons)
+
+
 def test_a_holdout_comparison_without_a_p_value_is_not_counted_in_the_family() -> None:
     rng = np.random.default_rng(0)
     pairs = [("num2", "den2")]
     looks = [Look(v, DAY0, aggregates_of(units(rng, 500), pairs)) for v in ARMS]
-    one = units(rng, 1)  # a holdout of one unit: Welch has no p-value (the ratio still has)
-    looks.append(Look(HOLDOUT, DAY0, aggregates_of(one, pairs)))
+    held = units(rng, 50)
+    held["den2"][:] = 0  # no denominator in the holdout: the ratio has no value (Welch has)
+    looks.append(Look(HOLDOUT, DAY0, aggregates_of(held, pairs)))
     rep = analyse(EXP, PLAN, looks)
     assert rep.holdout is not None
     comps = rep.holdout.comparisons
