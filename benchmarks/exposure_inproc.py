@@ -169,7 +169,9 @@ async def measure(args: argparse.Namespace, work: Path) -> dict[str, list[float]
         log_batch_size=args.batch_size,
     )
     app = create_app(settings)
-    reqs = {k: bodies(s, args.units, args.requests, seed=i) for i, (k, s) in enumerate(SURFACES.items())}
+    reqs = {
+        k: bodies(s, args.units, args.requests, seed=i) for i, (k, s) in enumerate(SURFACES.items())
+    }
     reqs["nolog"] = reqs["on"]
     cases = args.cases.split(",")
     cpu: dict[str, list[float]] = {k: [] for k in cases}
