@@ -46,6 +46,7 @@ class _Template(NamedTuple):
 
 
 _dumps = orjson.dumps
+_SOURCES = {s: _dumps(s) for s in ("cache", "local", "db", "fallback", "none", "unavailable")}
 
 
 class ExposureEncoder:
@@ -68,23 +69,23 @@ class ExposureEncoder:
         bucket: int,
         attributes: Mapping[str, object] | None,
     ) -> bytes:
-        """The ``jsonPayload`` of the exposure of ``route`` served from ``model``."""
+        """The ``jsonPayload`` of the exposure of ``route`` served from ``model``.
+
+        ``event_id`` and ``ts`` are the gateway's own (gateway/ids.py, gateway/clock.py: hex
+        digits, a timestamp) and are written without JSON escaping."""
         key = (id(route), model.name, model.version, id(phase))
         t = self._templates.get(key)
         if t is None or t.route is not route or t.phase is not phase:
             t = self._template(key, route, model, phase)
         return b"".join(
             (
-                b'{"type":"exposure","event_id":',
-                _dumps(event_id),
-                b',"ts":',
-                _dumps(ts),
+                f'{{"type":"exposure","event_id":"{event_id}","ts":"{ts}"'.encode(),
                 t.experiment,
                 _dumps(unit_id),
                 t.model,
                 _dumps(items),
                 t.config,
-                _dumps(source),
+                _SOURCES.get(source) or _dumps(source),
                 b',"request_id":',
                 _dumps(request_id),
                 t.phase_part,
