@@ -154,7 +154,7 @@ def callgrind(on: bool) -> None:
 
 async def measure(args: argparse.Namespace, work: Path) -> dict[str, list[float]]:
     """CPU µs per request of each surface, one figure per block."""
-    from gateway import create_app, log_writer
+    from gateway import create_app
 
     settings = Settings(
         postgres_dsn=args.pg_dsn,
@@ -171,8 +171,6 @@ async def measure(args: argparse.Namespace, work: Path) -> dict[str, list[float]
         redis_timeout=60.0 if args.callgrind else Settings().redis_timeout,
         postgres_timeout=60.0 if args.callgrind else Settings().postgres_timeout,
     )
-    if args.write_at is not None:
-        log_writer.WRITE_AT = args.write_at
     app = create_app(settings)
     reqs = {
         k: bodies(s, args.units, args.requests, seed=i) for i, (k, s) in enumerate(SURFACES.items())
@@ -213,7 +211,6 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--cases", default="on,off", help="on, off, nolog (on without log_exposure)")
     p.add_argument("--flush-interval", type=float, default=0.2, help="ABGATE_LOG_FLUSH_INTERVAL")
     p.add_argument("--batch-size", type=int, default=1000, help="ABGATE_LOG_BATCH_SIZE")
-    p.add_argument("--write-at", type=int, default=None, help="log_writer.WRITE_AT (lines)")
     p.add_argument("--local-cache", type=int, default=0, help="ABGATE_LOCAL_CACHE_SIZE")
     p.add_argument("--pg-dsn", default="postgresql://postgres@127.0.0.1:5432/test")
     p.add_argument("--schema", default="abgate_expoinproc")
