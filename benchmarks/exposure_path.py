@@ -1,6 +1,6 @@
 """The exposure path alone, in one process: ``python -m benchmarks.exposure_path``.
 
-Times ``Gateway.log_exposure`` (id, timestamp, record, LogEntry line, queue, counter) and the
+Times ``Gateway.log_exposure`` (id, timestamp, payload, LogEntry line, queue, counter) and the
 archive write of its lines, with the gateway's own classes and a real ``ArchiveSink`` in a
 temporary folder, for an answer shaped like the benchmark's (10 items, a 50/50 phase): CPU
 µs per exposure, best of ``--repeat`` runs (the least disturbed by other work on the machine).
@@ -22,6 +22,7 @@ from typing import Any
 
 from experiments.settings import Settings
 from gateway.clock import UtcClock
+from gateway.exposure_json import ExposureEncoder
 from gateway.ids import IdGenerator
 from gateway.log_writer import build_log
 from gateway.metrics import Metrics
@@ -55,7 +56,7 @@ def answer() -> Any:
 
 
 def gateway(folder: Path) -> Any:
-    """A ``Gateway`` with only what ``log_exposure`` touches: its logger, metrics, ids, clock."""
+    """A ``Gateway`` with only what ``log_exposure`` touches: logger, metrics, ids, clock, encoder."""
     from gateway import serving as service
 
     settings = Settings(archive_dir=folder / "archive", spool_dir=folder / "spool")
@@ -66,6 +67,7 @@ def gateway(folder: Path) -> Any:
     gw.metrics = metrics
     gw.new_id = IdGenerator()
     gw.clock = UtcClock()
+    gw.exposure_json = ExposureEncoder()
     return gw
 
 
@@ -100,7 +102,7 @@ async def measure(number: int, repeat: int) -> dict[str, float]:
                 gw.log_exposure(ans, "u12345", "r" * 32, None)
                 queue.clear()
 
-            figures["log_exposure (record, line, queue, counter)"] = best(logged, number, repeat)
+            figures["log_exposure (payload, line, queue, counter)"] = best(logged, number, repeat)
             record = _one_record(gw, ans)
             figures["LogEntry line of one record"] = best(lambda: sink.line(record), number, repeat)
             lines = [sink.encode(record)] * 1000

@@ -34,10 +34,9 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Literal
 
-from experiments import Record
 from experiments.settings import Settings
 from gateway.metrics import Metrics
-from gateway.sinks import ArchiveSink, Line, LogSink, PartialWrite
+from gateway.sinks import ArchiveSink, Line, LogRecord, LogSink, PartialWrite
 from gateway.spool import Spool, SpoolFull
 from gateway.throttle import Throttled
 
@@ -99,7 +98,7 @@ class BatchingLogger:
         """False while records are refused (spool full under ``spool_full=refuse``)."""
         return not (self.refuse and self.full)
 
-    def put(self, record: Record, *, admitted: bool = False) -> bool:
+    def put(self, record: LogRecord, *, admitted: bool = False) -> bool:
         """Accept a record without waiting; False (and counted) if it is refused or dropped.
 
         ``admitted``: the record of a request let in while ``accepting`` (its answer is already
@@ -297,6 +296,7 @@ class BatchingLogger:
         self._spool_full.set(1 if self.full else 0)
         # each worker's own total, for --workers (livesum): scrapes reach one worker only
         self.metrics.set_queued(self.name, len(self._queue))
+        self.metrics.sync_exposures()  # for --workers, whose scrapes reach one worker only
 
     async def aclose(self) -> None:
         """Stop the task and write every accepted record (retrying a few times); what the sink
@@ -328,7 +328,7 @@ class LogFanOut:
     def __init__(self, loggers: Sequence[BatchingLogger]) -> None:
         self.loggers = tuple(loggers)
 
-    def put(self, record: Record, *, admitted: bool = False) -> bool:
+    def put(self, record: LogRecord, *, admitted: bool = False) -> bool:
         """Queue the record for every sink; False if any refused or dropped it."""
         ok = True
         for logger in self.loggers:

@@ -123,6 +123,9 @@ class Metrics:
         self._served: dict[tuple[str, str], Any] = {}
         self._requests: dict[tuple[str, int], Any] = {}
         self._exposures: dict[tuple[str, str], Any] = {}
+        # Exposures counted in plain integers on the request path (a child's inc() takes a
+        # lock), added to ``abgate_exposures`` at each scrape and after each log flush.
+        self.exposure_counts: dict[tuple[str, str], int] = {}
         self._limited: dict[str, Any] = {}
         self._queued: dict[str, int] = {}
         if multiprocess_dir is None:
@@ -133,6 +136,7 @@ class Metrics:
 
     def export(self) -> bytes:
         """The text of ``GET /metrics``."""
+        self.sync_exposures()
         if self.multiprocess_dir is not None:
             prune_dead(self.multiprocess_dir)
         return generate_latest(self._export)
@@ -163,13 +167,25 @@ class Metrics:
             child = self._served[key] = self.served.labels(surface, source)
         return child
 
-    def exposure_child(self, experiment: str, variant: str) -> Any:
-        """The ``abgate_exposures`` counter of one experiment and variant."""
+    def count_exposure(self, experiment: str, variant: str) -> None:
+        """One exposure logged (``abgate_exposures`` has it after ``sync_exposures``)."""
+        counts = self.exposure_counts
         key = (experiment, variant)
-        child = self._exposures.get(key)
-        if child is None:
-            child = self._exposures[key] = self.exposures.labels(experiment, variant)
-        return child
+        counts[key] = counts.get(key, 0) + 1
+
+    def sync_exposures(self) -> None:
+        """Add the exposures counted since the last call to ``abgate_exposures``."""
+        counts = self.exposure_counts
+        if not counts:
+            return
+        self.exposure_counts = {}
+        for (experiment, variant), n in counts.items():
+            child = self._exposures.get((experiment, variant))
+            if child is None:
+                child = self._exposures[experiment, variant] = self.exposures.labels(
+                    experiment, variant
+                )
+            child.inc(n)
 
     def rate_limited_child(self, key: str) -> Any:
         """The ``abgate_rate_limited`` counter of one key."""

@@ -16,7 +16,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from experiments import ConfigError, Exposure, ModelRef, ModelVersion, SurfaceNotFound
+from experiments import ConfigError, ModelRef, ModelVersion, SurfaceNotFound
 from experiments.allocation import Phase, phase_of
 from experiments.routing import Route, Router
 from experiments.source import ConfigSource
@@ -28,6 +28,7 @@ from gateway.errors import (
     NoAnswer,
     UnknownSurface,
 )
+from gateway.exposure_json import EncodedExposure, ExposureEncoder
 from gateway.ids import IdGenerator
 from gateway.log_writer import LogFanOut
 from gateway.lookup import Items, TieredLookup
@@ -107,6 +108,7 @@ class Gateway:
         self.directory_file = directory_file
         self.new_id = IdGenerator()
         self.clock = UtcClock()
+        self.exposure_json = ExposureEncoder()
         self._tasks: list[asyncio.Task[None]] = []
 
     async def answer(self, req: RecommendationRequest) -> Answer:
@@ -178,34 +180,29 @@ class Gateway:
         route = answer.route
         if route.experiment is None or route.variant is None:
             return
-        phase = answer.phase
         logged = route.surface.log_attributes
+        event_id = self.new_id()
+        ts = self.clock()
+        payload = self.exposure_json.payload(
+            event_id,
+            ts,
+            route,
+            answer.model,
+            answer.phase,
+            unit_id,
+            tuple(map(_ITEM_ID, answer.items)),  # str at load
+            answer.source,
+            request_id,
+            answer.bucket,
+            {k: attributes[k] for k in logged if k in attributes}
+            if logged and attributes
+            else None,
+        )
         self.logger.put(
-            Exposure(
-                self.new_id(),
-                self.clock(),
-                route.experiment,
-                route.variant,
-                unit_id,
-                route.surface.name,
-                answer.model.name,
-                answer.model.version,
-                tuple(map(_ITEM_ID, answer.items)),  # str at load
-                route.config_version,
-                answer.source,
-                request_id,
-                route.forced,
-                phase.id if phase is not None else "",
-                phase.weights if phase is not None else (),
-                answer.bucket,
-                route.holdout,
-                {k: attributes[k] for k in logged if k in attributes}
-                if logged and attributes
-                else None,
-            ),
+            EncodedExposure(event_id, ts, payload),
             admitted=True,  # answered while the log was accepting (checked in answer())
         )
-        self.metrics.exposure_child(route.experiment, route.variant).inc()
+        self.metrics.count_exposure(route.experiment, route.variant)
 
     # --- background refresh --------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ from typing import Protocol
 import orjson
 
 from experiments import Record, archive_path
+from gateway.exposure_json import EncodedExposure
 
 log = logging.getLogger("abgate.gateway")
 
@@ -40,6 +41,16 @@ TAIL_CHUNK = 64 * 1024
 
 # An encoded record: the key of the object it goes to (the archive's hour) and its line.
 Line = tuple[str, bytes]
+
+# What a sink encodes: a record, or an exposure whose payload the request path encoded.
+LogRecord = Record | EncodedExposure
+
+
+def payload_json(record: LogRecord) -> bytes:
+    """The record's ``jsonPayload`` as JSON (DESIGN.md, "Log records")."""
+    if isinstance(record, EncodedExposure):
+        return record.payload
+    return orjson.dumps(record.as_payload())
 
 
 class LogSink(Protocol):
@@ -50,7 +61,7 @@ class LogSink(Protocol):
     service hands its batches to a thread of its own).
     """
 
-    def encode(self, record: Record) -> Line:
+    def encode(self, record: LogRecord) -> Line:
         """The record as written."""
         ...
 
@@ -83,8 +94,11 @@ class LogEntryEncoder:
             b',"severity":"INFO","resource":{"type":"generic_task","labels":{}},"jsonPayload":'
         )
 
-    def line(self, record: Record) -> bytes:
+    def line(self, record: LogRecord) -> bytes:
         """The LogEntry of one record as one JSON line (keys in the export's order)."""
+        if isinstance(record, EncodedExposure):  # the gateway's own id and clock: no escaping
+            ids = f'"{record.event_id}","timestamp":"{record.ts}"'.encode()
+            return b"".join((self._head, ids, self._middle, record.payload, b"}"))
         return b"".join(
             (
                 self._head,
@@ -97,7 +111,7 @@ class LogEntryEncoder:
             )
         )
 
-    def encode(self, record: Record) -> Line:
+    def encode(self, record: LogRecord) -> Line:
         """The record's hour (``YYYY-MM-DDTHH``) and its line."""
         return record.ts[:13], self.line(record)
 

@@ -21,8 +21,7 @@ from collections.abc import Sequence
 
 import orjson
 
-from experiments import Record
-from gateway.sinks import Line, PartialWrite
+from gateway.sinks import Line, LogRecord, PartialWrite, payload_json
 
 
 class StdoutSink:
@@ -35,9 +34,9 @@ class StdoutSink:
         )
         self._torn = False  # the last write stopped inside a line
 
-    def encode(self, record: Record) -> Line:
+    def encode(self, record: LogRecord) -> Line:
         """The record's hour and its line."""
-        payload = orjson.dumps(record.as_payload())
+        payload = payload_json(record)
         line = b"".join(
             (
                 self._head,
