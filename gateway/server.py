@@ -72,15 +72,26 @@ async def _overloaded(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-# A header block of valid lines: each name a token (none of uvicorn's forbidden name bytes),
-# each value free of control bytes but tab. One match checks every header at once; uvicorn runs
-# two searches per header (its HEADER_RE and HEADER_VALUE_RE, whose complements these are). A
-# name cannot hold ':' nor a value '\r' or '\n', so no value can end its line early or start
-# another header: header injection is refused exactly as uvicorn refuses it.
+# Header lines: each name a token (none of uvicorn's forbidden name bytes), each value free of
+# control bytes but tab; these classes are the complements of uvicorn's HEADER_RE and
+# HEADER_VALUE_RE, which it searches twice per header.
 _HEADER_LINES = re.compile(
     rb'(?:[^\x00-\x1f\x7f()<>@,;:\[\]={} \t\\"]+: [^\x00-\x08\x0a-\x1f\x7f]*\r\n)*'
 )
 _FRAMING = frozenset((b"content-length", b"transfer-encoding", b"connection"))
+
+
+def header_block(lines: list[bytes]) -> bytes:
+    """``lines`` (each ``name: value\\r\\n``) joined, refused unless each is one valid header.
+
+    One match checks the block; a value holding ``\\r\\nset-cookie: ...`` would read as valid
+    lines, so the block must also hold exactly one line break per header: every other CR or LF
+    fails the match. Together, exactly uvicorn's per-header checks (no header injection).
+    """
+    block = b"".join(lines)
+    if block.count(b"\r\n") != len(lines) or _HEADER_LINES.fullmatch(block) is None:
+        raise RuntimeError("Invalid HTTP header name or value.")
+    return block
 
 
 class GatewayCycle(RequestResponseCycle):
@@ -102,9 +113,7 @@ class GatewayCycle(RequestResponseCycle):
     def _default_block(self) -> bytes:
         given, block = GatewayCycle._defaults
         if given is not self.default_headers:
-            block = b"".join([b"%s: %s\r\n" % (n.lower(), v) for n, v in self.default_headers])
-            if _HEADER_LINES.fullmatch(block) is None:
-                raise RuntimeError("Invalid HTTP header name or value.")
+            block = header_block([b"%s: %s\r\n" % (n.lower(), v) for n, v in self.default_headers])
             GatewayCycle._defaults = (self.default_headers, block)
         return block
 
@@ -120,7 +129,7 @@ class GatewayCycle(RequestResponseCycle):
                 self.scope["http_version"],
                 status,
             )
-        lines = [STATUS_LINE[status], self._default_block()]
+        lines = []
         close = False
         for name, value in message.get("headers", ()):
             name = name.lower()
@@ -138,19 +147,18 @@ class GatewayCycle(RequestResponseCycle):
             elif b"close" in [token.lower().strip() for token in value.split(b",")]:
                 self.keep_alive = False
                 close = True
-        if _HEADER_LINES.fullmatch(b"".join(lines[2:])) is None:
-            raise RuntimeError("Invalid HTTP header name or value.")
+        head = [STATUS_LINE[status], self._default_block(), header_block(lines)]
         if not self.keep_alive and not close:
-            lines.append(b"connection: close\r\n")
+            head.append(b"connection: close\r\n")
         if (
             self.chunked_encoding is None
             and self.scope["method"] != "HEAD"
             and status not in (204, 304)
         ):
             self.chunked_encoding = True
-            lines.append(b"transfer-encoding: chunked\r\n")
-        lines.append(b"\r\n")
-        return b"".join(lines)
+            head.append(b"transfer-encoding: chunked\r\n")
+        head.append(b"\r\n")
+        return b"".join(head)
 
     async def send(self, message: Any) -> None:
         """uvicorn's ``send``, with the head written along with the first body bytes."""
