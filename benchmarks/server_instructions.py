@@ -27,7 +27,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from benchmarks.gateway.servers import Server, free_port, warm
@@ -108,53 +107,111 @@ def command(args: argparse.Namespace, port: int) -> tuple[list[str], dict[str, s
     return cmd, {}, "/hello"
 
 
+def proc_counters(pid: int) -> tuple[float, float, int, int]:
+    """User and system CPU seconds, read and write system calls of process ``pid``."""
+    tick: int = os.sysconf("SC_CLK_TCK")
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    io = dict(line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
+    return int(fields[11]) / tick, int(fields[12]) / tick, int(io["syscr"]), int(io["syscw"])
+
+
+def start(args: argparse.Namespace, tree: Path, valgrind: list[str]) -> Server:
+    """The server of ``args.app`` from ``tree``, started, ready and warmed."""
+    port = free_port()
+    cmd, env, path = command(args, port)
+    server = Server(args.app, valgrind + cmd, {**env, "PYTHONPATH": str(tree)}, port, path=path)
+    server.cwd = tree
+    server.start(args.work / "logs")
+    server.wait_ready(b"{}" if path == "/hello" else bodies("gw-local", 1)[0], timeout=600)
+    if args.app == "gw-local":
+        warm(server.url, "home_top", range(HOT_UNITS), concurrency=8)
+    asyncio.run(drive(server.url, bodies(args.app, 500, seed=2), args.connections))
+    return server
+
+
+def stop(server: Server) -> None:
+    """SIGTERM the server (SIGKILL if it lingers)."""
+    server.stop()
+    if server.proc is not None and server.proc.poll() is None:
+        os.killpg(server.pid, signal.SIGKILL)
+
+
+def count_instructions(args: argparse.Namespace, tree: Path) -> None:
+    """One run under callgrind: instructions per request, printed."""
+    out = args.work / f"callgrind.{args.app}.{os.getpid()}"
+    vg = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--dump-line=no"]
+    server = start(args, tree, vg)
+    try:
+        pid = str(server.pid)
+        before = asyncio.run(trickle_until_done(server.url, ["callgrind_control", "-z", pid]))
+        asyncio.run(drive(server.url, bodies(args.app, args.requests), args.connections))
+        after = asyncio.run(trickle_until_done(server.url, ["callgrind_control", "-d", pid]))
+    finally:
+        stop(server)
+    dumps = sorted(args.work.glob(f"{out.name}.*"), key=lambda f: f.stat().st_mtime)
+    total = 0
+    for line in dumps[0].read_text().splitlines():
+        if line.startswith(("summary:", "totals:")):
+            total = int(line.split()[1])
+            break
+    if not args.keep_dump:
+        for d in [out, *dumps]:
+            d.unlink(missing_ok=True)
+    n = args.requests + after  # the ones trickled before the zeroing ended are not counted
+    print(
+        f"{args.app} tree={tree} requests={n} (+{before} before zero) "
+        f"instructions={total:,} per request={total / n:,.0f} load={load_average()}",
+        flush=True,
+    )
+
+
+def measure_cpu(args: argparse.Namespace) -> None:
+    """One server per tree, rounds alternating: CPU and system calls per request, printed."""
+    servers = [start(args, tree, []) for tree in args.tree]
+    try:
+        for rnd in range(args.rounds):
+            order = list(zip(args.tree, servers, strict=True))
+            for tree, server in order if rnd % 2 == 0 else reversed(order):
+                c0 = proc_counters(server.pid)
+                asyncio.run(drive(server.url, bodies(args.app, args.requests), args.connections))
+                c1 = proc_counters(server.pid)
+                user, system, reads, writes = (b - a for a, b in zip(c0, c1, strict=True))
+                n = args.requests
+                print(
+                    f"round {rnd + 1} {args.app} tree={tree}: CPU {(user + system) / n * 1e6:.1f}"
+                    f" µs/req (user {user / n * 1e6:.1f}, system {system / n * 1e6:.1f}), "
+                    f"read calls {reads / n:.2f}/req, write calls {writes / n:.2f}/req, "
+                    f"load {load_average()}",
+                    flush=True,
+                )
+    finally:
+        for server in servers:
+            stop(server)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Start, warm, zero, measure, dump, report."""
+    """Instructions per request (callgrind), or CPU and system calls per request (/proc)."""
     p = argparse.ArgumentParser(prog="python -m benchmarks.server_instructions")
     p.add_argument("--app", choices=("gw-local", "hello", "hello-uvicorn"), default="gw-local")
-    p.add_argument("--tree", type=Path, default=ROOT, help="the code to run (PYTHONPATH)")
-    p.add_argument("--requests", type=int, default=3000)
+    p.add_argument(
+        "--tree", type=Path, action="append", help="code to run (PYTHONPATH); repeat to compare"
+    )
+    p.add_argument("--measure", choices=("instructions", "cpu"), default="instructions")
+    p.add_argument("--requests", type=int, default=3000, help="per measurement (per round)")
+    p.add_argument("--rounds", type=int, default=4, help="cpu: rounds, trees alternating")
     p.add_argument("--connections", type=int, default=8)
+    p.add_argument("--keep-dump", action="store_true", help="keep callgrind's files (annotate)")
     p.add_argument("--pg-dsn", default="postgresql://postgres@127.0.0.1:5432/test")
     p.add_argument("--schema", default="abgate_srvbench")
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/12")
     p.add_argument("--work", type=Path, default=Path("/tmp/abgate-srvbench"))
     args = p.parse_args(argv)
-    port = free_port()
-    cmd, env, path = command(args, port)
-    out = args.work / f"callgrind.{args.app}.{os.getpid()}"
-    vg = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--dump-line=no"]
-    server = Server(args.app, vg + cmd, {**env, "PYTHONPATH": str(args.tree)}, port, path=path)
-    server.cwd = args.tree
-    server.start(args.work / "logs")
-    try:
-        server.wait_ready(b"{}" if path == "/hello" else bodies("gw-local", 1)[0], timeout=600)
-        if args.app == "gw-local":
-            warm(server.url, "home_top", range(HOT_UNITS), concurrency=8)
-        asyncio.run(drive(server.url, bodies(args.app, 500, seed=2), args.connections))
-        pid = str(server.pid)
-        before = asyncio.run(trickle_until_done(server.url, ["callgrind_control", "-z", pid]))
-        started = time.monotonic()
-        asyncio.run(drive(server.url, bodies(args.app, args.requests), args.connections))
-        after = asyncio.run(trickle_until_done(server.url, ["callgrind_control", "-d", pid]))
-        seconds = time.monotonic() - started
-    finally:
-        server.stop()
-        if server.proc is not None and server.proc.poll() is None:
-            os.killpg(server.pid, signal.SIGKILL)
-    dumps = sorted(args.work.glob(f"{out.name}.*"), key=lambda f: f.stat().st_mtime)
-    dumps = [d for d in dumps if d.name != out.name]
-    total = 0
-    for line in dumps[0].read_text().splitlines():
-        if line.startswith("summary:") or line.startswith("totals:"):
-            total = int(line.split()[1])
-            break
-    n = args.requests + after  # the ones trickled before the zeroing ended are not counted
-    print(
-        f"{args.app} tree={args.tree} requests={n} (+{before} before zero) "
-        f"instructions={total:,} per request={total / n:,.0f} "
-        f"wall={seconds:.1f}s load={load_average()}"
-    )
+    args.tree = args.tree or [ROOT]
+    if args.measure == "cpu":
+        measure_cpu(args)
+        return
+    for tree in args.tree:
+        count_instructions(args, tree)
 
 
 if __name__ == "__main__":
