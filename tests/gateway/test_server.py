@@ -74,9 +74,10 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 @contextlib.asynccontextmanager
-async def served(protocol: Any) -> AsyncIterator[int]:
+async def served(protocol: Any, **extra: Any) -> AsyncIterator[int]:
     """``app`` on a real uvicorn server with the HTTP protocol class ``protocol``; its port."""
     options = {**uvicorn_options(Settings()), "http": protocol, "port": 0, "lifespan": "off"}
+    options.update(extra)
     server = uvicorn.Server(uvicorn.Config(app, **options))
     task = asyncio.create_task(server.serve())
     while not server.started:
@@ -90,13 +91,15 @@ async def served(protocol: Any) -> AsyncIterator[int]:
         await task
 
 
-def gateway_protocol(cls: type[GatewayHttpProtocol] = GatewayHttpProtocol) -> Any:
-    """``cls`` with the options of ``abgate serve``, as uvicorn_options gives it."""
+def gateway_protocol(
+    cls: type[GatewayHttpProtocol] = GatewayHttpProtocol, timeouts: float | None = None
+) -> Any:
+    """``cls`` with the options of ``abgate serve`` (or header and body ``timeouts``)."""
     s = Settings()
     return functools.partial(
         cls,
-        header_timeout=s.header_timeout,
-        body_timeout=s.body_timeout,
+        header_timeout=timeouts or s.header_timeout,
+        body_timeout=timeouts or s.body_timeout,
         max_concurrency=s.max_concurrency,
     )
 
@@ -206,3 +209,39 @@ async def test_an_answer_with_a_length_goes_out_in_one_write() -> None:
     assert len(fixed) == 1 and fixed[0].startswith(b"HTTP/1.1 200 OK\r\n")
     assert fixed[0].endswith(b'\r\n\r\n{"ok":true}')
     assert len(stream) > 1  # a stream's head is not held back
+
+
+async def test_an_idle_kept_alive_connection_is_closed_after_the_keep_alive_timeout() -> None:
+    options = {"timeout_keep_alive": 0.3}
+    async with served(gateway_protocol(), **options) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(request("/fixed"))
+            head = await reader.readuntil(b"\r\n\r\n")
+            await reader.readexactly(11)
+            rest = await asyncio.wait_for(reader.read(), 10)  # closed by the server
+        finally:
+            writer.close()
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n") and rest == b""
+
+
+async def test_a_busy_connection_outlives_its_timeouts() -> None:
+    # Each bound is 0.2 s; the connection's requests span ten times that: a deadline moved
+    # request after request must not fire with the first one's time.
+    options = {"timeout_keep_alive": 0.2}
+    proto = gateway_protocol(timeouts=0.2)
+    async with served(proto, **options) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            loop = asyncio.get_running_loop()
+            end = loop.time() + 2.0
+            answered = 0
+            while loop.time() < end:
+                writer.write(request("/fixed"))
+                head = await reader.readuntil(b"\r\n\r\n")
+                await reader.readexactly(11)
+                answered += head.startswith(b"HTTP/1.1 200 OK\r\n")
+                await asyncio.sleep(0.02)
+        finally:
+            writer.close()
+    assert answered >= 20
