@@ -19,30 +19,26 @@ awaiting the body) for as long as it liked. ``GatewayHttpProtocol`` adds:
   timeout. An answer that fits the buffer is handed to the kernel and the connection falls
   under the keep-alive timeout. docs/operators.md has the measurements.
 
-and a cheaper way to the socket (``GatewayCycle``, uvicorn's request/response cycle with its
-``send`` rewritten): uvicorn's was the largest single item of a gateway request's profile.
+The three timeouts (header, body, keep-alive) are one deadline per connection, moved as a
+request proceeds, and each request's answer goes through ``GatewayCycle``
+(gateway/response_cycle.py): uvicorn's response path, cheaper.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import re
 import urllib.parse
 from typing import Any
 
 import httptools
 import orjson
-from uvicorn.protocols.http.httptools_impl import (
-    STATUS_LINE,
-    HttpToolsProtocol,
-    RequestResponseCycle,
-)
-from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from experiments.settings import Settings
 from gateway.errors import Overloaded
 from gateway.http import PROBLEM_JSON
+from gateway.response_cycle import GatewayCycle
 
 # Pipelined requests parsed ahead of the one being answered, per connection. uvicorn parses a
 # whole read (up to 256 KiB) at once, so 3,000 small pipelined requests became 3,000 queued
@@ -70,147 +66,6 @@ async def _overloaded(scope: Any, receive: Any, send: Any) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
-
-
-# Header lines: each name a token (none of uvicorn's forbidden name bytes), each value free of
-# control bytes but tab; these classes are the complements of uvicorn's HEADER_RE and
-# HEADER_VALUE_RE, which it searches twice per header.
-_HEADER_LINES = re.compile(
-    rb'(?:[^\x00-\x1f\x7f()<>@,;:\[\]={} \t\\"]+: [^\x00-\x08\x0a-\x1f\x7f]*\r\n)*'
-)
-_FRAMING = frozenset((b"content-length", b"transfer-encoding", b"connection"))
-
-
-def header_block(lines: list[bytes]) -> bytes:
-    """``lines`` (each ``name: value\\r\\n``) joined, refused unless each is one valid header.
-
-    One match checks the block; a value holding ``\\r\\nset-cookie: ...`` would read as valid
-    lines, so the block must also hold exactly one line break per header: every other CR or LF
-    fails the match. Together, exactly uvicorn's per-header checks (no header injection).
-    """
-    block = b"".join(lines)
-    if block.count(b"\r\n") != len(lines) or _HEADER_LINES.fullmatch(block) is None:
-        raise RuntimeError("Invalid HTTP header name or value.")
-    return block
-
-
-class GatewayCycle(RequestResponseCycle):
-    """uvicorn's request/response cycle with a cheaper ``send``; the bytes on the wire are
-    uvicorn's (tests/gateway/test_server.py compares them). What changed:
-
-    - the answer's head (status line and headers) goes out with the first body bytes, in one
-      ``transport.write``, unless the body is chunked (a stream may take a while to start);
-    - the server's default headers (``date``, ``server``) are encoded once per second, when
-      uvicorn replaces them, not once per answer;
-    - the app's headers are checked with one regex match over their block, not two per header.
-    """
-
-    # One (default headers, their encoded block) for the process: uvicorn's server replaces
-    # the list once per second (the date), so a changed list is a new object.
-    _defaults: tuple[list[tuple[bytes, bytes]] | None, bytes] = (None, b"")
-    _head: bytes | None = None  # the head held until the first body message
-
-    def _default_block(self) -> bytes:
-        given, block = GatewayCycle._defaults
-        if given is not self.default_headers:
-            block = header_block([b"%s: %s\r\n" % (n.lower(), v) for n, v in self.default_headers])
-            GatewayCycle._defaults = (self.default_headers, block)
-        return block
-
-    def _start(self, message: Any) -> bytes:
-        """The head of the answer ``message`` starts, with the framing it chose recorded."""
-        status = message["status"]
-        if self.access_log:
-            self.access_logger.info(
-                '%s - "%s %s HTTP/%s" %d',
-                get_client_addr(self.scope),
-                self.scope["method"],
-                get_path_with_query_string(self.scope),
-                self.scope["http_version"],
-                status,
-            )
-        lines = []
-        close = False
-        for name, value in message.get("headers", ()):
-            name = name.lower()
-            lines.append(b"%s: %s\r\n" % (name, value))
-            if name not in _FRAMING:
-                continue
-            if name == b"content-length":
-                if self.chunked_encoding is None:
-                    self.expected_content_length = int(value)
-                    self.chunked_encoding = False
-            elif name == b"transfer-encoding":
-                if value.lower() == b"chunked":
-                    self.expected_content_length = 0
-                    self.chunked_encoding = True
-            elif b"close" in [token.lower().strip() for token in value.split(b",")]:
-                self.keep_alive = False
-                close = True
-        head = [STATUS_LINE[status], self._default_block(), header_block(lines)]
-        if not self.keep_alive and not close:
-            head.append(b"connection: close\r\n")
-        if (
-            self.chunked_encoding is None
-            and self.scope["method"] != "HEAD"
-            and status not in (204, 304)
-        ):
-            self.chunked_encoding = True
-            head.append(b"transfer-encoding: chunked\r\n")
-        head.append(b"\r\n")
-        return b"".join(head)
-
-    async def send(self, message: Any) -> None:
-        """uvicorn's ``send``, with the head written along with the first body bytes."""
-        if self.flow.write_paused and not self.disconnected:
-            await self.flow.drain()
-        if self.disconnected:
-            return
-        kind = message["type"]
-        if not self.response_started:
-            if kind != "http.response.start":
-                raise RuntimeError(
-                    f"Expected ASGI message 'http.response.start', but got '{kind}'."
-                )
-            self.response_started = True
-            self.waiting_for_100_continue = False
-            started = self._start(message)
-            if self.chunked_encoding:
-                self.transport.write(started)
-            else:
-                self._head = started
-            return
-        if self.response_complete:
-            raise RuntimeError(
-                f"Unexpected ASGI message '{kind}' sent, after response already completed."
-            )
-        if kind != "http.response.body":
-            raise RuntimeError(f"Expected ASGI message 'http.response.body', but got '{kind}'.")
-        body = message.get("body", b"")
-        more_body = message.get("more_body", False)
-        head, self._head = self._head, None
-        if self.scope["method"] == "HEAD":
-            self.expected_content_length = 0
-            data = head or b""
-        elif self.chunked_encoding:
-            data = b"%x\r\n%s\r\n" % (len(body), body) if body else b""
-            if not more_body:
-                data += b"0\r\n\r\n"
-        else:
-            if len(body) > self.expected_content_length:
-                raise RuntimeError("Response content longer than Content-Length")
-            self.expected_content_length -= len(body)
-            data = head + body if head is not None else body
-        if data:
-            self.transport.write(data)
-        if not more_body:
-            if self.expected_content_length != 0:
-                raise RuntimeError("Response content shorter than Content-Length")
-            self.response_complete = True
-            self.message_event.set()
-            if not self.keep_alive:
-                self.transport.close()
-            self.on_response()
 
 
 class GatewayHttpProtocol(HttpToolsProtocol):
