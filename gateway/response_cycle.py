@@ -22,8 +22,8 @@ from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 _FRAMING = frozenset((b"content-length", b"transfer-encoding", b"connection"))
 
 
-def header_block(headers: list[tuple[bytes, bytes]]) -> bytes:
-    """The lines ``name: value\\r\\n`` of ``headers``, refused as uvicorn refuses them.
+def check_headers(names: list[bytes], values: list[bytes]) -> None:
+    """Refuse the headers ``names``/``values`` as uvicorn refuses them (``RuntimeError``).
 
     uvicorn searches each name for a byte outside a token (``HEADER_RE``: controls, separators,
     space; so no ``:`` and no line break) and each value for a control byte but tab
@@ -31,11 +31,8 @@ def header_block(headers: list[tuple[bytes, bytes]]) -> bytes:
     bytes: a concatenation holds one exactly when one of its parts does, so one search over all
     names and one over all values refuse exactly what uvicorn's two searches per header refuse.
     """
-    if HEADER_RE.search(b"".join([n for n, _ in headers])) or HEADER_VALUE_RE.search(
-        b"".join([v for _, v in headers])
-    ):
+    if HEADER_RE.search(b"".join(names)) or HEADER_VALUE_RE.search(b"".join(values)):
         raise RuntimeError("Invalid HTTP header name or value.")
-    return b"".join([b"%s: %s\r\n" % header for header in headers])
 
 
 class GatewayCycle(RequestResponseCycle):
@@ -57,7 +54,10 @@ class GatewayCycle(RequestResponseCycle):
     def _default_block(self) -> bytes:
         given, block = GatewayCycle._defaults
         if given is not self.default_headers:
-            block = header_block([(n.lower(), v) for n, v in self.default_headers])
+            names = [name.lower() for name, _ in self.default_headers]
+            values = [value for _, value in self.default_headers]
+            check_headers(names, values)
+            block = b"".join([b"%s: %s\r\n" % nv for nv in zip(names, values, strict=True)])
             GatewayCycle._defaults = (self.default_headers, block)
         return block
 
@@ -73,11 +73,15 @@ class GatewayCycle(RequestResponseCycle):
                 self.scope["http_version"],
                 status,
             )
-        headers = []
+        lines = []
+        names = []
+        values = []
         close = False
         for name, value in message.get("headers", ()):
             name = name.lower()
-            headers.append((name, value))
+            lines.append(b"%s: %s\r\n" % (name, value))
+            names.append(name)
+            values.append(value)
             if name not in _FRAMING:
                 continue
             if name == b"content-length":
@@ -91,7 +95,8 @@ class GatewayCycle(RequestResponseCycle):
             elif b"close" in [token.lower().strip() for token in value.split(b",")]:
                 self.keep_alive = False
                 close = True
-        head = [STATUS_LINE[status], self._default_block(), header_block(headers)]
+        check_headers(names, values)
+        head = [STATUS_LINE[status], self._default_block(), *lines]
         if not self.keep_alive and not close:
             head.append(b"connection: close\r\n")
         if (

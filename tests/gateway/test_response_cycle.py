@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from uvicorn.protocols.http.httptools_impl import HEADER_RE, HEADER_VALUE_RE
 
-from gateway.response_cycle import header_block
+from gateway.response_cycle import check_headers
 
 # Pieces of header lines (line breaks, separators, control and delimiter bytes, ordinary
 # text), so that a value or name forming further lines is a likely draw.
@@ -38,12 +38,11 @@ def uvicorn_accepts(pairs: list[tuple[bytes, bytes]]) -> bool:
 @given(headers)
 def test_a_block_is_accepted_exactly_when_uvicorn_accepts_each_header(pairs) -> None:
     try:
-        block = header_block(pairs)
+        check_headers([n for n, _ in pairs], [v for _, v in pairs])
     except RuntimeError:
         assert not uvicorn_accepts(pairs)
     else:
         assert uvicorn_accepts(pairs)
-        assert block == b"".join(b"%s: %s\r\n" % (n, v) for n, v in pairs)
 
 
 @pytest.mark.parametrize(
@@ -59,4 +58,4 @@ def test_a_block_is_accepted_exactly_when_uvicorn_accepts_each_header(pairs) -> 
 )
 def test_a_header_that_would_add_a_line_is_refused(pairs) -> None:
     with pytest.raises(RuntimeError):
-        header_block(pairs)
+        check_headers([n for n, _ in pairs], [v for _, v in pairs])
