@@ -8,8 +8,10 @@ as ``python -m benchmarks.gateway`` (100,000 units x 100 items x 2 versions, loa
    wrk closed loop, cases alternating and their order reversed every other round:
    the gateway (``abgate serve`` on uvicorn; ``abgate.commands.serve:worker_app`` on Granian,
    the same app), the reference app (benchmarks/gateway/ref_app.py), the bare Starlette
-   ``/hello`` (benchmarks/gateway/hello_app.py, the floor of the stack), the gateway's
-   in-process hot path and its no-experiment surface (no exposure logged). Each case also
+   ``/hello`` (benchmarks/gateway/hello_app.py, the floor of the stack; on uvicorn both on plain
+   uvicorn and on ``abgate serve``'s server, gateway/server.py), the gateway's in-process hot
+   path and its no-experiment surface (no exposure logged). ``--compare-tree`` adds the hot
+   path and the floor on abgate's server run from another clone (before/after). Each case also
    reports the server's CPU time per request (user + system of its process group, from
    /proc), which a shared machine disturbs less than throughput.
 2. **capacity**: ``abgate loadtest``'s open loop (loadtests.run_open_loop) on a ladder of
@@ -76,8 +78,8 @@ class Case:
     """One wrk configuration on one server process."""
 
     name: str
-    app: str  # gw, gw-local, ref, hello
-    server: str  # uvicorn or granian
+    app: str  # gw, gw-local, ref, hello, hello-gw (hello on abgate's server)
+    server: str  # uvicorn, granian, or uvicorn+compare (uvicorn from --compare-tree)
     script: Path
     env: dict[str, str] = field(default_factory=dict)
     results: list[WrkResult] = field(default_factory=list)
@@ -93,19 +95,28 @@ class Case:
         return sum(getattr(r, attr) for r in self.results) / len(self.results)
 
 
-def cases(servers: list[str]) -> list[Case]:
+HOT = "gateway, in-process cache, 1,000 hot units"
+FLOOR_GW = "bare Starlette /hello on abgate's server (floor)"
+
+
+def cases(servers: list[str], compare: bool = False) -> list[Case]:
     """Every case of one round, servers adjacent so each pair meets the same load."""
     hot = {"WRK_UNITS": str(HOT_UNITS)}
     apps = [
         ("reference (Redis)", "ref", LUA / "post.lua", {}),
         ("gateway, Redis hit, exposure logged", "gw", LUA / "post.lua", {}),
         ("gateway, no experiment (no exposure)", "gw", LUA / "post.lua", {"WRK_SURFACE": "home_nolog"}),
-        ("gateway, in-process cache, 1,000 hot units", "gw-local", LUA / "units.lua", hot),
+        (HOT, "gw-local", LUA / "units.lua", hot),
         ("bare Starlette /hello (floor)", "hello", LUA / "post.lua", {}),
     ]  # fmt: skip
-    return [
-        Case(f"{n} [{s}]", app, s, script, env) for n, app, script, env in apps for s in servers
-    ]
+    out = [Case(f"{n} [{s}]", app, s, script, env) for n, app, script, env in apps for s in servers]
+    if "uvicorn" in servers:
+        out.append(Case(f"{FLOOR_GW} [uvicorn]", "hello-gw", "uvicorn", LUA / "post.lua"))
+        if compare:  # before/after pairs, adjacent
+            at = [c.app for c in out].index("gw-local")
+            out.insert(at + 1, Case(f"{HOT} [uvicorn, compare tree]", "gw-local", "uvicorn+compare", LUA / "units.lua", hot))  # fmt: skip
+            out.append(Case(f"{FLOOR_GW} [uvicorn, compare tree]", "hello-gw", "uvicorn+compare", LUA / "post.lua"))  # fmt: skip
+    return out
 
 
 def build_servers(args: argparse.Namespace, config_dir: Path, work: Path) -> dict[str, Server]:
@@ -126,6 +137,7 @@ def build_servers(args: argparse.Namespace, config_dir: Path, work: Path) -> dic
         "gw-local": {**gw_env, "ABGATE_LOCAL_CACHE_SIZE": str(HOT_UNITS * 4)},
         "ref": {"REF_REDIS_URL": args.redis_url},
         "hello": {},
+        "hello-gw": {},
     }
     factories = {
         "ref": "benchmarks.gateway.ref_app:create_app",
@@ -134,23 +146,31 @@ def build_servers(args: argparse.Namespace, config_dir: Path, work: Path) -> dic
         "gw-local": "abgate.commands.serve:worker_app",
     }
     servers: dict[str, Server] = {}
-    for app, env in envs.items():
-        for srv in args.servers:
-            port = free_port()
-            path = "/hello" if app == "hello" else "/v1/recommendations"
-            if srv == "uvicorn" and app.startswith("gw"):
-                cmd = [str(bin_dir / "abgate"), "serve", "--port", str(port)]
-            elif srv == "uvicorn":
-                cmd = [sys.executable, "-m", "uvicorn", "--loop", "uvloop", "--http", "httptools"]
-                cmd += ["--no-access-log", "--app-dir", str(ROOT), "--factory", factories[app]]
-                cmd += ["--port", str(port)]
-            else:
-                cmd = [str(bin_dir / "granian"), "--interface", "asgi", "--loop", "uvloop"]
-                cmd += ["--no-ws", "--http", "1", "--log-level", "warning", "--working-dir"]
-                cmd += [str(ROOT), "--factory", factories[app], "--port", str(port)]
-            servers[f"{app}@{srv}"] = Server(
-                f"{app}@{srv}", cmd, {**env, "PYTHONPATH": str(ROOT)}, port, path=path, cwd=ROOT
-            )
+    kinds = [(app, srv) for app in envs for srv in args.servers]
+    if args.compare_tree is not None and "uvicorn" in args.servers:
+        kinds += [("gw-local", "uvicorn+compare"), ("hello-gw", "uvicorn+compare")]
+    for app, srv in kinds:
+        if app == "hello-gw" and srv == "granian":
+            continue
+        env = envs[app]
+        tree = args.compare_tree if srv == "uvicorn+compare" else ROOT
+        port = free_port()
+        path = "/hello" if app.startswith("hello") else "/v1/recommendations"
+        if srv.startswith("uvicorn") and app.startswith("gw"):
+            cmd = [sys.executable, "-m", "abgate", "serve", "--port", str(port)]
+        elif app == "hello-gw":
+            cmd = [sys.executable, "-m", "benchmarks.gateway.hello_app", "--port", str(port)]
+        elif srv == "uvicorn":
+            cmd = [sys.executable, "-m", "uvicorn", "--loop", "uvloop", "--http", "httptools"]
+            cmd += ["--no-access-log", "--app-dir", str(ROOT), "--factory", factories[app]]
+            cmd += ["--port", str(port)]
+        else:
+            cmd = [str(bin_dir / "granian"), "--interface", "asgi", "--loop", "uvloop"]
+            cmd += ["--no-ws", "--http", "1", "--log-level", "warning", "--working-dir"]
+            cmd += [str(ROOT), "--factory", factories[app], "--port", str(port)]
+        servers[f"{app}@{srv}"] = Server(
+            f"{app}@{srv}", cmd, {**env, "PYTHONPATH": str(tree)}, port, path=path, cwd=tree
+        )
     return servers
 
 
@@ -209,6 +229,30 @@ def servers_report(all_cases: list[Case], args: argparse.Namespace) -> str:
                 by.get(("gw-local", srv, "")),
                 by.get(("hello", srv, "")),
                 ">= 0.5",
+            ),
+            (
+                f"in-process hot path / floor on abgate's server [{srv}]",
+                by.get(("gw-local", srv, "")),
+                by.get(("hello-gw", srv, "")),
+                ">= 0.5",
+            ),
+            (
+                f"in-process hot path / floor on abgate's server [{srv}, compare tree]",
+                by.get(("gw-local", f"{srv}+compare", "")),
+                by.get(("hello-gw", f"{srv}+compare", "")),
+                ">= 0.5",
+            ),
+            (
+                f"in-process hot path: this tree / compare tree [{srv}]",
+                by.get(("gw-local", srv, "")),
+                by.get(("gw-local", f"{srv}+compare", "")),
+                "",
+            ),
+            (
+                f"floor on abgate's server: this tree / compare tree [{srv}]",
+                by.get(("hello-gw", srv, "")),
+                by.get(("hello-gw", f"{srv}+compare", "")),
+                "",
             ),
             (f"gateway / reference [{srv}]", by.get(("gw", srv, "")), by.get(("ref", srv, "")), ""),
         ]
@@ -337,6 +381,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--servers", default="uvicorn,granian", help="comma-separated: uvicorn, granian")
     p.add_argument("--phases", default="servers,capacity", help="servers, capacity")
     p.add_argument(
+        "--compare-tree",
+        type=Path,
+        help="another clone (e.g. main before a change): its in-process hot path and its floor "
+        "on abgate's server run too, next to this tree's",
+    )
+    p.add_argument(
         "--capacity-servers",
         default="ref@uvicorn,gw@uvicorn",
         help="server processes for the capacity ladder (APP@SERVER)",
@@ -368,7 +418,7 @@ def main(argv: list[str] | None = None) -> None:
         data.load_results(files, args.pg_dsn, args.schema)
     data.seed_reference(files, args.redis_url)
     servers = build_servers(args, config_dir, work)
-    all_cases = cases(args.servers)
+    all_cases = cases(args.servers, compare=args.compare_tree is not None)
     text = [f"Load average at start: {load_average()}"]
     try:
         for s in servers.values():
@@ -377,8 +427,9 @@ def main(argv: list[str] | None = None) -> None:
             s.wait_ready(b"{}" if s.name.startswith("hello") else PROBE)
         say("servers ready: " + ", ".join(f"{k}:{s.port}" for k, s in servers.items()))
         data.warm_cache(args.pg_dsn, args.schema, args.redis_url, PREFIX)
-        for srv in args.servers:
-            warm(servers[f"gw-local@{srv}"].url, "home_top", range(HOT_UNITS))
+        for key, server in servers.items():
+            if key.startswith("gw-local@"):
+                warm(server.url, "home_top", range(HOT_UNITS))
         if "servers" in args.phases:
             run_servers_phase(args, servers, all_cases)
             text.append(servers_report(all_cases, args))
