@@ -138,11 +138,8 @@ def _holdout(
                 )
             )
     adjusted = stats.holm([c.p_value for c in comps])
-    family = sum(1 for c in comps if not math.isnan(c.p_value))
     return Holdout(
-        held.count,
-        [replace(c, p_value_adjusted=p) for c, p in zip(comps, adjusted, strict=True)],
-        family,
+        held.count, [replace(c, p_value_adjusted=p) for c, p in zip(comps, adjusted, strict=True)]
     )
 
 

@@ -226,13 +226,17 @@ class HoldoutComparison:
 class Holdout:
     """The experiment's population against its holdout (docs/analysts.md, "Holdouts").
 
-    ``family``: how many comparisons Holm's adjustment counted (every arm × every metric with
-    a p-value); the intervals are unadjusted.
+    The intervals are unadjusted.
     """
 
     units: int
     comparisons: list[HoldoutComparison]
-    family: int = 0
+
+    @property
+    def family(self) -> int:
+        """How many comparisons Holm's adjustment counted: every arm × every metric with a
+        p-value (``analysis.stats.holm`` leaves NaN out)."""
+        return sum(1 for c in self.comparisons if not math.isnan(c.p_value))
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (``holdout`` of the report)."""
