@@ -23,8 +23,9 @@ class AsyncClient(BaseClient):
     (``source == "client-fallback"``). Use ``async with``, or call ``aclose`` at shutdown
     so that buffered events are sent."""
 
-    def _open(self) -> None:
+    def _open(self) -> httpx.AsyncClient:
         self._http: httpx.AsyncClient | None = httpx.AsyncClient(**self._http_options)
+        return self._http
 
     def _forget_http(self) -> None:
         self._http = None
@@ -35,9 +36,7 @@ class AsyncClient(BaseClient):
 
     def _connected(self) -> httpx.AsyncClient:
         """The HTTP client, made again on first use after a fork (one loop: no lock)."""
-        if self._http is None:
-            self._http = httpx.AsyncClient(**self._http_options)
-        return self._http
+        return self._http or self._open()
 
     async def __aenter__(self) -> AsyncClient:
         self._start_sender()

@@ -123,8 +123,8 @@ class BaseClient:
         self._forget_http()
         self._new_sender()
 
-    def _open(self) -> None:
-        """Make the HTTP client (its pool) from ``_http_options``."""
+    def _open(self) -> object:
+        """Make the HTTP client (its pool) from ``_http_options``, keep it and return it."""
         raise NotImplementedError
 
     def _forget_http(self) -> None:

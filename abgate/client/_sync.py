@@ -25,8 +25,9 @@ class Client(BaseClient):
     The budget bounds connect, write and each read separately: a gateway that trickles its
     answer byte by byte can hold a call longer (``AsyncClient`` bounds the whole call)."""
 
-    def _open(self) -> None:
+    def _open(self) -> httpx.Client:
         self._http: httpx.Client | None = httpx.Client(**self._http_options)
+        return self._http
 
     def _forget_http(self) -> None:
         self._http = None
@@ -41,9 +42,7 @@ class Client(BaseClient):
         http = self._http
         if http is None:
             with self._sender_lock:
-                if self._http is None:
-                    self._http = httpx.Client(**self._http_options)
-                http = self._http
+                http = self._http or self._open()
         return http
 
     def __enter__(self) -> Client:
