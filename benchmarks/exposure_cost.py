@@ -41,14 +41,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--units", type=int, default=10_000)
-    p.add_argument("--items", type=int, default=100)
+    data.add_data_options(
+        p, units=10_000, schema="abgate_expobench", work=Path("/tmp/abgate-expobench")
+    )
     p.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
     p.add_argument("--rounds", type=int, default=6)
-    p.add_argument("--pg-dsn", default="postgresql://postgres@127.0.0.1:5432/test")
-    p.add_argument("--schema", default="abgate_expobench", help="dedicated, dropped at the end")
-    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/12", help="dedicated database")
-    p.add_argument("--work", type=Path, default=Path("/tmp/abgate-expobench"))
     p.add_argument("--keep", action="store_true", help="keep schema and keys for a re-run")
     p.add_argument("--profile", action="store_true", help="py-spy one run of each surface")
     p.add_argument("--label", default="", help="a name for this run in the output")

@@ -203,8 +203,7 @@ async def measure(args: argparse.Namespace, work: Path) -> dict[str, list[float]
 def main(argv: list[str] | None = None) -> None:
     """Prepare the data, measure, print."""
     p = argparse.ArgumentParser(prog="python -m benchmarks.exposure_inproc", description=__doc__)
-    p.add_argument("--units", type=int, default=10_000)
-    p.add_argument("--items", type=int, default=100)
+    data.add_data_options(p, units=10_000, schema="abgate_expoinproc", work=None)
     p.add_argument("--requests", type=int, default=20_000, help="requests per block")
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--concurrency", type=int, default=32)
@@ -212,10 +211,6 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--flush-interval", type=float, default=0.2, help="ABGATE_LOG_FLUSH_INTERVAL")
     p.add_argument("--batch-size", type=int, default=1000, help="ABGATE_LOG_BATCH_SIZE")
     p.add_argument("--local-cache", type=int, default=0, help="ABGATE_LOCAL_CACHE_SIZE")
-    p.add_argument("--pg-dsn", default="postgresql://postgres@127.0.0.1:5432/test")
-    p.add_argument("--schema", default="abgate_expoinproc")
-    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/12")
-    p.add_argument("--work", type=Path, default=None)
     p.add_argument("--callgrind", action="store_true", help="see the module's docstring")
     p.add_argument("--uvloop", action="store_true", help="run on uvloop, as abgate serve does")
     args = p.parse_args(argv)

@@ -29,6 +29,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from benchmarks.gateway import data
 from benchmarks.gateway.servers import Server, free_port, warm
 from benchmarks.server_cost import HOT_UNITS, PREFIX, load_average
 from loadtests.client import Connection, Target
@@ -201,10 +202,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rounds", type=int, default=4, help="cpu: rounds, trees alternating")
     p.add_argument("--connections", type=int, default=8)
     p.add_argument("--keep-dump", action="store_true", help="keep callgrind's files (annotate)")
-    p.add_argument("--pg-dsn", default="postgresql://postgres@127.0.0.1:5432/test")
-    p.add_argument("--schema", default="abgate_srvbench")
-    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/12")
-    p.add_argument("--work", type=Path, default=Path("/tmp/abgate-srvbench"))
+    data.add_data_options(
+        p, units=None, schema="abgate_srvbench", work=Path("/tmp/abgate-srvbench")
+    )
     args = p.parse_args(argv)
     args.tree = args.tree or [ROOT]
     if args.measure == "cpu":

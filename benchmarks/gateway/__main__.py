@@ -315,16 +315,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--units", type=int, default=100_000)
-    p.add_argument("--items", type=int, default=100)
+    data.add_data_options(
+        p,
+        units=100_000,
+        schema="abgate_loadbench",
+        redis_db=13,
+        work=Path("/tmp/abgate-loadbench"),
+    )
     p.add_argument("--duration", type=float, default=15.0, help="seconds per wrk run")
     p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--pg-dsn", default="postgresql://postgres@127.0.0.1:5432/test")
-    p.add_argument(
-        "--schema", default="abgate_loadbench", help="dedicated schema, dropped at the end"
-    )
-    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/13", help="dedicated database")
-    p.add_argument("--work", type=Path, default=Path("/tmp/abgate-loadbench"))
     p.add_argument("--feast-venv", type=Path, default=Path("/tmp/feastpeer"))
     p.add_argument("--no-feast", action="store_true")
     p.add_argument("--profile", action="store_true", help="py-spy the gateway cases")

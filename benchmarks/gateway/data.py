@@ -7,6 +7,7 @@ same lists from its own keys (``ref:{variant}:{unit}``), so both serve identical
 
 from __future__ import annotations
 
+import argparse
 import os
 import random
 import subprocess
@@ -18,6 +19,7 @@ import redis
 
 from benchmarks.gateway.ref_app import variant_of
 
+PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 MODEL = "home_recs"
 VERSIONS = ("1", "2")
 CATALOG = 50_000
@@ -140,3 +142,24 @@ def delete_keys(redis_url: str, *patterns: str) -> int:
             n += client.unlink(*batch)
     client.close()
     return n
+
+
+def add_data_options(
+    p: argparse.ArgumentParser,
+    *,
+    units: int | None,
+    schema: str,
+    redis_db: int = 12,
+    work: Path | None,
+) -> None:
+    """The options every benchmark over this data shares: its size (``--units``/``--items``,
+    unless ``units`` is None), the Postgres schema and Redis database it owns, its work folder."""
+    if units is not None:
+        p.add_argument("--units", type=int, default=units)
+        p.add_argument("--items", type=int, default=100)
+    p.add_argument("--pg-dsn", default=PG_DSN)
+    p.add_argument("--schema", default=schema, help="dedicated to the benchmark")
+    p.add_argument(
+        "--redis-url", default=f"redis://127.0.0.1:6379/{redis_db}", help="dedicated database"
+    )
+    p.add_argument("--work", type=Path, default=work)
