@@ -1,6 +1,6 @@
 """The exposure path alone, in one process: ``python -m benchmarks.exposure_path``.
 
-Times ``Gateway.log_exposure`` (id, timestamp, payload, LogEntry line, queue, counter) and the
+Times ``Gateway.log_exposure`` (id, timestamp, payload, counter, LogEntry line, queue) and the
 archive write of its lines, with the gateway's own classes and a real ``ArchiveSink`` in a
 temporary folder, for an answer shaped like the benchmark's (10 items, a 50/50 phase): CPU
 µs per exposure, best of ``--repeat`` runs (the least disturbed by other work on the machine).
@@ -21,9 +21,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from experiments.settings import Settings
-from gateway.clock import UtcClock
-from gateway.exposure_json import ExposureEncoder
-from gateway.ids import IdGenerator
+from gateway.exposure_json import NATIVE, ExposureEncoder
 from gateway.log_writer import build_log
 from gateway.metrics import Metrics
 from gateway.sinks import ArchiveSink
@@ -55,8 +53,8 @@ def answer() -> Any:
     )
 
 
-def gateway(folder: Path) -> Any:
-    """A ``Gateway`` with only what ``log_exposure`` touches: logger, metrics, ids, clock, encoder."""
+def gateway(folder: Path, native: bool) -> Any:
+    """A ``Gateway`` with only what ``log_exposure`` touches: logger, metrics, encoder."""
     from gateway import serving as service
 
     settings = Settings(archive_dir=folder / "archive", spool_dir=folder / "spool")
@@ -65,9 +63,7 @@ def gateway(folder: Path) -> Any:
     gw = service.Gateway.__new__(service.Gateway)
     gw.logger = build_log(settings, metrics, {"archive": sink})
     gw.metrics = metrics
-    gw.new_id = IdGenerator()
-    gw.clock = UtcClock()
-    gw.exposure_json = ExposureEncoder()
+    gw.exposure_json = ExposureEncoder(native=native)
     return gw
 
 
@@ -83,28 +79,35 @@ def best(fn: Callable[[], object], number: int, repeat: int) -> float:
     return min(times)
 
 
-async def measure(number: int, repeat: int) -> dict[str, float]:
+async def measure(number: int, repeat: int, native: bool) -> dict[str, float]:
     """Each piece, then the whole path with its writes."""
     with tempfile.TemporaryDirectory(prefix="abgate-expopath-") as tmp:
-        gw = gateway(Path(tmp))
+        gw = gateway(Path(tmp), native)
         ans = answer()
         batching = gw.logger.loggers[0]
         sink: ArchiveSink = batching.sink
+        enc = gw.exposure_json
         gw.logger.start()
         try:
+            route, model, phase, items = ans.route, ans.model, ans.phase, ans.items
             figures = {
-                "event id": best(gw.new_id, number, repeat),
-                "timestamp": best(gw.clock, number, repeat),
+                "the record (ids, time, payload, count)": best(
+                    lambda: enc.exposure(
+                        route, model, phase, "u12345", items, "cache", "r" * 32, 2006, None
+                    ),
+                    number,
+                    repeat,
+                ),
             }
+            record = _one_record(gw, ans)
+            figures["its LogEntry line"] = best(lambda: sink.encode(record), number, repeat)
             queue = batching._queue  # emptied here so the queue never fills
 
             def logged() -> None:
                 gw.log_exposure(ans, "u12345", "r" * 32, None)
                 queue.clear()
 
-            figures["log_exposure (payload, line, queue, counter)"] = best(logged, number, repeat)
-            record = _one_record(gw, ans)
-            figures["LogEntry line of one record"] = best(lambda: sink.line(record), number, repeat)
+            figures["log_exposure (record, line, queue)"] = best(logged, number, repeat)
             lines = [sink.encode(record)] * 1000
             figures["archive write, per line (1,000-line batches)"] = best(
                 lambda: sink.write(lines), max(1, number // 1000), repeat
@@ -127,12 +130,12 @@ async def measure(number: int, repeat: int) -> dict[str, float]:
 
 def _one_record(gw: Any, ans: Any) -> Any:
     captured: list[Any] = []
-    put = gw.logger.put
-    gw.logger.put = lambda record, **kw: captured.append(record)
+    admit = gw.logger.admit
+    gw.logger.admit = captured.append
     try:
         gw.log_exposure(ans, "u12345", "r" * 32, None)
     finally:
-        gw.logger.put = put
+        gw.logger.admit = admit
     return captured[0]
 
 
@@ -142,12 +145,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--number", type=int, default=100_000, help="calls per run")
     p.add_argument("--repeat", type=int, default=5, help="runs; the best is reported")
     args = p.parse_args(argv)
-    figures = asyncio.run(measure(args.number, args.repeat))
+    native = asyncio.run(measure(args.number, args.repeat, True)) if NATIVE else {}
+    python = asyncio.run(measure(args.number, args.repeat, False))
     load = Path("/proc/loadavg").read_text().split()[0]
     print(f"CPU µs per call, best of {args.repeat} x {args.number:,} (load average {load})\n")
-    print("| piece | µs |\n|---|---:|")
-    for name, us in figures.items():
-        print(f"| {name} | {us:.2f} |")
+    print("| piece | compiled encoder | Python encoder |\n|---|---:|---:|")
+    for name, us in python.items():
+        c = f"{native[name]:.2f}" if name in native else "not built"
+        print(f"| {name} | {c} | {us:.2f} |")
 
 
 if __name__ == "__main__":

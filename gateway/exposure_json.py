@@ -8,16 +8,31 @@ request (ids, timestamp, unit, items, source, bucket, attributes) are encoded pe
 The bytes are exactly ``orjson.dumps(Exposure(...).as_payload())``, key order included
 (tests/gateway/test_exposure_json.py holds the two equal for every record shape).
 
-Measured with callgrind (docs/benchmarks.md, "Exposure logging, second pass"): an exposure
-took ~61,000 instructions with the record, ~50,000 without.
+``ExposureEncoder.exposure`` makes the whole record (event id, timestamp, payload) with one call
+of the compiled encoder (gateway/_exposure.c, built at install when a C compiler is there), or
+with the Python code below when it is not (``native=False``, or no compiler): the two give the
+same bytes. Measured with callgrind (docs/benchmarks.md, "Exposure logging, third pass"): an
+exposure took ~61,000 instructions with the record, ~49,000 with this module's Python encoder.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
+from operator import itemgetter
+from types import ModuleType
 from typing import TYPE_CHECKING, NamedTuple
 
 import orjson
+
+from gateway.clock import UtcClock
+from gateway.ids import IdGenerator
+
+_exposure: ModuleType | None
+try:
+    from gateway import _exposure
+except ImportError:  # built without a C compiler: the Python encoder does it all
+    _exposure = None
 
 if TYPE_CHECKING:
     from experiments.allocation import Phase
@@ -43,25 +58,108 @@ class _Template(NamedTuple):
     config: bytes  # ',"config_version":…,"source":'
     phase_part: bytes  # '[,"forced":true][,"phase":…,"weights":…]'
     holdout: bytes  # '[,"holdout":true]'
+    counted: tuple[str, str]  # (experiment, variant): the key of ``ExposureEncoder.counts``
 
 
 _dumps = orjson.dumps
 _SOURCES = {s: _dumps(s) for s in ("cache", "local", "db", "fallback", "none", "unavailable")}
+_ITEM_ID = itemgetter("id")
+
+NATIVE = _exposure is not None  # the compiled encoder is built
+# logentry_line(head, middle, record) -> (hour, line): gateway/sinks.py's LogEntry line of an
+# EncodedExposure in one C call (None when not built).
+logentry_line: Callable[[bytes, bytes, EncodedExposure], tuple[str, bytes]] | None = (
+    _exposure.logentry_line if _exposure is not None else None
+)
 
 
 class ExposureEncoder:
-    """Exposure payloads as JSON bytes, with each route's constant part encoded once."""
+    """Exposure records as JSON bytes, with each route's constant part encoded once.
 
-    def __init__(self) -> None:
+    ``native``: use the compiled encoder when it is built (the default); False is the Python
+    encoder, the reference the tests compare it with."""
+
+    # exposure(route, model, phase, unit_id, items, source, request_id, bucket, attributes):
+    # the exposure of ``route`` served from ``model`` to ``unit_id``, with a new event id and
+    # the current time; ``items`` are the answer's (dicts with a str ``id``). The compiled
+    # encoder's ``encode``, or ``python_exposure``.
+    exposure: Callable[
+        [
+            Route,
+            ModelVersion,
+            Phase | None,
+            str,
+            Sequence[Mapping[str, object]],
+            str,
+            str,
+            int,
+            Mapping[str, object] | None,
+        ],
+        EncodedExposure,
+    ]
+
+    def __init__(
+        self, counts: dict[tuple[str, str], int] | None = None, *, native: bool = True
+    ) -> None:
+        # Exposures encoded, by (experiment, variant): Metrics.exposure_counts, which adds
+        # them to ``abgate_exposures`` at each scrape and log flush.
+        self.counts = {} if counts is None else counts
         self._templates: dict[tuple[int, str, str, int], _Template] = {}
+        self.new_id = IdGenerator()
+        self.clock = UtcClock()
+        self.native = False
+        self.exposure = self.python_exposure
+        if native and _exposure is not None:
+            self.native = True
+            # Its own id prefix: its counter and new_id's must never make the same id. What it
+            # cannot write (a lone surrogate, an item without a str "id") it hands to the
+            # Python encoder, which raises as orjson does.
+            self.exposure = _exposure.Encoder(
+                EncodedExposure,
+                os.urandom(10).hex(),
+                self._parts,
+                _dumps,
+                self.python_exposure,
+                self.counts,
+                MAX_TEMPLATES,
+            ).encode
 
-    def payload(
+    def python_exposure(
         self,
-        event_id: str,
-        ts: str,
         route: Route,
         model: ModelVersion,
         phase: Phase | None,
+        unit_id: str,
+        items: Sequence[Mapping[str, object]],
+        source: str,
+        request_id: str,
+        bucket: int,
+        attributes: Mapping[str, object] | None,
+    ) -> EncodedExposure:
+        """``exposure`` by the Python encoder."""
+        key = (id(route), model.name, model.version, id(phase))
+        t = self._templates.get(key)
+        if t is None or t.route is not route or t.phase is not phase:
+            t = _Template(route, phase, *self._parts(route, model, phase))
+            if len(self._templates) >= MAX_TEMPLATES:
+                self._templates.clear()  # configurations replaced: their routes are gone
+            self._templates[key] = t
+        event_id, ts = self.new_id(), self.clock()
+        ids = tuple(map(_ITEM_ID, items))
+        record = EncodedExposure(
+            event_id,
+            ts,
+            self._encode(t, event_id, ts, unit_id, ids, source, request_id, bucket, attributes),
+        )
+        counts, counted = self.counts, t.counted
+        counts[counted] = counts.get(counted, 0) + 1
+        return record
+
+    @staticmethod
+    def _encode(
+        t: _Template,
+        event_id: str,
+        ts: str,
         unit_id: str,
         items: Sequence[str],
         source: str,
@@ -69,14 +167,10 @@ class ExposureEncoder:
         bucket: int,
         attributes: Mapping[str, object] | None,
     ) -> bytes:
-        """The ``jsonPayload`` of the exposure of ``route`` served from ``model``.
+        """The payload from its template and the request's fields (the Python encoder).
 
         ``event_id`` and ``ts`` are the gateway's own (gateway/ids.py, gateway/clock.py: hex
         digits, a timestamp) and are written without JSON escaping."""
-        key = (id(route), model.name, model.version, id(phase))
-        t = self._templates.get(key)
-        if t is None or t.route is not route or t.phase is not phase:
-            t = self._template(key, route, model, phase)
         return b"".join(
             (
                 f'{{"type":"exposure","event_id":"{event_id}","ts":"{ts}"'.encode(),
@@ -96,21 +190,18 @@ class ExposureEncoder:
             )
         )
 
-    def _template(
-        self,
-        key: tuple[int, str, str, int],
-        route: Route,
-        model: ModelVersion,
-        phase: Phase | None,
-    ) -> _Template:
+    @staticmethod
+    def _parts(
+        route: Route, model: ModelVersion, phase: Phase | None
+    ) -> tuple[bytes, bytes, bytes, bytes, bytes, tuple[str, str]]:
+        """The payload's parts constant for a route, its served version and its phase, and the
+        key its exposures are counted under."""
         phase_part = b',"forced":true' if route.forced else b""
         if phase is not None and phase.id:
             phase_part += (
                 b',"phase":' + _dumps(phase.id) + b',"weights":' + _dumps(list(phase.weights))
             )
-        t = _Template(
-            route,
-            phase,
+        return (
             b',"experiment":'
             + _dumps(route.experiment)
             + b',"variant":'
@@ -126,8 +217,5 @@ class ExposureEncoder:
             b',"config_version":' + _dumps(route.config_version) + b',"source":',
             phase_part,
             b',"holdout":true' if route.holdout else b"",
+            (route.experiment or "", route.variant or ""),
         )
-        if len(self._templates) >= MAX_TEMPLATES:
-            self._templates.clear()  # configurations replaced: their routes are gone
-        self._templates[key] = t
-        return t

@@ -124,7 +124,9 @@ class Metrics:
         self._requests: dict[tuple[str, int], Any] = {}
         self._exposures: dict[tuple[str, str], Any] = {}
         # Exposures counted in plain integers on the request path (a child's inc() takes a
-        # lock), added to ``abgate_exposures`` at each scrape and after each log flush.
+        # lock) by the exposure encoder (gateway/exposure_json.py), added to
+        # ``abgate_exposures`` at each scrape and after each log flush. One dict for the
+        # process's life: the encoder holds it.
         self.exposure_counts: dict[tuple[str, str], int] = {}
         self._limited: dict[str, Any] = {}
         self._queued: dict[str, int] = {}
@@ -167,19 +169,14 @@ class Metrics:
             child = self._served[key] = self.served.labels(surface, source)
         return child
 
-    def count_exposure(self, experiment: str, variant: str) -> None:
-        """One exposure logged (``abgate_exposures`` has it after ``sync_exposures``)."""
-        counts = self.exposure_counts
-        key = (experiment, variant)
-        counts[key] = counts.get(key, 0) + 1
-
     def sync_exposures(self) -> None:
         """Add the exposures counted since the last call to ``abgate_exposures``."""
         counts = self.exposure_counts
         if not counts:
             return
-        self.exposure_counts = {}
-        for (experiment, variant), n in counts.items():
+        taken = list(counts.items())
+        counts.clear()  # in place: the encoder counts into this dict
+        for (experiment, variant), n in taken:
             child = self._exposures.get((experiment, variant))
             if child is None:
                 child = self._exposures[experiment, variant] = self.exposures.labels(

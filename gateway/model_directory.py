@@ -49,13 +49,24 @@ class ModelDirectory:
     aliases: dict[tuple[str, str], str] = field(default_factory=dict)
     defaults: dict[ModelVersion, Items] = field(default_factory=dict)
     pins: dict[tuple[str, str], str] = field(default_factory=dict)  # (experiment, variant) -> v
+    # Each version's ModelVersion, made once: the request path gets the same object every time
+    # (no frozen-dataclass construction per request; the exposure encoder caches by identity).
+    _versions: dict[tuple[str, str], ModelVersion] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+    def _version(self, name: str, version: str) -> ModelVersion:
+        mv = self._versions.get((name, version))
+        if mv is None:
+            mv = self._versions[name, version] = ModelVersion(name, version)
+        return mv
 
     def resolve(self, ref: ModelRef) -> ModelVersion | None:
         """The version a reference points at now, or None for an unknown alias."""
         if ref.version is not None:
-            return ModelVersion(ref.name, ref.version)
+            return self._version(ref.name, ref.version)
         version = self.aliases.get((ref.name, ref.alias or ""))
-        return None if version is None else ModelVersion(ref.name, version)
+        return None if version is None else self._version(ref.name, version)
 
     def resolve_arm(
         self, ref: ModelRef, experiment: str | None, variant: str | None
@@ -64,7 +75,7 @@ class ModelDirectory:
         if ref.alias is not None and experiment is not None:
             pinned = self.pins.get((experiment, variant or ""))
             if pinned is not None:
-                return ModelVersion(ref.name, pinned)
+                return self._version(ref.name, pinned)
         return self.resolve(ref)
 
     def resolve_route(self, route: Route) -> ModelVersion | None:

@@ -12,7 +12,6 @@ import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -20,7 +19,6 @@ from experiments import ConfigError, ModelRef, ModelVersion, SurfaceNotFound
 from experiments.allocation import Phase, phase_of
 from experiments.routing import Route, Router
 from experiments.source import ConfigSource
-from gateway.clock import UtcClock
 from gateway.errors import (
     BackendUnavailable,
     BadRequest,
@@ -28,8 +26,7 @@ from gateway.errors import (
     NoAnswer,
     UnknownSurface,
 )
-from gateway.exposure_json import EncodedExposure, ExposureEncoder
-from gateway.ids import IdGenerator
+from gateway.exposure_json import ExposureEncoder
 from gateway.log_writer import LogFanOut
 from gateway.lookup import Items, TieredLookup
 from gateway.model_directory import (
@@ -44,7 +41,6 @@ if TYPE_CHECKING:
     from gateway.metrics import Metrics
 
 log = logging.getLogger("abgate.gateway")
-_ITEM_ID = itemgetter("id")  # an answer item's id, for the exposure record
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,9 +102,12 @@ class Gateway:
         self.logger = logger
         self.metrics = metrics
         self.directory_file = directory_file
-        self.new_id = IdGenerator()
-        self.clock = UtcClock()
-        self.exposure_json = ExposureEncoder()
+        self.exposure_json = ExposureEncoder(metrics.exposure_counts)
+        if not self.exposure_json.native:
+            log.warning(
+                "the compiled exposure encoder is not built (no C compiler at install): "
+                "exposures are encoded in Python, at several times the CPU per request"
+            )
         self._tasks: list[asyncio.Task[None]] = []
 
     async def answer(self, req: RecommendationRequest) -> Answer:
@@ -181,28 +180,22 @@ class Gateway:
         if route.experiment is None or route.variant is None:
             return
         logged = route.surface.log_attributes
-        event_id = self.new_id()
-        ts = self.clock()
-        payload = self.exposure_json.payload(
-            event_id,
-            ts,
-            route,
-            answer.model,
-            answer.phase,
-            unit_id,
-            tuple(map(_ITEM_ID, answer.items)),  # str at load
-            answer.source,
-            request_id,
-            answer.bucket,
-            {k: attributes[k] for k in logged if k in attributes}
-            if logged and attributes
-            else None,
+        # answered while the log was accepting (checked in answer()): never refused
+        self.logger.admit(
+            self.exposure_json.exposure(
+                route,
+                answer.model,
+                answer.phase,
+                unit_id,
+                answer.items,
+                answer.source,
+                request_id,
+                answer.bucket,
+                {k: attributes[k] for k in logged if k in attributes}
+                if logged and attributes
+                else None,
+            )
         )
-        self.logger.put(
-            EncodedExposure(event_id, ts, payload),
-            admitted=True,  # answered while the log was accepting (checked in answer())
-        )
-        self.metrics.count_exposure(route.experiment, route.variant)
 
     # --- background refresh --------------------------------------------------------------------
 

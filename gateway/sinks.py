@@ -32,7 +32,7 @@ from typing import Protocol
 import orjson
 
 from experiments import Record, archive_path
-from gateway.exposure_json import EncodedExposure
+from gateway.exposure_json import EncodedExposure, logentry_line
 
 log = logging.getLogger("abgate.gateway")
 
@@ -113,6 +113,8 @@ class LogEntryEncoder:
 
     def encode(self, record: LogRecord) -> Line:
         """The record's hour (``YYYY-MM-DDTHH``) and its line."""
+        if logentry_line is not None and isinstance(record, EncodedExposure):
+            return logentry_line(self._head, self._middle, record)  # the same, in one C call
         return record.ts[:13], self.line(record)
 
 

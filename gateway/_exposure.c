@@ -1,0 +1,484 @@
+/* An exposure's event id, timestamp and jsonPayload in one call: gateway/exposure_json.py.
+ *
+ * The Python encoder (``ExposureEncoder`` in gateway/exposure_json.py) is the reference; this
+ * module makes the same bytes with one C call instead of a dozen Python-level ones (each costs
+ * hundreds of instructions on CPython 3.11; docs/benchmarks.md, "Exposure logging, third
+ * pass"). tests/gateway/test_exposure_json.py holds the two equal, byte for byte, for every
+ * record shape and for hypothesis-generated strings.
+ *
+ * Strings are escaped as orjson escapes them: '"' and '\\' and the control characters below
+ * 0x20 (\b \t \n \f \r, the others as \u00xx), everything else as UTF-8. A string that has no
+ * UTF-8 form (a lone surrogate) or an item that is not a dict with a str "id" makes ``encode``
+ * return None: the caller then uses the Python encoder, which raises as orjson does.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+#define ID_PREFIX 20 /* hex digits drawn once per encoder (gateway/ids.py) */
+#define STACK_BUF 4096
+
+typedef struct {
+    PyObject_HEAD
+    PyTypeObject *record_type; /* EncodedExposure: a tuple subclass (event_id, ts, payload) */
+    PyObject *template_fn;     /* (route, model, phase) -> 5 constant parts (bytes), count key */
+    PyObject *counts;          /* dict: count key -> exposures encoded (Metrics.exposure_counts) */
+    PyObject *dumps;           /* orjson.dumps, for the attributes */
+    PyObject *fallback;        /* the Python encoder, for what this one cannot write */
+    PyObject *templates;       /* dict: mixed pointers -> (route, model, phase, parts) */
+    Py_ssize_t max_templates;
+    char prefix[ID_PREFIX];
+    uint64_t counter;
+    int64_t second;  /* the second ``date`` holds, -1 before the first call */
+    char date[32];   /* "YYYY-MM-DDTHH:MM:SS." (20 characters) and strftime's NUL */
+} Encoder;
+
+static PyObject *id_key; /* "id" */
+
+static const char HEX[] = "0123456789abcdef";
+
+/* 0: written as is; 1: needs an escape. */
+static unsigned char needs_escape[256];
+
+static void init_escapes(void) {
+    for (int c = 0; c < 0x20; c++) needs_escape[c] = 1;
+    needs_escape['"'] = 1;
+    needs_escape['\\'] = 1;
+}
+
+/* The worst case of one escaped byte is 6 bytes (\u00xx). */
+static char *write_escaped(char *out, const char *s, Py_ssize_t n) {
+    *out++ = '"';
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!needs_escape[c]) {
+            *out++ = (char)c;
+            continue;
+        }
+        *out++ = '\\';
+        switch (c) {
+        case '"': *out++ = '"'; break;
+        case '\\': *out++ = '\\'; break;
+        case '\b': *out++ = 'b'; break;
+        case '\t': *out++ = 't'; break;
+        case '\n': *out++ = 'n'; break;
+        case '\f': *out++ = 'f'; break;
+        case '\r': *out++ = 'r'; break;
+        default:
+            *out++ = 'u'; *out++ = '0'; *out++ = '0';
+            *out++ = HEX[c >> 4]; *out++ = HEX[c & 15];
+        }
+    }
+    *out++ = '"';
+    return out;
+}
+
+static inline char *write_raw(char *out, const char *s, Py_ssize_t n) {
+    memcpy(out, s, (size_t)n);
+    return out + n;
+}
+
+#define WRITE_LIT(out, lit) write_raw((out), (lit), (Py_ssize_t)(sizeof(lit) - 1))
+
+/* A str's UTF-8 bytes, or NULL with the error cleared (no UTF-8 form): the caller falls back. */
+static const char *utf8_of(PyObject *s, Py_ssize_t *n) {
+    if (!PyUnicode_CheckExact(s)) return NULL;
+    const char *p = PyUnicode_AsUTF8AndSize(s, n);
+    if (p == NULL) PyErr_Clear();
+    return p;
+}
+
+static PyObject *ascii_str(const char *s, Py_ssize_t n) {
+    PyObject *o = PyUnicode_New(n, 127);
+    if (o != NULL) memcpy(PyUnicode_1BYTE_DATA(o), s, (size_t)n);
+    return o;
+}
+
+static int Encoder_init(Encoder *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"record_type", "prefix", "template", "dumps", "fallback",
+                             "counts", "max_templates", NULL};
+    PyObject *record_type, *template_fn, *dumps, *fallback, *counts;
+    const char *prefix;
+    Py_ssize_t prefix_len, max_templates;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!s#OOOO!n", kwlist, &PyType_Type,
+                                     &record_type, &prefix, &prefix_len, &template_fn, &dumps,
+                                     &fallback, &PyDict_Type, &counts, &max_templates))
+        return -1;
+    if (!PyType_IsSubtype((PyTypeObject *)record_type, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "record_type must be a tuple subclass");
+        return -1;
+    }
+    if (prefix_len != ID_PREFIX) {
+        PyErr_Format(PyExc_ValueError, "prefix must be %d characters", ID_PREFIX);
+        return -1;
+    }
+    PyObject *templates = PyDict_New();
+    if (templates == NULL) return -1;
+    Py_INCREF(record_type);
+    Py_XSETREF(self->record_type, (PyTypeObject *)record_type);
+    Py_INCREF(template_fn);
+    Py_XSETREF(self->template_fn, template_fn);
+    Py_INCREF(dumps);
+    Py_XSETREF(self->dumps, dumps);
+    Py_INCREF(fallback);
+    Py_XSETREF(self->fallback, fallback);
+    Py_INCREF(counts);
+    Py_XSETREF(self->counts, counts);
+    Py_XSETREF(self->templates, templates);
+    self->max_templates = max_templates;
+    memcpy(self->prefix, prefix, ID_PREFIX);
+    self->counter = 0;
+    self->second = -1;
+    return 0;
+}
+
+static int Encoder_traverse(Encoder *self, visitproc visit, void *arg) {
+    Py_VISIT(self->record_type);
+    Py_VISIT(self->template_fn);
+    Py_VISIT(self->dumps);
+    Py_VISIT(self->fallback);
+    Py_VISIT(self->counts);
+    Py_VISIT(self->templates);
+    return 0;
+}
+
+static int Encoder_clear(Encoder *self) {
+    Py_CLEAR(self->record_type);
+    Py_CLEAR(self->template_fn);
+    Py_CLEAR(self->dumps);
+    Py_CLEAR(self->fallback);
+    Py_CLEAR(self->counts);
+    Py_CLEAR(self->templates);
+    return 0;
+}
+
+static void Encoder_dealloc(Encoder *self) {
+    PyObject_GC_UnTrack(self);
+    Encoder_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* The template of (route, model, phase): cached by the three objects' identities (the cache
+ * holds them, so an address is never reused while cached), made by template_fn on a miss. A
+ * borrowed reference to a 6-tuple: the payload's 5 constant parts (bytes) and the key the
+ * exposure is counted under; or NULL with an exception. */
+static PyObject *template_of(Encoder *self, PyObject *route, PyObject *model, PyObject *phase) {
+    uint64_t mix = (uint64_t)(uintptr_t)route * 0x9E3779B97F4A7C15ULL ^
+                   (uint64_t)(uintptr_t)model * 0xC2B2AE3D27D4EB4FULL ^
+                   (uint64_t)(uintptr_t)phase * 0x165667B19E3779F9ULL;
+    PyObject *key = PyLong_FromUnsignedLongLong(mix);
+    if (key == NULL) return NULL;
+    PyObject *entry = PyDict_GetItemWithError(self->templates, key);
+    if (entry != NULL && PyTuple_GET_ITEM(entry, 0) == route &&
+        PyTuple_GET_ITEM(entry, 1) == model && PyTuple_GET_ITEM(entry, 2) == phase) {
+        Py_DECREF(key);
+        return PyTuple_GET_ITEM(entry, 3);
+    }
+    if (PyErr_Occurred()) goto fail;
+    PyObject *parts = PyObject_CallFunctionObjArgs(self->template_fn, route, model, phase, NULL);
+    if (parts == NULL) goto fail;
+    int ok = PyTuple_CheckExact(parts) && PyTuple_GET_SIZE(parts) == 6;
+    for (int i = 0; ok && i < 5; i++) ok = PyBytes_CheckExact(PyTuple_GET_ITEM(parts, i));
+    if (!ok) {
+        Py_DECREF(parts);
+        PyErr_SetString(PyExc_TypeError, "template() must return 5 bytes and a count key");
+        goto fail;
+    }
+    entry = PyTuple_Pack(4, route, model, phase, parts);
+    Py_DECREF(parts);
+    if (entry == NULL) goto fail;
+    if (PyDict_GET_SIZE(self->templates) >= self->max_templates)
+        PyDict_Clear(self->templates); /* configurations replaced: their routes are gone */
+    if (PyDict_SetItem(self->templates, key, entry) < 0) {
+        Py_DECREF(entry);
+        goto fail;
+    }
+    Py_DECREF(entry); /* the dict holds it */
+    Py_DECREF(key);
+    return PyTuple_GET_ITEM(entry, 3);
+fail:
+    Py_DECREF(key);
+    return NULL;
+}
+
+static char *write_int(char *out, long long v) {
+    char digits[24];
+    int n = 0;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do {
+        digits[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) *out++ = '-';
+    while (n) *out++ = digits[--n];
+    return out;
+}
+
+/* counts[key] += 1 */
+static int count_one(PyObject *counts, PyObject *key) {
+    PyObject *n = PyDict_GetItemWithError(counts, key);
+    if (n == NULL && PyErr_Occurred()) return -1;
+    long long v = n == NULL ? 0 : PyLong_AsLongLong(n);
+    if (v == -1 && PyErr_Occurred()) return -1;
+    PyObject *next = PyLong_FromLongLong(v + 1);
+    if (next == NULL) return -1;
+    int r = PyDict_SetItem(counts, key, next);
+    Py_DECREF(next);
+    return r;
+}
+
+#define MAX_STACK_ITEMS 128
+
+/* ``encode(route, model, phase, unit_id, items, source, request_id, bucket, attributes)``:
+ * ``ExposureEncoder.exposure`` (gateway/exposure_json.py), whose arguments these are. Returns a
+ * new ``record_type(event_id, ts, payload)``; what it cannot write (a string without a UTF-8
+ * form, an item that is not a dict with a str "id") it hands to ``fallback``. */
+static PyObject *Encoder_encode(Encoder *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 9) {
+        PyErr_SetString(PyExc_TypeError, "encode() takes 9 arguments");
+        return NULL;
+    }
+    PyObject *unit = args[3], *items = args[4], *source = args[5], *rid = args[6];
+    PyObject *bucket_obj = args[7], *attributes = args[8];
+    if (!(PyList_CheckExact(items) || PyTuple_CheckExact(items)) ||
+        !PyLong_CheckExact(bucket_obj) || !(attributes == Py_None || PyDict_CheckExact(attributes)))
+        return PyObject_Vectorcall(self->fallback, args, (size_t)nargs, NULL);
+    long long bucket = PyLong_AsLongLong(bucket_obj);
+    if (bucket == -1 && PyErr_Occurred()) { /* too large for C: the Python encoder writes it */
+        PyErr_Clear();
+        return PyObject_Vectorcall(self->fallback, args, (size_t)nargs, NULL);
+    }
+    Py_ssize_t unit_n, rid_n, source_n;
+    const char *unit_s = utf8_of(unit, &unit_n);
+    const char *rid_s = utf8_of(rid, &rid_n);
+    const char *source_s = utf8_of(source, &source_n);
+    if (unit_s == NULL || rid_s == NULL || source_s == NULL)
+        return PyObject_Vectorcall(self->fallback, args, (size_t)nargs, NULL);
+
+    /* The item ids: their UTF-8 and the room they take escaped. */
+    Py_ssize_t n_items = PySequence_Fast_GET_SIZE(items);
+    PyObject **item_objs = PySequence_Fast_ITEMS(items);
+    const char *stack_ids[MAX_STACK_ITEMS];
+    Py_ssize_t stack_lens[MAX_STACK_ITEMS];
+    const char **ids = stack_ids;
+    Py_ssize_t *lens = stack_lens;
+    PyObject *attrs_json = NULL, *result = NULL, *template = NULL;
+    char stack[STACK_BUF];
+    char *buf = stack;
+    if (n_items > MAX_STACK_ITEMS) {
+        ids = PyMem_Malloc((size_t)n_items * sizeof *ids);
+        lens = PyMem_Malloc((size_t)n_items * sizeof *lens);
+        if (ids == NULL || lens == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+    }
+    Py_ssize_t size = 256 + 6 * (unit_n + rid_n + source_n);
+    for (Py_ssize_t i = 0; i < n_items; i++) {
+        PyObject *item = item_objs[i];
+        PyObject *id = PyDict_CheckExact(item) ? PyDict_GetItemWithError(item, id_key) : NULL;
+        if (id == NULL && PyErr_Occurred()) goto done;
+        if (id == NULL || (ids[i] = utf8_of(id, &lens[i])) == NULL) {
+            result = PyObject_Vectorcall(self->fallback, args, (size_t)nargs, NULL);
+            goto done;
+        }
+        size += 6 * lens[i] + 3;
+    }
+    template = template_of(self, args[0], args[1], args[2]);
+    if (template == NULL) goto done;
+    Py_INCREF(template);
+    for (int i = 0; i < 5; i++) size += PyBytes_GET_SIZE(PyTuple_GET_ITEM(template, i));
+    if (attributes != Py_None && PyDict_GET_SIZE(attributes) > 0) {
+        attrs_json = PyObject_CallOneArg(self->dumps, attributes);
+        if (attrs_json == NULL) goto done;
+        if (!PyBytes_CheckExact(attrs_json)) {
+            PyErr_SetString(PyExc_TypeError, "dumps() must return bytes");
+            goto done;
+        }
+        size += 16 + PyBytes_GET_SIZE(attrs_json);
+    }
+
+    /* The event id: the prefix and the counter's low 48 bits as 12 hex digits. */
+    char event_id[ID_PREFIX + 12];
+    memcpy(event_id, self->prefix, ID_PREFIX);
+    uint64_t count = self->counter++ & 0xFFFFFFFFFFFFULL;
+    for (int i = 11; i >= 0; i--, count >>= 4) event_id[ID_PREFIX + i] = HEX[count & 15];
+
+    /* The timestamp, as gateway/clock.py's UtcClock: 2026-11-26T18:04:30.123456Z. */
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    if ((int64_t)now.tv_sec != self->second) {
+        struct tm tm;
+        time_t sec = now.tv_sec;
+        gmtime_r(&sec, &tm);
+        strftime(self->date, sizeof self->date, "%Y-%m-%dT%H:%M:%S.", &tm);
+        self->second = (int64_t)now.tv_sec;
+    }
+    char ts[27];
+    memcpy(ts, self->date, 20);
+    long us = now.tv_nsec / 1000;
+    for (int i = 25; i >= 20; i--, us /= 10) ts[i] = (char)('0' + us % 10);
+    ts[26] = 'Z';
+
+    if (size > STACK_BUF && (buf = PyMem_Malloc((size_t)size)) == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    char *out = buf;
+    out = WRITE_LIT(out, "{\"type\":\"exposure\",\"event_id\":\"");
+    out = write_raw(out, event_id, sizeof event_id);
+    out = WRITE_LIT(out, "\",\"ts\":\"");
+    out = write_raw(out, ts, sizeof ts);
+    *out++ = '"';
+#define PART(i) write_raw(out, PyBytes_AS_STRING(PyTuple_GET_ITEM(template, i)), \
+                          PyBytes_GET_SIZE(PyTuple_GET_ITEM(template, i)))
+    out = PART(0); /* ,"experiment":…,"variant":…,"unit_id": */
+    out = write_escaped(out, unit_s, unit_n);
+    out = PART(1); /* ,"surface":…,"model":…,"model_version":…,"items": */
+    *out++ = '[';
+    for (Py_ssize_t i = 0; i < n_items; i++) {
+        if (i) *out++ = ',';
+        out = write_escaped(out, ids[i], lens[i]);
+    }
+    *out++ = ']';
+    out = PART(2); /* ,"config_version":…,"source": */
+    out = write_escaped(out, source_s, source_n);
+    out = WRITE_LIT(out, ",\"request_id\":");
+    out = write_escaped(out, rid_s, rid_n);
+    out = PART(3); /* [,"forced":true][,"phase":…,"weights":…] */
+    if (bucket >= 0) {
+        out = WRITE_LIT(out, ",\"bucket\":");
+        out = write_int(out, bucket);
+    }
+    out = PART(4); /* [,"holdout":true] */
+#undef PART
+    if (attrs_json != NULL) {
+        out = WRITE_LIT(out, ",\"attributes\":");
+        out = write_raw(out, PyBytes_AS_STRING(attrs_json), PyBytes_GET_SIZE(attrs_json));
+    }
+    *out++ = '}';
+
+    PyObject *payload = PyBytes_FromStringAndSize(buf, out - buf);
+    PyObject *id_str = ascii_str(event_id, sizeof event_id);
+    PyObject *ts_str = ascii_str(ts, sizeof ts);
+    if (payload != NULL && id_str != NULL && ts_str != NULL)
+        result = self->record_type->tp_alloc(self->record_type, 3);
+    if (result == NULL) {
+        Py_XDECREF(payload);
+        Py_XDECREF(id_str);
+        Py_XDECREF(ts_str);
+        goto done;
+    }
+    PyTuple_SET_ITEM(result, 0, id_str);
+    PyTuple_SET_ITEM(result, 1, ts_str);
+    PyTuple_SET_ITEM(result, 2, payload);
+    if (count_one(self->counts, PyTuple_GET_ITEM(template, 5)) < 0) Py_CLEAR(result);
+done:
+    if (buf != stack) PyMem_Free(buf);
+    if (ids != stack_ids) PyMem_Free(ids);
+    if (lens != stack_lens) PyMem_Free(lens);
+    Py_XDECREF(attrs_json);
+    Py_XDECREF(template);
+    return result;
+}
+
+/* ``logentry_line(head, middle, record)``: gateway/sinks.py's LogEntry line of an encoded
+ * exposure, ``head + '"' + event_id + '","timestamp":"' + ts + '"' + middle + payload + '}'``,
+ * with the record's hour (``ts[:13]``): ``(hour, line)``. */
+static PyObject *logentry_line(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyBytes_CheckExact(args[0]) || !PyBytes_CheckExact(args[1]) ||
+        !PyTuple_Check(args[2]) || PyTuple_GET_SIZE(args[2]) != 3) {
+        PyErr_SetString(PyExc_TypeError, "logentry_line(head: bytes, middle: bytes, record)");
+        return NULL;
+    }
+    PyObject *head = args[0], *middle = args[1], *record = args[2];
+    PyObject *id = PyTuple_GET_ITEM(record, 0), *ts = PyTuple_GET_ITEM(record, 1);
+    PyObject *payload = PyTuple_GET_ITEM(record, 2);
+    if (!PyUnicode_CheckExact(id) || !PyUnicode_IS_ASCII(id) || !PyUnicode_CheckExact(ts) ||
+        !PyUnicode_IS_ASCII(ts) || PyUnicode_GET_LENGTH(ts) < 13 || !PyBytes_CheckExact(payload)) {
+        PyErr_SetString(PyExc_TypeError, "logentry_line(): not an encoded exposure");
+        return NULL;
+    }
+    Py_ssize_t id_n = PyUnicode_GET_LENGTH(id), ts_n = PyUnicode_GET_LENGTH(ts);
+    Py_ssize_t size = PyBytes_GET_SIZE(head) + id_n + ts_n + PyBytes_GET_SIZE(middle) +
+                      PyBytes_GET_SIZE(payload) + (Py_ssize_t)sizeof "\"\",\"timestamp\":\"\"}" - 1;
+    PyObject *line = PyBytes_FromStringAndSize(NULL, size);
+    if (line == NULL) return NULL;
+    char *out = PyBytes_AS_STRING(line);
+    out = write_raw(out, PyBytes_AS_STRING(head), PyBytes_GET_SIZE(head));
+    *out++ = '"';
+    out = write_raw(out, (const char *)PyUnicode_1BYTE_DATA(id), id_n);
+    out = WRITE_LIT(out, "\",\"timestamp\":\"");
+    out = write_raw(out, (const char *)PyUnicode_1BYTE_DATA(ts), ts_n);
+    *out++ = '"';
+    out = write_raw(out, PyBytes_AS_STRING(middle), PyBytes_GET_SIZE(middle));
+    out = write_raw(out, PyBytes_AS_STRING(payload), PyBytes_GET_SIZE(payload));
+    *out++ = '}';
+    assert(out == PyBytes_AS_STRING(line) + size);
+    PyObject *hour = PyUnicode_Substring(ts, 0, 13);
+    if (hour == NULL) {
+        Py_DECREF(line);
+        return NULL;
+    }
+    PyObject *result = PyTuple_New(2);
+    if (result == NULL) {
+        Py_DECREF(line);
+        Py_DECREF(hour);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(result, 0, hour);
+    PyTuple_SET_ITEM(result, 1, line);
+    return result;
+}
+
+static PyMethodDef Encoder_methods[] = {
+    {"encode", (PyCFunction)(void (*)(void))Encoder_encode, METH_FASTCALL,
+     "encode(route, model, phase, unit_id, items, source, request_id, bucket, attributes)\n--\n\n"
+     "A new EncodedExposure (event_id, ts, payload): ExposureEncoder.exposure in one call."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject EncoderType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "gateway._exposure.Encoder",
+    .tp_basicsize = sizeof(Encoder),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Encoder(record_type, prefix, template, dumps, fallback, max_templates)\n--\n\n"
+              "Exposure records, one C call each.",
+    .tp_traverse = (traverseproc)Encoder_traverse,
+    .tp_clear = (inquiry)Encoder_clear,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Encoder_init,
+    .tp_dealloc = (destructor)Encoder_dealloc,
+    .tp_methods = Encoder_methods,
+};
+
+static PyMethodDef module_methods[] = {
+    {"logentry_line", (PyCFunction)(void (*)(void))logentry_line, METH_FASTCALL,
+     "logentry_line(head, middle, record)\n--\n\n(hour, LogEntry line) of an encoded exposure."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "gateway._exposure",
+    "Exposure records encoded in C (gateway/exposure_json.py is the reference).", -1,
+    module_methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__exposure(void) {
+    init_escapes();
+    if (PyType_Ready(&EncoderType) < 0) return NULL;
+    id_key = PyUnicode_InternFromString("id");
+    if (id_key == NULL) return NULL;
+    PyObject *m = PyModule_Create(&module_def);
+    if (m == NULL) return NULL;
+    Py_INCREF(&EncoderType);
+    if (PyModule_AddObject(m, "Encoder", (PyObject *)&EncoderType) < 0) {
+        Py_DECREF(&EncoderType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
