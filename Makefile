@@ -6,7 +6,7 @@ EXTRAS ?= embedded,analysis,gcp,dev,demo,batch,mlflow,reports
 
 .PHONY: demo test test-quick lint venv clean deploy-tools
 
-$(BIN)/abgate: pyproject.toml setup.py gateway/_exposure.c
+$(BIN)/abgate: pyproject.toml setup.py gateway/_exposure.c experiments/_bucket.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[$(EXTRAS)]"

@@ -107,14 +107,13 @@ async def run_case(app: Any, case: str, reqs: list[bytes], concurrency: int) -> 
     if case != "nolog":
         await block(app, reqs, concurrency)
         return
-    from gateway.serving import Gateway
-
-    real = Gateway.log_exposure
-    Gateway.log_exposure = lambda *a, **k: None  # type: ignore[method-assign]
+    gw = app.state.abgate.running()
+    real = gw.log_exposure
+    gw.log_exposure = lambda *a, **k: None
     try:
         await block(app, reqs, concurrency)
     finally:
-        Gateway.log_exposure = real  # type: ignore[method-assign]
+        gw.log_exposure = real
 
 
 class Lifespan:

@@ -24,6 +24,7 @@ from experiments.settings import Settings
 from gateway.exposure_json import NATIVE, ExposureEncoder
 from gateway.log_writer import build_log
 from gateway.metrics import Metrics
+from gateway.serving import Answer
 from gateway.sinks import ArchiveSink
 
 WEIGHTS = (
@@ -43,13 +44,13 @@ def answer() -> Any:
         forced=False,
         holdout=False,
     )
-    return SimpleNamespace(
-        route=route,
-        model=SimpleNamespace(name="home_recs", version="1"),
-        items=[{"id": f"sku-{i * 997 % 50_000}", "score": 1.0 - i / 100} for i in range(10)],
-        source="cache",
-        bucket=2006,
-        phase=SimpleNamespace(id="44e34d59a878", weights=WEIGHTS),
+    return Answer(
+        route,
+        SimpleNamespace(name="home_recs", version="1"),
+        [{"id": f"sku-{i * 997 % 50_000}", "score": 1.0 - i / 100} for i in range(10)],
+        "cache",
+        2006,
+        SimpleNamespace(id="44e34d59a878", weights=WEIGHTS),
     )
 
 
@@ -63,7 +64,8 @@ def gateway(folder: Path, native: bool) -> Any:
     gw = service.Gateway.__new__(service.Gateway)
     gw.logger = build_log(settings, metrics, {"archive": sink})
     gw.metrics = metrics
-    gw.exposure_json = ExposureEncoder(native=native)
+    gw.exposure_json = ExposureEncoder(metrics.exposure_counts, gw.logger.admit, native=native)
+    gw.log_exposure = gw.exposure_json.log
     return gw
 
 
@@ -130,12 +132,8 @@ async def measure(number: int, repeat: int, native: bool) -> dict[str, float]:
 
 def _one_record(gw: Any, ans: Any) -> Any:
     captured: list[Any] = []
-    admit = gw.logger.admit
-    gw.logger.admit = captured.append
-    try:
-        gw.log_exposure(ans, "u12345", "r" * 32, None)
-    finally:
-        gw.logger.admit = admit
+    enc = gw.exposure_json
+    ExposureEncoder(admit=captured.append, native=enc.native).log(ans, "u12345", "r" * 32, None)
     return captured[0]
 
 

@@ -27,6 +27,8 @@ typedef struct {
     PyObject *counts;          /* dict: count key -> exposures encoded (Metrics.exposure_counts) */
     PyObject *dumps;           /* orjson.dumps, for the attributes */
     PyObject *fallback;        /* the Python encoder, for what this one cannot write */
+    PyObject *fallback_log;    /* the Python encoder's log, likewise */
+    PyObject *admit;           /* where log() sends records (LogFanOut.admit) */
     PyObject *templates;       /* dict: mixed pointers -> (route, model, phase, parts) */
     Py_ssize_t max_templates;
     char prefix[ID_PREFIX];
@@ -98,13 +100,14 @@ static PyObject *ascii_str(const char *s, Py_ssize_t n) {
 
 static int Encoder_init(Encoder *self, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"record_type", "prefix", "template", "dumps", "fallback",
-                             "counts", "max_templates", NULL};
-    PyObject *record_type, *template_fn, *dumps, *fallback, *counts;
+                             "fallback_log", "admit", "counts", "max_templates", NULL};
+    PyObject *record_type, *template_fn, *dumps, *fallback, *fallback_log, *admit, *counts;
     const char *prefix;
     Py_ssize_t prefix_len, max_templates;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!s#OOOO!n", kwlist, &PyType_Type,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!s#OOOOOO!n", kwlist, &PyType_Type,
                                      &record_type, &prefix, &prefix_len, &template_fn, &dumps,
-                                     &fallback, &PyDict_Type, &counts, &max_templates))
+                                     &fallback, &fallback_log, &admit, &PyDict_Type, &counts,
+                                     &max_templates))
         return -1;
     if (!PyType_IsSubtype((PyTypeObject *)record_type, &PyTuple_Type)) {
         PyErr_SetString(PyExc_TypeError, "record_type must be a tuple subclass");
@@ -126,6 +129,10 @@ static int Encoder_init(Encoder *self, PyObject *args, PyObject *kwds) {
     Py_XSETREF(self->fallback, fallback);
     Py_INCREF(counts);
     Py_XSETREF(self->counts, counts);
+    Py_INCREF(fallback_log);
+    Py_XSETREF(self->fallback_log, fallback_log);
+    Py_INCREF(admit);
+    Py_XSETREF(self->admit, admit);
     Py_XSETREF(self->templates, templates);
     self->max_templates = max_templates;
     memcpy(self->prefix, prefix, ID_PREFIX);
@@ -140,6 +147,8 @@ static int Encoder_traverse(Encoder *self, visitproc visit, void *arg) {
     Py_VISIT(self->dumps);
     Py_VISIT(self->fallback);
     Py_VISIT(self->counts);
+    Py_VISIT(self->fallback_log);
+    Py_VISIT(self->admit);
     Py_VISIT(self->templates);
     return 0;
 }
@@ -150,6 +159,8 @@ static int Encoder_clear(Encoder *self) {
     Py_CLEAR(self->dumps);
     Py_CLEAR(self->fallback);
     Py_CLEAR(self->counts);
+    Py_CLEAR(self->fallback_log);
+    Py_CLEAR(self->admit);
     Py_CLEAR(self->templates);
     return 0;
 }
@@ -162,8 +173,10 @@ static void Encoder_dealloc(Encoder *self) {
 
 /* The template of (route, model, phase): cached by the three objects' identities (the cache
  * holds them, so an address is never reused while cached), made by template_fn on a miss. A
- * borrowed reference to a 6-tuple: the payload's 5 constant parts (bytes) and the key the
- * exposure is counted under; or NULL with an exception. */
+ * borrowed reference to an 8-tuple (ExposureEncoder._parts): the payload's 5 constant parts
+ * (bytes), the key the exposure is counted under, the names of the attributes the surface
+ * logs (a tuple), and whether the route is in an experiment (its answers logged); or NULL with
+ * an exception. */
 static PyObject *template_of(Encoder *self, PyObject *route, PyObject *model, PyObject *phase) {
     uint64_t mix = (uint64_t)(uintptr_t)route * 0x9E3779B97F4A7C15ULL ^
                    (uint64_t)(uintptr_t)model * 0xC2B2AE3D27D4EB4FULL ^
@@ -179,11 +192,12 @@ static PyObject *template_of(Encoder *self, PyObject *route, PyObject *model, Py
     if (PyErr_Occurred()) goto fail;
     PyObject *parts = PyObject_CallFunctionObjArgs(self->template_fn, route, model, phase, NULL);
     if (parts == NULL) goto fail;
-    int ok = PyTuple_CheckExact(parts) && PyTuple_GET_SIZE(parts) == 6;
+    int ok = PyTuple_CheckExact(parts) && PyTuple_GET_SIZE(parts) == 8;
     for (int i = 0; ok && i < 5; i++) ok = PyBytes_CheckExact(PyTuple_GET_ITEM(parts, i));
+    if (ok) ok = PyTuple_CheckExact(PyTuple_GET_ITEM(parts, 6));
     if (!ok) {
         Py_DECREF(parts);
-        PyErr_SetString(PyExc_TypeError, "template() must return 5 bytes and a count key");
+        PyErr_SetString(PyExc_TypeError, "template() must return gateway/exposure_json.py's 8");
         goto fail;
     }
     entry = PyTuple_Pack(4, route, model, phase, parts);
@@ -231,31 +245,28 @@ static int count_one(PyObject *counts, PyObject *key) {
 
 #define MAX_STACK_ITEMS 128
 
-/* ``encode(route, model, phase, unit_id, items, source, request_id, bucket, attributes)``:
- * ``ExposureEncoder.exposure`` (gateway/exposure_json.py), whose arguments these are. Returns a
- * new ``record_type(event_id, ts, payload)``; what it cannot write (a string without a UTF-8
- * form, an item that is not a dict with a str "id") it hands to ``fallback``. */
-static PyObject *Encoder_encode(Encoder *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 9) {
-        PyErr_SetString(PyExc_TypeError, "encode() takes 9 arguments");
-        return NULL;
-    }
-    PyObject *unit = args[3], *items = args[4], *source = args[5], *rid = args[6];
-    PyObject *bucket_obj = args[7], *attributes = args[8];
+#define FALLBACK Py_NotImplemented /* "the Python encoder must do it" (never returned to Python) */
+
+/* The record of one exposure from its template (see template_of) and the request's fields; a
+ * new reference, NULL with an exception, or FALLBACK (borrowed) for what this encoder cannot
+ * write: a string without a UTF-8 form, an item that is not a dict with a str "id", a bucket
+ * too large for C. ``attributes``: a dict (written when not empty) or None. */
+static PyObject *encode_record(Encoder *self, PyObject *template, PyObject *unit,
+                               PyObject *items, PyObject *source, PyObject *rid,
+                               PyObject *bucket_obj, PyObject *attributes) {
     if (!(PyList_CheckExact(items) || PyTuple_CheckExact(items)) ||
         !PyLong_CheckExact(bucket_obj) || !(attributes == Py_None || PyDict_CheckExact(attributes)))
-        return PyObject_Vectorcall(self->fallback, args, (size_t)nargs, NULL);
+        return FALLBACK;
     long long bucket = PyLong_AsLongLong(bucket_obj);
-    if (bucket == -1 && PyErr_Occurred()) { /* too large for C: the Python encoder writes it */
+    if (bucket == -1 && PyErr_Occurred()) {
         PyErr_Clear();
-        return PyObject_Vectorcall(self->fallback, args, (size_t)nargs, NULL);
+        return FALLBACK;
     }
     Py_ssize_t unit_n, rid_n, source_n;
     const char *unit_s = utf8_of(unit, &unit_n);
     const char *rid_s = utf8_of(rid, &rid_n);
     const char *source_s = utf8_of(source, &source_n);
-    if (unit_s == NULL || rid_s == NULL || source_s == NULL)
-        return PyObject_Vectorcall(self->fallback, args, (size_t)nargs, NULL);
+    if (unit_s == NULL || rid_s == NULL || source_s == NULL) return FALLBACK;
 
     /* The item ids: their UTF-8 and the room they take escaped. */
     Py_ssize_t n_items = PySequence_Fast_GET_SIZE(items);
@@ -264,7 +275,7 @@ static PyObject *Encoder_encode(Encoder *self, PyObject *const *args, Py_ssize_t
     Py_ssize_t stack_lens[MAX_STACK_ITEMS];
     const char **ids = stack_ids;
     Py_ssize_t *lens = stack_lens;
-    PyObject *attrs_json = NULL, *result = NULL, *template = NULL;
+    PyObject *attrs_json = NULL, *result = NULL;
     char stack[STACK_BUF];
     char *buf = stack;
     if (n_items > MAX_STACK_ITEMS) {
@@ -281,14 +292,11 @@ static PyObject *Encoder_encode(Encoder *self, PyObject *const *args, Py_ssize_t
         PyObject *id = PyDict_CheckExact(item) ? PyDict_GetItemWithError(item, id_key) : NULL;
         if (id == NULL && PyErr_Occurred()) goto done;
         if (id == NULL || (ids[i] = utf8_of(id, &lens[i])) == NULL) {
-            result = PyObject_Vectorcall(self->fallback, args, (size_t)nargs, NULL);
+            result = FALLBACK;
             goto done;
         }
         size += 6 * lens[i] + 3;
     }
-    template = template_of(self, args[0], args[1], args[2]);
-    if (template == NULL) goto done;
-    Py_INCREF(template);
     for (int i = 0; i < 5; i++) size += PyBytes_GET_SIZE(PyTuple_GET_ITEM(template, i));
     if (attributes != Py_None && PyDict_GET_SIZE(attributes) > 0) {
         attrs_json = PyObject_CallOneArg(self->dumps, attributes);
@@ -380,25 +388,85 @@ done:
     if (ids != stack_ids) PyMem_Free(ids);
     if (lens != stack_lens) PyMem_Free(lens);
     Py_XDECREF(attrs_json);
-    Py_XDECREF(template);
     return result;
 }
 
-/* ``logentry_line(head, middle, record)``: gateway/sinks.py's LogEntry line of an encoded
- * exposure, ``head + '"' + event_id + '","timestamp":"' + ts + '"' + middle + payload + '}'``,
- * with the record's hour (``ts[:13]``): ``(hour, line)``. */
-static PyObject *logentry_line(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 3 || !PyBytes_CheckExact(args[0]) || !PyBytes_CheckExact(args[1]) ||
-        !PyTuple_Check(args[2]) || PyTuple_GET_SIZE(args[2]) != 3) {
-        PyErr_SetString(PyExc_TypeError, "logentry_line(head: bytes, middle: bytes, record)");
+/* ``encode(route, model, phase, unit_id, items, source, request_id, bucket, attributes)``:
+ * ``ExposureEncoder.exposure`` (gateway/exposure_json.py), whose arguments these are: a new
+ * ``record_type(event_id, ts, payload)``, counted. */
+static PyObject *Encoder_encode(Encoder *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 9) {
+        PyErr_SetString(PyExc_TypeError, "encode() takes 9 arguments");
         return NULL;
     }
-    PyObject *head = args[0], *middle = args[1], *record = args[2];
+    PyObject *template = template_of(self, args[0], args[1], args[2]);
+    if (template == NULL) return NULL;
+    Py_INCREF(template);
+    PyObject *record =
+        encode_record(self, template, args[3], args[4], args[5], args[6], args[7], args[8]);
+    Py_DECREF(template);
+    if (record == FALLBACK) return PyObject_Vectorcall(self->fallback, args, (size_t)nargs, NULL);
+    return record;
+}
+
+/* ``log(answer, unit_id, request_id, attributes)``: ``ExposureEncoder.log``. The answer is
+ * gateway/serving.py's Answer: (route, model, items, source, bucket, phase). Nothing for a route
+ * outside any experiment; otherwise the record, with the attributes the surface logs, goes to
+ * ``admit``. */
+static PyObject *Encoder_log(Encoder *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "log() takes 4 arguments");
+        return NULL;
+    }
+    PyObject *answer = args[0], *attributes = args[3];
+    if (!PyTuple_Check(answer) || PyTuple_GET_SIZE(answer) != 6 ||
+        !(attributes == Py_None || PyDict_CheckExact(attributes)))
+        return PyObject_Vectorcall(self->fallback_log, args, (size_t)nargs, NULL);
+    PyObject *template = template_of(self, PyTuple_GET_ITEM(answer, 0),
+                                     PyTuple_GET_ITEM(answer, 1), PyTuple_GET_ITEM(answer, 5));
+    if (template == NULL) return NULL;
+    if (PyTuple_GET_ITEM(template, 7) != Py_True) Py_RETURN_NONE; /* outside any experiment */
+    Py_INCREF(template);
+    PyObject *logged = PyTuple_GET_ITEM(template, 6), *kept = Py_None, *record = NULL;
+    Py_INCREF(kept);
+    if (attributes != Py_None && PyDict_GET_SIZE(attributes) > 0 && PyTuple_GET_SIZE(logged) > 0) {
+        Py_SETREF(kept, PyDict_New());
+        if (kept == NULL) goto done;
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(logged); i++) {
+            PyObject *name = PyTuple_GET_ITEM(logged, i);
+            PyObject *value = PyDict_GetItemWithError(attributes, name);
+            if (value == NULL && PyErr_Occurred()) goto done;
+            if (value != NULL && PyDict_SetItem(kept, name, value) < 0) goto done;
+        }
+    }
+    record = encode_record(self, template, args[1], PyTuple_GET_ITEM(answer, 2),
+                           PyTuple_GET_ITEM(answer, 3), args[2], PyTuple_GET_ITEM(answer, 4), kept);
+    if (record == FALLBACK) {
+        record = PyObject_Vectorcall(self->fallback_log, args, (size_t)nargs, NULL);
+        goto done;
+    }
+    if (record != NULL) Py_SETREF(record, PyObject_CallOneArg(self->admit, record));
+done:
+    Py_DECREF(template);
+    Py_XDECREF(kept);
+    if (record == NULL) return NULL;
+    Py_DECREF(record);
+    Py_RETURN_NONE;
+}
+
+/* gateway/sinks.py's LogEntry line of an encoded exposure, ``head + '"' + event_id +
+ * '","timestamp":"' + ts + '"' + middle + payload + '}'``, with the record's hour (``ts[:13]``):
+ * ``(hour, line)``; NULL with an exception if ``record`` is not an encoded exposure. */
+static PyObject *line_of(PyObject *head, PyObject *middle, PyObject *record) {
+    if (!PyTuple_Check(record) || PyTuple_GET_SIZE(record) != 3) {
+        PyErr_SetString(PyExc_TypeError, "not an encoded exposure");
+        return NULL;
+    }
     PyObject *id = PyTuple_GET_ITEM(record, 0), *ts = PyTuple_GET_ITEM(record, 1);
     PyObject *payload = PyTuple_GET_ITEM(record, 2);
     if (!PyUnicode_CheckExact(id) || !PyUnicode_IS_ASCII(id) || !PyUnicode_CheckExact(ts) ||
         !PyUnicode_IS_ASCII(ts) || PyUnicode_GET_LENGTH(ts) < 13 || !PyBytes_CheckExact(payload)) {
-        PyErr_SetString(PyExc_TypeError, "logentry_line(): not an encoded exposure");
+        PyErr_SetString(PyExc_TypeError, "not an encoded exposure");
         return NULL;
     }
     Py_ssize_t id_n = PyUnicode_GET_LENGTH(id), ts_n = PyUnicode_GET_LENGTH(ts);
@@ -433,10 +501,85 @@ static PyObject *logentry_line(PyObject *Py_UNUSED(module), PyObject *const *arg
     return result;
 }
 
+/* ``LineEncoder(head, middle, record_type, fallback)``: a LogEntry sink's ``encode``
+ * (gateway/sinks.py): ``(hour, line)`` of a record, in C for an encoded exposure (a
+ * ``record_type``), by ``fallback`` for any other record. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *head, *middle, *record_type, *fallback;
+} LineEncoder;
+
+static int LineEncoder_init(LineEncoder *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"head", "middle", "record_type", "fallback", NULL};
+    PyObject *head, *middle, *record_type, *fallback;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "SSO!O", kwlist, &head, &middle, &PyType_Type,
+                                     &record_type, &fallback))
+        return -1;
+    Py_INCREF(head);
+    Py_XSETREF(self->head, head);
+    Py_INCREF(middle);
+    Py_XSETREF(self->middle, middle);
+    Py_INCREF(record_type);
+    Py_XSETREF(self->record_type, record_type);
+    Py_INCREF(fallback);
+    Py_XSETREF(self->fallback, fallback);
+    return 0;
+}
+
+static int LineEncoder_traverse(LineEncoder *self, visitproc visit, void *arg) {
+    Py_VISIT(self->record_type);
+    Py_VISIT(self->fallback);
+    return 0;
+}
+
+static int LineEncoder_clear(LineEncoder *self) {
+    Py_CLEAR(self->head);
+    Py_CLEAR(self->middle);
+    Py_CLEAR(self->record_type);
+    Py_CLEAR(self->fallback);
+    return 0;
+}
+
+static void LineEncoder_dealloc(LineEncoder *self) {
+    PyObject_GC_UnTrack(self);
+    LineEncoder_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *LineEncoder_encode(LineEncoder *self, PyObject *record) {
+    if ((PyObject *)Py_TYPE(record) == self->record_type)
+        return line_of(self->head, self->middle, record);
+    return PyObject_CallOneArg(self->fallback, record);
+}
+
+static PyMethodDef LineEncoder_methods[] = {
+    {"encode", (PyCFunction)LineEncoder_encode, METH_O,
+     "encode(record)\n--\n\n(hour, LogEntry line) of a record."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject LineEncoderType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "gateway._exposure.LineEncoder",
+    .tp_basicsize = sizeof(LineEncoder),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "LineEncoder(head, middle, record_type, fallback)\n--\n\n"
+              "A LogEntry sink's encode: encoded exposures in C, other records by fallback.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)LineEncoder_init,
+    .tp_dealloc = (destructor)LineEncoder_dealloc,
+    .tp_traverse = (traverseproc)LineEncoder_traverse,
+    .tp_clear = (inquiry)LineEncoder_clear,
+    .tp_methods = LineEncoder_methods,
+};
+
 static PyMethodDef Encoder_methods[] = {
     {"encode", (PyCFunction)(void (*)(void))Encoder_encode, METH_FASTCALL,
      "encode(route, model, phase, unit_id, items, source, request_id, bucket, attributes)\n--\n\n"
      "A new EncodedExposure (event_id, ts, payload): ExposureEncoder.exposure in one call."},
+    {"log", (PyCFunction)(void (*)(void))Encoder_log, METH_FASTCALL,
+     "log(answer, unit_id, request_id, attributes)\n--\n\n"
+     "ExposureEncoder.log in one call: the answer's exposure, if any, to admit()."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -445,7 +588,8 @@ static PyTypeObject EncoderType = {
     .tp_name = "gateway._exposure.Encoder",
     .tp_basicsize = sizeof(Encoder),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "Encoder(record_type, prefix, template, dumps, fallback, max_templates)\n--\n\n"
+    .tp_doc = "Encoder(record_type, prefix, template, dumps, fallback, fallback_log, admit, "
+              "counts, max_templates)\n--\n\n"
               "Exposure records, one C call each.",
     .tp_traverse = (traverseproc)Encoder_traverse,
     .tp_clear = (inquiry)Encoder_clear,
@@ -456,8 +600,6 @@ static PyTypeObject EncoderType = {
 };
 
 static PyMethodDef module_methods[] = {
-    {"logentry_line", (PyCFunction)(void (*)(void))logentry_line, METH_FASTCALL,
-     "logentry_line(head, middle, record)\n--\n\n(hour, LogEntry line) of an encoded exposure."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -469,14 +611,12 @@ static struct PyModuleDef module_def = {
 
 PyMODINIT_FUNC PyInit__exposure(void) {
     init_escapes();
-    if (PyType_Ready(&EncoderType) < 0) return NULL;
+    if (PyType_Ready(&EncoderType) < 0 || PyType_Ready(&LineEncoderType) < 0) return NULL;
     id_key = PyUnicode_InternFromString("id");
     if (id_key == NULL) return NULL;
     PyObject *m = PyModule_Create(&module_def);
     if (m == NULL) return NULL;
-    Py_INCREF(&EncoderType);
-    if (PyModule_AddObject(m, "Encoder", (PyObject *)&EncoderType) < 0) {
-        Py_DECREF(&EncoderType);
+    if (PyModule_AddType(m, &EncoderType) < 0 || PyModule_AddType(m, &LineEncoderType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

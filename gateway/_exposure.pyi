@@ -10,6 +10,8 @@ class Encoder:
         template: Callable[..., tuple[Any, ...]],
         dumps: Callable[[Any], bytes],
         fallback: Callable[..., Any],
+        fallback_log: Callable[..., None],
+        admit: Callable[[Any], object],
         counts: dict[Any, int],
         max_templates: int,
     ) -> None: ...

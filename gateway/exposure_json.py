@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from experiments.allocation import Phase
     from experiments.modelref import ModelVersion
     from experiments.routing import Route
+    from gateway.serving import Answer
 
 MAX_TEMPLATES = 4096  # routes x served versions held; forced units each have their own route
 
@@ -65,12 +66,12 @@ _dumps = orjson.dumps
 _SOURCES = {s: _dumps(s) for s in ("cache", "local", "db", "fallback", "none", "unavailable")}
 _ITEM_ID = itemgetter("id")
 
+
+def _drop(record: EncodedExposure) -> bool:
+    return False
+
+
 NATIVE = _exposure is not None  # the compiled encoder is built
-# logentry_line(head, middle, record) -> (hour, line): gateway/sinks.py's LogEntry line of an
-# EncodedExposure in one C call (None when not built).
-logentry_line: Callable[[bytes, bytes, EncodedExposure], tuple[str, bytes]] | None = (
-    _exposure.logentry_line if _exposure is not None else None
-)
 
 
 class ExposureEncoder:
@@ -98,31 +99,73 @@ class ExposureEncoder:
         EncodedExposure,
     ]
 
+    # log(answer, unit_id, request_id, attributes): the exposure of a gateway/serving.py
+    # Answer, if its route is in an experiment, with the attributes its surface logs, to
+    # ``admit``. The compiled encoder's ``log``, or ``python_log``.
+    log: Callable[[Answer, str, str, Mapping[str, object] | None], None]
+
     def __init__(
-        self, counts: dict[tuple[str, str], int] | None = None, *, native: bool = True
+        self,
+        counts: dict[tuple[str, str], int] | None = None,
+        admit: Callable[[EncodedExposure], object] | None = None,
+        *,
+        native: bool = True,
     ) -> None:
         # Exposures encoded, by (experiment, variant): Metrics.exposure_counts, which adds
         # them to ``abgate_exposures`` at each scrape and log flush.
         self.counts = {} if counts is None else counts
+        self.admit = admit if admit is not None else _drop
         self._templates: dict[tuple[int, str, str, int], _Template] = {}
         self.new_id = IdGenerator()
         self.clock = UtcClock()
         self.native = False
         self.exposure = self.python_exposure
+        self.log = self.python_log
         if native and _exposure is not None:
             self.native = True
             # Its own id prefix: its counter and new_id's must never make the same id. What it
             # cannot write (a lone surrogate, an item without a str "id") it hands to the
             # Python encoder, which raises as orjson does.
-            self.exposure = _exposure.Encoder(
+            encoder = _exposure.Encoder(
                 EncodedExposure,
                 os.urandom(10).hex(),
                 self._parts,
                 _dumps,
                 self.python_exposure,
+                self.python_log,
+                self.admit,
                 self.counts,
                 MAX_TEMPLATES,
-            ).encode
+            )
+            self.exposure, self.log = encoder.encode, encoder.log
+
+    def python_log(
+        self,
+        answer: Answer,
+        unit_id: str,
+        request_id: str,
+        attributes: Mapping[str, object] | None = None,
+    ) -> None:
+        """``log`` by the Python encoder."""
+        route = answer.route
+        if route.experiment is None or route.variant is None:
+            return
+        logged = route.surface.log_attributes
+        self.admit(
+            self.python_exposure(
+                route,
+                answer.model,
+                answer.phase,
+                unit_id,
+                answer.items,
+                answer.source,
+                request_id,
+                answer.bucket,
+                {k: attributes[k] for k in logged if k in attributes}
+                if logged and attributes
+                else None,
+            )
+        )
 
     def python_exposure(
         self,
@@ -140,7 +183,7 @@ class ExposureEncoder:
         key = (id(route), model.name, model.version, id(phase))
         t = self._templates.get(key)
         if t is None or t.route is not route or t.phase is not phase:
-            t = _Template(route, phase, *self._parts(route, model, phase))
+            t = _Template(route, phase, *self._parts(route, model, phase)[:6])
             if len(self._templates) >= MAX_TEMPLATES:
                 self._templates.clear()  # configurations replaced: their routes are gone
             self._templates[key] = t
@@ -193,9 +236,10 @@ class ExposureEncoder:
     @staticmethod
     def _parts(
         route: Route, model: ModelVersion, phase: Phase | None
-    ) -> tuple[bytes, bytes, bytes, bytes, bytes, tuple[str, str]]:
-        """The payload's parts constant for a route, its served version and its phase, and the
-        key its exposures are counted under."""
+    ) -> tuple[bytes, bytes, bytes, bytes, bytes, tuple[str, str], tuple[str, ...], bool]:
+        """The payload's parts constant for a route, its served version and its phase; the key
+        its exposures are counted under, the attributes its surface logs, and whether it is in
+        an experiment (its answers are logged)."""
         phase_part = b',"forced":true' if route.forced else b""
         if phase is not None and phase.id:
             phase_part += (
@@ -218,4 +262,6 @@ class ExposureEncoder:
             phase_part,
             b',"holdout":true' if route.holdout else b"",
             (route.experiment or "", route.variant or ""),
+            tuple(route.surface.log_attributes),
+            route.experiment is not None and route.variant is not None,
         )

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -102,7 +101,12 @@ class Gateway:
         self.logger = logger
         self.metrics = metrics
         self.directory_file = directory_file
-        self.exposure_json = ExposureEncoder(metrics.exposure_counts)
+        self.exposure_json = ExposureEncoder(metrics.exposure_counts, logger.admit)
+        # log_exposure(answer, unit_id, request_id, attributes): queue the exposure of an
+        # answer given inside an experiment (or its holdout); nothing for other answers. Its
+        # record is admitted, never refused: it was answered while the log was accepting
+        # (checked in answer()).
+        self.log_exposure = self.exposure_json.log
         if not self.exposure_json.native:
             log.warning(
                 "the compiled exposure encoder is not built (no C compiler at install): "
@@ -167,35 +171,6 @@ class Gateway:
             if items is not None:
                 return candidate, items
         return None, None
-
-    def log_exposure(
-        self,
-        answer: Answer,
-        unit_id: str,
-        request_id: str,
-        attributes: Mapping[str, object] | None = None,
-    ) -> None:
-        """Queue the exposure of an answer given inside an experiment (or its holdout)."""
-        route = answer.route
-        if route.experiment is None or route.variant is None:
-            return
-        logged = route.surface.log_attributes
-        # answered while the log was accepting (checked in answer()): never refused
-        self.logger.admit(
-            self.exposure_json.exposure(
-                route,
-                answer.model,
-                answer.phase,
-                unit_id,
-                answer.items,
-                answer.source,
-                request_id,
-                answer.bucket,
-                {k: attributes[k] for k in logged if k in attributes}
-                if logged and attributes
-                else None,
-            )
-        )
 
     # --- background refresh --------------------------------------------------------------------
 

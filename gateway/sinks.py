@@ -26,17 +26,19 @@ import logging
 import os
 from collections import defaultdict
 from collections.abc import Awaitable, Collection, Sequence
+from operator import itemgetter
 from pathlib import Path
 from typing import Protocol
 
 import orjson
 
 from experiments import Record, archive_path
-from gateway.exposure_json import EncodedExposure, logentry_line
+from gateway.exposure_json import EncodedExposure, _exposure
 
 log = logging.getLogger("abgate.gateway")
 
 TAIL_CHUNK = 64 * 1024
+_HOUR, _LINE = itemgetter(0), itemgetter(1)
 
 
 # An encoded record: the key of the object it goes to (the archive's hour) and its line.
@@ -93,6 +95,10 @@ class LogEntryEncoder:
         self._middle = (
             b',"severity":"INFO","resource":{"type":"generic_task","labels":{}},"jsonPayload":'
         )
+        if _exposure is not None:  # the same lines; an encoded exposure's in one C call
+            self.encode = _exposure.LineEncoder(  # type: ignore[method-assign]
+                self._head, self._middle, EncodedExposure, self._encode
+            ).encode
 
     def line(self, record: LogRecord) -> bytes:
         """The LogEntry of one record as one JSON line (keys in the export's order)."""
@@ -113,8 +119,9 @@ class LogEntryEncoder:
 
     def encode(self, record: LogRecord) -> Line:
         """The record's hour (``YYYY-MM-DDTHH``) and its line."""
-        if logentry_line is not None and isinstance(record, EncodedExposure):
-            return logentry_line(self._head, self._middle, record)  # the same, in one C call
+        return self._encode(record)
+
+    def _encode(self, record: LogRecord) -> Line:
         return record.ts[:13], self.line(record)
 
 
@@ -134,9 +141,13 @@ class ArchiveSink(LogEntryEncoder):
     def write(self, lines: Sequence[Line]) -> None:
         """Append every line to the file of its hour; raise PartialWrite if some hours' files
         were written before a failure (the failed file is left as it was)."""
+        hours = set(map(_HOUR, lines))
         by_hour: dict[str, list[int]] = defaultdict(list)
-        for i, (hour, _) in enumerate(lines):
-            by_hour[hour].append(i)
+        if len(hours) == 1:  # the usual batch: one hour, one file, no grouping per line
+            by_hour[hours.pop()] = list(range(len(lines)))
+        else:
+            for i, (hour, _) in enumerate(lines):
+                by_hour[hour].append(i)
         done: list[int] = []
         for hour, indices in by_hour.items():
             try:
@@ -144,7 +155,13 @@ class ArchiveSink(LogEntryEncoder):
                 if path.parent not in self._made:
                     path.parent.mkdir(parents=True, exist_ok=True)
                     self._made.add(path.parent)
-                self._append(path, b"\n".join([lines[i][1] for i in indices]) + b"\n")
+                chosen = (
+                    list(map(_LINE, lines))
+                    if len(indices) == len(lines)
+                    else [lines[i][1] for i in indices]
+                )
+                chosen.append(b"")  # the last newline, without copying the batch again
+                self._append(path, b"\n".join(chosen))
             except (OSError, ValueError) as exc:
                 if done:
                     raise PartialWrite(done, exc) from exc

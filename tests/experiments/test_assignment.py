@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import math
+import shutil
+import sysconfig
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from experiments.assignment import BUCKETS, assign, bucket, bucket_bounds, variant_index
+from experiments.assignment import (
+    BUCKETS,
+    assign,
+    bucket,
+    bucket_bounds,
+    python_bucket,
+    variant_index,
+)
 
 UNITS = [f"user-{i}" for i in range(100_000)]
 
@@ -19,6 +29,31 @@ def test_bucket_is_deterministic_and_in_range(salt: str, unit_id: str) -> None:
     b = bucket(salt, unit_id)
     assert 0 <= b < BUCKETS
     assert b == bucket(salt, unit_id)
+
+
+@given(st.text(max_size=40), st.text(max_size=80))
+def test_the_compiled_hash_is_the_python_one(salt: str, unit_id: str) -> None:
+    # Any text, lone surrogates included (both raise UnicodeEncodeError: no UTF-8 form).
+    try:
+        expected: int | type[Exception] = python_bucket(salt, unit_id)
+    except UnicodeEncodeError:
+        expected = UnicodeEncodeError
+    try:
+        got: int | type[Exception] = bucket(salt, unit_id)
+    except UnicodeEncodeError:
+        got = UnicodeEncodeError
+    assert got == expected
+
+
+def test_the_compiled_hash_is_built_wherever_it_can_be() -> None:
+    # Optional at install (no compiler or no OpenSSL headers: the Python hash, ~6,000
+    # instructions more per call); where both are, a build that broke silently must show.
+    headers = Path(sysconfig.get_config_var("INCLUDEDIR") or "/usr/include") / "openssl/evp.h"
+    if shutil.which("cc") is None or not (
+        headers.exists() or Path("/usr/include/openssl/evp.h").exists()
+    ):
+        pytest.skip("no C compiler or no OpenSSL headers here")
+    assert bucket is not python_bucket, "experiments/_bucket.c did not build: see pip's output"
 
 
 @given(

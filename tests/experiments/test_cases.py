@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from experiments.assignment import assign, bucket
+from experiments.assignment import assign, bucket, python_bucket
 from experiments.layers import LayerPlan, holdout_bucket, layer_bucket, slice_bounds
 from experiments.targeting import TargetingError, compile_condition
 from experiments.traffic import in_traffic, traffic_bucket
@@ -33,6 +33,7 @@ def test_assignment_vectors_still_hold(vector: dict[str, Any]) -> None:
     keys = [k for k, _ in vector["weights"]]
     weights = [w for _, w in vector["weights"]]
     assert bucket(vector["salt"], vector["unit_id"]) == vector["bucket"]
+    assert python_bucket(vector["salt"], vector["unit_id"]) == vector["bucket"]
     assert assign(vector["salt"], vector["unit_id"], keys, weights) == vector["variant"]
 
 

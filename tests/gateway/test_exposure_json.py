@@ -178,6 +178,28 @@ def test_the_compiled_encoder_writes_any_string_as_orjson_does(
     assert outcomes[0] == outcomes[1]
 
 
+@pytest.mark.skipif(not NATIVE, reason="the compiled encoder is not built")
+def test_every_character_needing_an_escape_is_escaped_at_every_position() -> None:
+    # The compiled encoder copies 8 plain bytes at a time: a character needing an escape must
+    # be found in every lane of such a word, and at the ends of the string.
+    enc = ExposureEncoder()
+    r, model = route(), ModelVersion("m", "1")
+    specials = [chr(c) for c in range(0x20)] + ['"', "\\", "\x7f", "\u00e9", "\u2028", " ", "!"]
+    for special in specials:
+        for at in range(19):
+            text = "abcdefghijklmnopqr"[:at] + special + "abcdefghijklmnopqr"[at:]
+            encoded = enc.exposure(
+                r, model, None, text, answer_items([text]), "cache", text, 1, None
+            )
+            payload = orjson.loads(encoded.payload)
+            assert (payload["unit_id"], payload["items"], payload["request_id"]) == (
+                text,
+                [text],
+                text,
+            )
+            assert orjson.dumps(text) in encoded.payload
+
+
 @pytest.mark.parametrize("native", ENCODERS)
 def test_items_the_compiled_encoder_cannot_write_are_written_by_the_python_one(
     native: bool,
