@@ -50,11 +50,29 @@ static void init_escapes(void) {
     needs_escape['\\'] = 1;
 }
 
+/* Whether none of the 8 bytes of ``x`` needs an escape (none below 0x20, none '"' or '\\'):
+ * the "has a byte less than n" and "has a zero byte" tests of bit-twiddling folklore. */
+static inline int clean8(uint64_t x) {
+    const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+    uint64_t quote = x ^ (ones * '"'), backslash = x ^ (ones * '\\');
+    uint64_t hits = ((x - ones * 0x20) & ~x) | ((quote - ones) & ~quote) |
+                    ((backslash - ones) & ~backslash);
+    return (hits & high) == 0;
+}
+
 /* The worst case of one escaped byte is 6 bytes (\u00xx). */
 static char *write_escaped(char *out, const char *s, Py_ssize_t n) {
     *out++ = '"';
-    for (Py_ssize_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
+    Py_ssize_t i = 0;
+    for (;;) {
+        uint64_t x;
+        while (i + 8 <= n && (memcpy(&x, s + i, 8), clean8(x))) { /* 8 plain bytes at once */
+            memcpy(out, s + i, 8);
+            out += 8;
+            i += 8;
+        }
+        if (i >= n) break;
+        unsigned char c = (unsigned char)s[i++];
         if (!needs_escape[c]) {
             *out++ = (char)c;
             continue;
