@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -69,8 +71,34 @@ def gateway(folder: Path, native: bool) -> Any:
     return gw
 
 
+def instructions(fn: Callable[[], object], number: int) -> float:
+    """Instructions per call of ``fn`` (user space), counted by callgrind around ``number``
+    calls: the process must run under ``valgrind --tool=callgrind --instr-atstart=no``, with
+    callgrind's default output file names (this reads and removes ./callgrind.out.PID.N)."""
+    pid = str(os.getpid())
+    for _ in range(max(1, number // 10)):  # warm: caches, first-call paths
+        fn()
+    subprocess.run(["callgrind_control", "-z", pid], check=True, capture_output=True)
+    subprocess.run(["callgrind_control", "-i", "on", pid], check=True, capture_output=True)
+    for _ in range(number):
+        fn()
+    subprocess.run(["callgrind_control", "-d", pid], check=True, capture_output=True)
+    subprocess.run(["callgrind_control", "-i", "off", pid], check=True, capture_output=True)
+    dump = max(Path().glob(f"callgrind.out.{pid}.*"), key=lambda f: f.stat().st_mtime_ns)
+    total = next(
+        int(line.split()[1])
+        for line in dump.read_text().splitlines()
+        if line.startswith("summary:")
+    )
+    dump.unlink()
+    return total / number
+
+
 def best(fn: Callable[[], object], number: int, repeat: int) -> float:
-    """CPU µs per call of ``fn``, best of ``repeat`` runs of ``number`` calls."""
+    """CPU µs per call of ``fn``, best of ``repeat`` runs of ``number`` calls; instructions per
+    call instead when ``repeat`` is 0 (``--callgrind``)."""
+    if repeat == 0:
+        return instructions(fn, number)
     times = []
     for _ in range(repeat):
         gc.collect()
@@ -114,6 +142,8 @@ async def measure(number: int, repeat: int, native: bool) -> dict[str, float]:
             figures["archive write, per line (1,000-line batches)"] = best(
                 lambda: sink.write(lines), max(1, number // 1000), repeat
             ) / len(lines)
+            if repeat == 0:
+                return figures
             totals = []
             for _ in range(repeat):
                 gc.collect()
@@ -142,15 +172,31 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m benchmarks.exposure_path", description=__doc__)
     p.add_argument("--number", type=int, default=100_000, help="calls per run")
     p.add_argument("--repeat", type=int, default=5, help="runs; the best is reported")
+    p.add_argument(
+        "--callgrind",
+        action="store_true",
+        help="instructions per call instead of µs: run under valgrind --tool=callgrind "
+        "--instr-atstart=no (docs/benchmarks.md)",
+    )
     args = p.parse_args(argv)
-    native = asyncio.run(measure(args.number, args.repeat, True)) if NATIVE else {}
-    python = asyncio.run(measure(args.number, args.repeat, False))
+    repeat = 0 if args.callgrind else args.repeat
+    native = asyncio.run(measure(args.number, repeat, True)) if NATIVE else {}
+    python = asyncio.run(measure(args.number, repeat, False))
     load = Path("/proc/loadavg").read_text().split()[0]
-    print(f"CPU µs per call, best of {args.repeat} x {args.number:,} (load average {load})\n")
+    unit = "instructions" if args.callgrind else f"CPU µs, best of {args.repeat} x"
+    print(f"{unit} per call, {args.number:,} calls (load average {load})\n")
     print("| piece | compiled encoder | Python encoder |\n|---|---:|---:|")
     for name, us in python.items():
-        c = f"{native[name]:.2f}" if name in native else "not built"
-        print(f"| {name} | {c} | {us:.2f} |")
+        c = (
+            (f"{native[name]:,.0f}" if args.callgrind else f"{native[name]:.2f}")
+            if name in native
+            else "not built"
+        )
+        print(
+            f"| {name} | {c} | {us:.2f} |"
+            if not args.callgrind
+            else f"| {name} | {c} | {us:,.0f} |"
+        )
 
 
 if __name__ == "__main__":
