@@ -23,6 +23,7 @@ from experiments.modelref import ModelVersion
 from experiments.routing import Route
 from experiments.schema import Surface
 from gateway.exposure_json import MAX_TEMPLATES, NATIVE, EncodedExposure, ExposureEncoder
+from gateway.serving import Answer
 from gateway.sinks import LogEntryEncoder
 from gateway.stdout_sink import StdoutSink
 
@@ -258,3 +259,33 @@ def test_a_new_configuration_with_other_weights_is_encoded_with_them(native: boo
         assert payload["weights"][0]["hi"] == hi
         assert payload["phase"] == f"ph{hi}"
         assert payload["experiment"] == f"exp{hi % 7}"
+
+
+@pytest.mark.parametrize("native", ENCODERS)
+def test_log_admits_the_exposure_of_an_experiment_answer_with_the_logged_attributes(
+    native: bool,
+) -> None:
+    admitted: list[EncodedExposure] = []
+    enc = ExposureEncoder(admit=admitted.append, native=native)
+    surface = Surface(name="home", default_model="models:/m/1", log_attributes=["country", "app"])
+    inside = Route(
+        surface, ModelRef.parse("models:/m/1"), experiment="exp", variant="t", config_version=3
+    )
+    outside = Route(surface, ModelRef.parse("models:/m/1"))
+    model, phase = ModelVersion("m", "1"), Phase("ph1", WEIGHTS)
+    items = answer_items(["a", "b"])
+    attributes = {"country": "fr", "tier": "gold", "app": 2}
+    enc.log(Answer(outside, model, items, "cache", -1, None), "u1", "r1", attributes)
+    assert admitted == []  # no experiment: nothing logged
+    enc.log(Answer(inside, model, items, "cache", 42, phase), "u1", "r1", attributes)
+    enc.log(Answer(inside, model, items, "db", 42, phase), "u2", "r2", {"tier": "gold"})
+    enc.log(Answer(inside, model, items, "db", 42, phase), "u3", "r3", None)
+    assert [orjson.loads(x.payload).get("attributes") for x in admitted] == [
+        {"country": "fr", "app": 2},  # the surface's attributes only, in its order
+        None,
+        None,
+    ]
+    first = orjson.loads(admitted[0].payload)
+    assert (first["experiment"], first["variant"], first["unit_id"]) == ("exp", "t", "u1")
+    assert (first["bucket"], first["phase"], first["items"]) == (42, "ph1", ["a", "b"])
+    assert enc.counts == {("exp", "t"): 3}
