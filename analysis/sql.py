@@ -8,8 +8,8 @@ with sqlglot. So the local and the BigQuery paths cannot drift: they run the sam
 What the statement does (DESIGN.md, "Metrics and the report"; docs/analysts.md, "Looks"):
 
 1. exposures of this experiment, not ``forced``, inside [since, until), deduplicated by
-   ``event_id``; per unit: the variant of its first exposure, its time and its UTC day (the
-   enrolment day);
+   ``event_id``; per unit: the variant of its first exposure (the smallest ``(ts, event_id)``),
+   its time and its UTC day (the enrolment day);
 2. outcomes named by a metric, before ``until``, deduplicated by ``event_id``; joined to the
    unit's first exposure, counted (and their values summed) only at or after it (and, for CUPED,
    separately in the window before it); outcomes of units never exposed drop out of the join;
@@ -39,6 +39,22 @@ order-dependent (its optimizer drops it from the others), which SUM/AVG/VAR_SAMP
 DOUBLE are in DuckDB 2.0 (tests/analysis/test_reproducible.py checks that against Python's
 sequential sum). BigQuery has no ORDER BY in these aggregates: its transpiled statement is the
 unordered one, and a BigQuery report's last bits may differ between runs (docs/analysts.md).
+
+Ties: whatever the statement picks from several rows is the row with the smallest key, and
+each key is total, so the pick is a function of the rows, never of their order (which changes
+with files, lines and threads; MIN_BY and ANY_VALUE take whichever row comes first among
+equals). Times have microseconds, and two exposures of one unit can share one (two replicas, a
+retried request, a phase change): a unit's first exposure is its smallest ``(ts, event_id)``
+(``event_id`` is unique after deduplication), and its variant, phase, bucket and segment all
+come from that record (a NULL segment included: DuckDB's MIN_BY would skip it, BigQuery's not).
+Of the copies of one ``event_id``, the one kept is the smallest by its content, ``(ts,
+unit_id, variant, phase, bucket, segment)`` or ``(ts, unit_id, name, value)``. A phase's
+weights are those of its first exposure with weights, by ``(ts, event_id)`` (copies of one
+event that differ in weights alone remain a tie). Keys compare NULL after any value, as
+DuckDB's tuples do; BigQuery orders no tuple or struct, so ``_bigquery_smallest`` rewrites
+these picks as ``ARRAY_AGG(... ORDER BY k IS NULL, k, ... LIMIT 1)[OFFSET(0)]``. The
+``ANY_VALUE`` left in the statement each see one value, repeated by a join (a unit's or a
+phase's row).
 """
 
 from __future__ import annotations
@@ -224,11 +240,21 @@ def build_plan(
     if segment is not None:
         attr = "NULL" if "attributes" in missing else f"jsonPayload.attributes.{_ident(segment)}"
         fields += f", CAST({attr} AS VARCHAR) AS segment"
-        seg_any, seg_first = ", ANY_VALUE(segment) AS segment", ", MIN_BY(segment, ts) AS segment"
         seg_col, seg_carry = ", segment", ", ANY_VALUE(f.segment) AS segment"
     else:
-        seg_any = seg_first = seg_carry = ""
+        seg_carry = ""
         seg_col = ", CAST(NULL AS VARCHAR) AS segment"
+    # The picks from several rows, each by a total key (module docstring, "Ties").
+    seg = {"segment": "segment"} if segment is not None else {}
+    exposure_copy = _smallest(
+        {"ts": "ts", "unit_id": "unit_id", "variant": "variant",
+         "phase": "COALESCE(phase, '')", "bucket": "bucket", **seg}
+    )  # fmt: skip
+    outcome_copy = _smallest({"ts": "ts", "unit_id": "unit_id", "name": "name", "value": "value"})
+    first = _smallest(
+        {"variant": "variant", "phase": "phase", "bucket": "bucket", **seg}, ["ts", "event_id"]
+    )
+    weights = _smallest({"weights": "weights"}, ["weights IS NULL", "ts", "event_id"])
     overlap_s = int(overlap.total_seconds())
 
     def nulls(kinds: Sequence[str]) -> str:
@@ -252,20 +278,24 @@ read_check AS (
          COALESCE(SUM(CASE WHEN NOT torn AND NOT ({COMPLETE}) THEN 1 ELSE 0 END), 0) AS incomplete
   FROM checked
 ),
-exposure_events AS (
-  SELECT event_id, ANY_VALUE(unit_id) AS unit_id, ANY_VALUE(variant) AS variant, ANY_VALUE(ts) AS ts,
-         COALESCE(ANY_VALUE(phase), '') AS phase, ANY_VALUE(bucket) AS bucket{seg_any}
+exposure_copies AS (
+  SELECT event_id, {exposure_copy.pick}
   FROM src
   WHERE type = 'exposure' AND experiment = {_lit(experiment.key)}
     AND COALESCE(forced, FALSE) = FALSE AND unit_id IS NOT NULL AND ts IS NOT NULL{exposure_window}
   GROUP BY event_id
 ),
+exposure_events AS (
+  SELECT event_id, {exposure_copy.fields} FROM exposure_copies
+),
 phase_weights AS (
   -- per phase, not per event: carrying the weights list through the per-event dedup cost a
-  -- third of the report's time
-  SELECT COALESCE(phase, '') AS phase, ANY_VALUE(weights) AS weights
-  FROM src WHERE type = 'exposure' AND experiment = {_lit(experiment.key)}
-  GROUP BY COALESCE(phase, '')
+  -- third of the report's time. They are those of the phase's first exposure that has some.
+  SELECT phase, {weights.fields} FROM (
+    SELECT COALESCE(phase, '') AS phase, {weights.pick}
+    FROM src WHERE type = 'exposure' AND experiment = {_lit(experiment.key)}
+    GROUP BY COALESCE(phase, '')
+  )
 ),
 phases AS (
   SELECT e.phase, ANY_VALUE(w.weights) AS weights, MIN(e.ts) AS start_ts, MAX(e.ts) AS end_ts
@@ -277,11 +307,13 @@ phase_arms AS (
          arm.hi AS hi
   FROM phases AS p CROSS JOIN UNNEST(p.weights) AS u(arm)
 ),
-first_exposure AS (
-  SELECT unit_id, MIN_BY(variant, ts) AS variant, MIN(ts) AS first_ts,
-         CAST(MIN(ts) AS DATE) AS first_day, MIN_BY(phase, ts) AS phase,
-         MIN_BY(bucket, ts) AS bucket{seg_first}
+unit_first AS (
+  SELECT unit_id, MIN(ts) AS first_ts, {first.pick}
   FROM exposure_events GROUP BY unit_id
+),
+first_exposure AS (
+  SELECT unit_id, first_ts, CAST(first_ts AS DATE) AS first_day, {first.fields}
+  FROM unit_first
 ),
 moved AS (
   SELECT f.unit_id, ANY_VALUE(f.variant) AS variant, ANY_VALUE(f.phase) AS phase
@@ -297,11 +329,13 @@ enrolled AS (
   SELECT f.* FROM first_exposure AS f LEFT JOIN moved AS m ON m.unit_id = f.unit_id
   WHERE m.unit_id IS NULL
 ),
-outcome_events AS (
-  SELECT event_id, ANY_VALUE(unit_id) AS unit_id, ANY_VALUE(name) AS name,
-         ANY_VALUE(value) AS value, ANY_VALUE(ts) AS ts
+outcome_copies AS (
+  SELECT event_id, {outcome_copy.pick}
   FROM src WHERE type = 'outcome' AND {outcome_filter}
   GROUP BY event_id
+),
+outcome_events AS (
+  SELECT event_id, {outcome_copy.fields} FROM outcome_copies
 ),
 unit_events AS (
   SELECT unit_id, CAST(ts AS DATE) AS day, 1 AS exposures, CAST(NULL AS VARCHAR) AS name,
@@ -360,7 +394,8 @@ GROUP BY variant, phase{"".join(_read_check_row(what, no_stats, ts_type) for wha
         return QueryPlan(tuple(metric_cols), tuple(columns), tuple(pairs), sql)
     import sqlglot  # only for BigQuery: importing it costs a local report ~0.3 s
 
-    out = sqlglot.parse_one(sql, read="duckdb").sql(dialect=dialect, pretty=True)
+    tree = sqlglot.parse_one(sql, read="duckdb").transform(_bigquery_smallest)
+    out = tree.sql(dialect=dialect, pretty=True)
     return QueryPlan(tuple(metric_cols), tuple(columns), tuple(pairs), out)
 
 
@@ -393,6 +428,62 @@ SELECT 'read' AS kind, {_lit(what)} AS variant, CAST(NULL AS VARCHAR) AS phase,
        CAST(NULL AS {ts_type}) AS start_ts, CAST(NULL AS {ts_type}) AS end_ts,
        CAST(NULL AS DOUBLE) AS weight, CAST(NULL AS BIGINT) AS lo, CAST(NULL AS BIGINT) AS hi
 FROM read_check"""
+
+
+@dataclass(frozen=True, slots=True)
+class _Smallest:
+    """Per group, some values of the group's row with the smallest key (module docstring,
+    "Ties"): ``pick`` the aggregate (``... AS pick``, a struct), ``fields`` its values as
+    columns (``pick.a AS a, ...``) in a query over the aggregate's result."""
+
+    pick: str
+    fields: str
+
+
+def _smallest(values: Mapping[str, str], key: Sequence[str] = ()) -> _Smallest:
+    """``values`` (name -> expression) of the row with the smallest ``key``, a tuple compared
+    element by element with NULL after any value; without ``key``, the smallest ``values``.
+
+    In DuckDB ``ARG_MIN`` of a struct (it skips a row whose value is NULL, and a NULL attribute
+    is a value here) by a tuple, or ``MIN`` of the struct, which compares the same way and
+    keeps one struct per group instead of two (the per-event deduplication's memory).
+    ``_bigquery_smallest`` rewrites both for BigQuery, which orders no struct.
+    """
+    struct = "{" + ", ".join(f"{_lit(name)}: {expr}" for name, expr in values.items()) + "}"
+    if len(key) == 1:
+        raise ValueError("a tuple key has two expressions or more")  # (x) is no tuple
+    pick = f"ARG_MIN({struct}, ({', '.join(key)}))" if key else f"MIN({struct})"
+    return _Smallest(f"{pick} AS pick", ", ".join(f"pick.{name} AS {name}" for name in values))
+
+
+def _bigquery_smallest(node: Any) -> Any:
+    """A sqlglot transform: DuckDB's ``ARG_MIN(v, (k1, k2, ...))``, and ``MIN`` of a struct
+    ``{'a': k1, 'b': k2, ...}``, as ``ARRAY_AGG(v ORDER BY k1 IS NULL, k1, k2 IS NULL, k2, ...
+    LIMIT 1)[OFFSET(0)]``.
+
+    BigQuery's MIN and MIN_BY take no struct (a STRUCT is not orderable there), and its ORDER
+    BY puts NULL first where DuckDB's comparison of tuples and structs puts it last:
+    ``k IS NULL`` before each ``k`` makes the two orders one.
+    """
+    from sqlglot import exp
+
+    if isinstance(node, exp.ArgMin) and isinstance(node.expression, exp.Tuple):
+        value, key = node.this, node.expression.expressions
+    elif isinstance(node, exp.Min) and isinstance(node.this, exp.Struct):
+        value, key = node.this, [field.expression for field in node.this.expressions]
+    else:
+        return node
+    order = []
+    for k in key:  # nulls_first: BigQuery's own default, said so (no NULLS clause is written)
+        is_null = exp.Is(this=k.copy(), expression=exp.Null())
+        order += [
+            exp.Ordered(this=is_null, nulls_first=True),
+            exp.Ordered(this=k.copy(), nulls_first=True),
+        ]
+    first = exp.Limit(
+        this=exp.Order(this=value.copy(), expressions=order), expression=exp.Literal.number(1)
+    )
+    return exp.Bracket(this=exp.ArrayAgg(this=first), expressions=[exp.Literal.number(0)], offset=0)
 
 
 def _agg(function: str, args: str, ordered: bool) -> str:

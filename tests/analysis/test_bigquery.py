@@ -22,6 +22,7 @@ from typing import IO, Any
 import duckdb
 import pytest
 import sqlglot
+from sqlglot import exp
 
 from analysis import BigQueryError, Report, ReportOptions, analyse, build_report
 from analysis.sql import PAYLOAD_FIELDS, build_plan, scan_from_rows
@@ -50,8 +51,8 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
-def _payloads(root: Path) -> list[dict[str, Any]]:
-    fields = {f for f, _ in PAYLOAD_FIELDS}
+def _payloads(root: Path, *, attributes: bool = False) -> list[dict[str, Any]]:
+    fields = {f for f, _ in PAYLOAD_FIELDS} | ({"attributes"} if attributes else set())
     rows = []
     for f in sorted(root.rglob("*.json")):
         for line in f.read_text().splitlines():
@@ -155,9 +156,11 @@ def _load(
     extra: list[dict[str, Any]] = (),  # type: ignore[assignment]
     *,
     without: frozenset[str] = frozenset(),
+    attributes: tuple[str, ...] = (),
 ) -> str:
     """Load the archive's payloads into a sink-like table; ``without``: payload fields the
-    table's schema lacks (a table created before the gateway logged them)."""
+    table's schema lacks (a table created before the gateway logged them); ``attributes``: the
+    request attributes the table has (``jsonPayload.attributes``, a RECORD)."""
     from google.cloud import bigquery
 
     from analysis.bigquery import make_client
@@ -179,10 +182,12 @@ def _load(
         for name, t in PAYLOAD_FIELDS
         if name not in without
     ]
+    if attributes:
+        payload.append(f("attributes", "RECORD", fields=[f(a, "STRING") for a in attributes]))
     schema = [f("timestamp", "TIMESTAMP"), f("jsonPayload", "RECORD", fields=payload)]
     client.create_dataset("logs", exists_ok=True)
     client.create_table(bigquery.Table(f"test.logs.{name}", schema=schema))
-    rows = _payloads(archive) + list(extra)
+    rows = _payloads(archive, attributes=bool(attributes)) + list(extra)
     for r in rows:
         r["jsonPayload"] = {k: v for k, v in r["jsonPayload"].items() if k not in without}
     for i in range(0, len(rows), 2000):
@@ -278,11 +283,24 @@ def test_emulator_honours_the_time_window(emulator: str, table: str, archive: Pa
     assert 0 < sum(v.units for v in local.variants.values()) < 600
 
 
+def _back_to_duckdb(sql: str) -> str:
+    """A BigQuery statement in DuckDB's dialect, to run in DuckDB. DuckDB has no LIMIT in an
+    aggregate: ``ARRAY_AGG(v ORDER BY k LIMIT 1)[OFFSET(0)]`` becomes the first element of the
+    whole ordered array, the same value."""
+
+    def unlimited(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Limit) and isinstance(node.parent, exp.ArrayAgg):
+            return node.this
+        return node
+
+    return sqlglot.parse_one(sql, read="bigquery").transform(unlimited).sql(dialect="duckdb")
+
+
 def test_bigquery_sql_transpiled_back_gives_the_local_numbers(archive: Path) -> None:
     plan_bq = build_plan(
         experiment(), "proj.logs.events", dialect="bigquery", cuped_window=OPTIONS.cuped_window
     )
-    back = sqlglot.transpile(plan_bq.sql, read="bigquery", write="duckdb")[0]
+    back = _back_to_duckdb(plan_bq.sql)
     con = duckdb.connect()
     con.execute("CREATE SCHEMA logs")
     con.execute(
@@ -313,14 +331,15 @@ def test_bigquery_sql_uses_only_bigquery_functions() -> None:
     ).sql
     assert "FROM `my-proj`.`logs`.`events`" in sql
     for bq in (
-        "MIN_BY(",
+        "ARRAY_AGG(",  # the smallest (ts, event_id): BigQuery orders no tuple (analysis/sql.py)
+        "[OFFSET(0)] AS pick",
         "ANY_VALUE(",
         "COVAR_SAMP(",
         "CAST(jsonPayload.ts AS TIMESTAMP)",
         "FLOAT64",
     ):
         assert bq in sql
-    for duck in ("TIMESTAMPTZ", "ARG_MIN", "DOUBLE", "read_json"):
+    for duck in ("TIMESTAMPTZ", "ARG_MIN", "MIN_BY(", "NULLS LAST", "DOUBLE", "read_json"):
         assert duck not in sql
     sqlglot.parse_one(sql, read="bigquery")
 
@@ -406,3 +425,27 @@ def test_emulator_reads_a_table_created_before_exposures_carried_phases(
     figures = _figures(remote)
     assert figures.pop("warnings") == remote.warnings
     _close(figures, _figures(local))
+
+
+@needs_emulator
+def test_emulator_picks_first_exposures_and_copies_by_the_archive_rule(
+    emulator: str, tmp_path: Path
+) -> None:
+    """Exposures tied at one microsecond, copies of one event that differ, a first exposure
+    without the --by attribute: BigQuery's ARRAY_AGG(... ORDER BY ... LIMIT 1) picks what the
+    rule picks (tests/analysis/test_first_exposure.py), NULLs last as in DuckDB."""
+    from analysis.bigquery import BigQuerySource, make_client
+    from tests.analysis.test_first_exposure import YAML as TIES_YAML
+    from tests.analysis.test_first_exposure import (
+        expected,
+        figures,
+        tied_payloads,
+        write_shuffled,
+    )
+
+    tied = expected(tied_payloads())
+    root = write_shuffled(tied.payloads, tmp_path, order=5)
+    table = _load(emulator, root, "abgate_ties", attributes=("platform",))
+    source = BigQuerySource(table, make_client("test", endpoint=emulator))
+    cohort = source.read(experiment(TIES_YAML), segment="platform")
+    assert figures(cohort) == (tied.cells, tied.weights)
