@@ -14,10 +14,11 @@ awaiting the body) for as long as it liked. ``GatewayHttpProtocol`` adds:
   the process's file-descriptor limit bounds how many can exist).
 
 - at most ``MAX_PIPELINED`` pipelined requests queued per connection;
-- a write timeout for slow *readers*: when a client stops reading and the socket buffer fills
-  (uvicorn pauses writing), the connection is closed unless writing resumes within the body
-  timeout. An answer that fits the buffer is handed to the kernel and the connection falls
-  under the keep-alive timeout. docs/operators.md has the measurements.
+- a write timeout for slow *readers*: whatever the kernel's socket buffer does not take is held
+  by the transport, writing pauses (the app's next ``send`` waits), and unless the client has
+  taken all of it within the body timeout the connection is aborted (a close would wait for the
+  client forever). This holds for a connection being closed too. docs/operators.md has the
+  measurements.
 
 The three timeouts (header, body, keep-alive) are one deadline per connection, moved as a
 request proceeds, and each request's answer goes through ``GatewayCycle``
@@ -33,7 +34,7 @@ from typing import Any
 
 import httptools
 import orjson
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from experiments.settings import Settings
 from gateway.errors import Overloaded
@@ -93,6 +94,9 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._timer_at = 0.0
         self._stuck: asyncio.TimerHandle | None = None
         self._overflow = False
+        # The cycle whose app runs (uvicorn's ``self.cycle`` is the newest request parsed, a
+        # pipelined one behind it when there is one).
+        self._answering: RequestResponseCycle | None = None
 
     def _arm(self, seconds: float) -> None:
         self._due = due = self.loop.time() + seconds
@@ -135,6 +139,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self.flow.resume_reading()
         if self.pipeline:
             cycle, app = self.pipeline.pop()
+            self._answering = cycle
             self._start_asgi_task(cycle, app)
         elif self._due is None:
             self._arm(self.timeout_keep_alive)
@@ -142,6 +147,10 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        # Writing pauses as soon as the kernel's buffer is full and the transport holds any
+        # bytes (not above asyncio's 64 KiB): the stuck timer then also bounds a connection
+        # closed with bytes the client never takes, whose close would wait for it forever.
+        transport.set_write_buffer_limits(high=0)
         self._arm(self.header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -150,13 +159,24 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             self._timer.cancel()
         if self._stuck is not None:
             self._stuck.cancel()
+        answering = self._answering
+        if answering is not None and not answering.response_complete:
+            # uvicorn tells only ``self.cycle``: behind pipelined requests, the app being
+            # answered would go on writing to a closed transport (uvloop raises).
+            answering.disconnected = True
+            answering.message_event.set()
         super().connection_lost(exc)
 
     def pause_writing(self) -> None:
-        # The client is not reading and the socket buffer is full: give it body_timeout.
+        # The client is not taking what the server sends: it has body_timeout to take it all.
         super().pause_writing()
         if self._stuck is None:
-            self._stuck = self.loop.call_later(self.body_timeout, self._expire)
+            self._stuck = self.loop.call_later(self.body_timeout, self._abort)
+
+    def _abort(self) -> None:
+        self._stuck = None
+        self._disarm()
+        self.transport.abort()
 
     def resume_writing(self) -> None:
         if self._stuck is not None:
@@ -215,6 +235,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             on_response=self.on_response_complete,
         )
         if existing is None or existing.response_complete:
+            self._answering = self.cycle
             self._start_asgi_task(self.cycle, app)
         else:  # pipelined: answered after the ones before it
             self.flow.pause_reading()
