@@ -21,7 +21,8 @@ awaiting the body) for as long as it liked. ``GatewayHttpProtocol`` adds:
   measurements.
 
 The three timeouts (header, body, keep-alive) are one deadline per connection, moved as a
-request proceeds, and each request's answer goes through ``GatewayCycle``
+request proceeds; it stands still while the server itself is not reading (pipelined requests
+wait for the answer under way). Each request's answer goes through ``GatewayCycle``
 (gateway/response_cycle.py): uvicorn's response path, cheaper.
 """
 
@@ -89,6 +90,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         # is an assignment: a timer started and cancelled for each bound of each request was
         # six timer operations per request (~1.4 µs per start and cancel with uvloop).
         self._due: float | None = None
+        self._bound = 0.0  # the seconds of the bound in force
         self._idle = False  # the bound in force is the keep-alive timeout
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
@@ -99,6 +101,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._answering: RequestResponseCycle | None = None
 
     def _arm(self, seconds: float) -> None:
+        self._bound = seconds
         self._due = due = self.loop.time() + seconds
         if self._timer is None or self._timer_at > due:
             if self._timer is not None:
@@ -110,10 +113,19 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._due = None
         self._idle = False
 
+    def _rest(self) -> None:
+        """No request arriving and none being answered: the keep-alive timeout applies."""
+        self._arm(self.timeout_keep_alive)
+        self._idle = True
+
     def _check(self) -> None:
         self._timer = None
         if self._due is None:
             return
+        if self.flow.read_paused:
+            # The server stopped reading (requests pipelined behind an answer under way): the
+            # client is not late. The bound restarts when reading resumes.
+            self._due = max(self._due, self.loop.time() + self._bound)
         if self.loop.time() < self._due:  # moved since the timer started
             self._timer = self.loop.call_at(self._due, self._check)
             self._timer_at = self._due
@@ -126,9 +138,12 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             self.transport.close()
 
     def _unset_keepalive_if_required(self) -> None:
-        # uvicorn's hook on every read: a kept-alive connection's next request has begun.
+        # uvicorn's hook on every read: on an idle connection the next request has begun, its
+        # headers are due. Not by ``on_message_begin`` alone: the parser skips a CRLF before a
+        # request line without beginning a message, and the connection would have no bound.
         if self._idle:
-            self._disarm()
+            self._idle = False
+            self._arm(self.header_timeout)
 
     def on_response_complete(self) -> None:
         # uvicorn's, with the keep-alive timeout as a deadline: it applies when no request is
@@ -136,14 +151,15 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self.server_state.total_requests += 1
         if self.transport.is_closing():
             return
+        if self.flow.read_paused and self._due is not None:
+            self._arm(self._bound)  # reading resumes: the arriving request's bound restarts
         self.flow.resume_reading()
         if self.pipeline:
             cycle, app = self.pipeline.pop()
             self._answering = cycle
             self._start_asgi_task(cycle, app)
         elif self._due is None:
-            self._arm(self.timeout_keep_alive)
-            self._idle = True
+            self._rest()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -192,10 +208,15 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         if self._overflow or len(self.pipeline) >= MAX_PIPELINED:
             # Stop taking requests from this connection: the ones queued are not answered
-            # (RFC 9112 lets a pipelining client resend them), the one in flight is.
+            # (RFC 9112 lets a pipelining client resend them), the one in flight is, and then
+            # the connection closes. (A full pipeline means an answer is in flight.)
             self._overflow = True
             self.flow.pause_reading()
-            self.transport.close()
+            self.pipeline.clear()
+            if self._answering is not None and not self._answering.response_complete:
+                self._answering.keep_alive = False
+            else:
+                self.transport.close()
             return
         self._arm(self.body_timeout)
         # uvicorn's on_headers_complete (0.54), with a GatewayCycle for the answer and
@@ -245,10 +266,20 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         if not self._overflow:
             super().on_body(body)
 
+    def _upgrading(self) -> bool:
+        return bool(self.parser.should_upgrade()) and self._should_upgrade()
+
     def on_message_complete(self) -> None:
         if self._overflow:
             return
-        self._disarm()
+        cycle = self.cycle
+        if cycle is not None and cycle.response_complete and not self._upgrading():
+            # Answered before its body ended (a refusal that did not read it): nothing is under
+            # way now, and ``on_response_complete`` left the body's bound in force. (An upgrade
+            # has no cycle of its own: ``self.cycle`` is the previous request's.)
+            self._rest()
+        else:
+            self._disarm()
         super().on_message_complete()
 
 

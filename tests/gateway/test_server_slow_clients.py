@@ -27,7 +27,7 @@ from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gateway.http import Receive, Scope, Send
-from gateway.server import GatewayHttpProtocol
+from gateway.server import MAX_PIPELINED, GatewayHttpProtocol
 from tests.gateway.helpers import exchange, request, served, without_date
 
 Scenario = Coroutine[Any, Any, Any]
@@ -333,6 +333,95 @@ def test_a_client_that_stops_reading_for_the_body_timeout_is_cut_off(run, raw) -
     run(scenario())
 
 
+# Slow senders: the moving deadline
+
+
+@pytest.mark.parametrize("case", ["first request", "kept-alive", "line break"])
+def test_headers_that_trickle_are_cut_off_at_the_header_timeout(run, case) -> None:
+    # A byte at a time, or one line break (which begins no request) on a kept-alive connection:
+    # the header timeout runs from the first byte and no byte moves it.
+    async def scenario() -> None:
+        app = App()
+        watch = Watch()
+        async with (
+            served(app, gateway(watch, body=LONG), timeout_keep_alive=LONG) as port,
+            connected(port) as sock,
+        ):
+            if case != "first request":
+                await send(sock, request("/fixed"))
+                await Reader(sock).answer()
+            trickled = asyncio.create_task(
+                trickle(sock, b"\r\n" if case == "line break" else TRICKLED)
+            )
+            await served_meanwhile(port)
+            assert await trickled
+            await served_meanwhile(port)
+
+    run(scenario())
+
+
+def test_a_body_that_trickles_is_cut_off_at_the_body_timeout(run) -> None:
+    async def scenario() -> None:
+        app = App()
+        watch = Watch()
+        async with (
+            served(app, gateway(watch, header=LONG), timeout_keep_alive=LONG) as port,
+            connected(port) as sock,
+        ):
+            await send(sock, b"POST /fixed HTTP/1.1\r\nhost: t\r\ncontent-length: 1000\r\n\r\n")
+            trickled = asyncio.create_task(trickle(sock, b"{" * 1000))
+            await served_meanwhile(port)
+            assert await trickled
+            await app.reached("/fixed ended")
+            assert app.received[-1] == "http.disconnect"
+
+    run(scenario())
+
+
+def test_a_connection_answered_before_its_body_ended_is_idle_once_it_has(run) -> None:
+    # A refusal that did not read the body; the rest of the body then arrives, and the
+    # connection is an idle kept-alive one.
+    async def scenario() -> None:
+        app = App()
+        watch = Watch()
+        protocol = gateway(watch, header=LONG, body=LONG)
+        async with served(app, protocol, timeout_keep_alive=T) as port, connected(port) as sock:
+            await send(sock, b"POST /early HTTP/1.1\r\nhost: t\r\ncontent-length: 5\r\n\r\nab")
+            assert (await Reader(sock).answer()).startswith(b"HTTP/1.1 401 ")
+            await send(sock, b"cde")
+            assert await closed_by_server(sock)
+
+    run(scenario())
+
+
+def test_a_websocket_opened_on_a_kept_alive_connection_outlives_the_keep_alive_timeout(
+    run,
+) -> None:
+    # An upgrade creates no request cycle of its own; the previous request's, complete, must
+    # not read as "answered before its body ended" and arm the keep-alive timeout.
+    upgrade = (
+        b"GET /ws HTTP/1.1\r\nhost: t\r\nupgrade: websocket\r\nconnection: Upgrade\r\n"
+        b"sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n"
+    )
+
+    async def scenario() -> None:
+        watch = Watch()
+        async with (
+            served(App(), gateway(watch), timeout_keep_alive=T) as port,
+            connected(port) as sock,
+        ):
+            reader = Reader(sock)
+            await send(sock, request("/fixed"))
+            await reader.answer()
+            await send(sock, upgrade)
+            while b"\r\n\r\n" not in reader.buffer:
+                await reader.more()
+            assert reader.buffer.startswith(b"HTTP/1.1 101 ")
+            assert not await closed_by_server(sock, bound=10 * T)
+
+    run(scenario())
+
+
 # Clients that leave
 
 
@@ -396,3 +485,40 @@ def test_requests_pipelined_by_a_slow_reader_are_answered_in_order(run) -> None:
     assert ours[0].endswith(b"\r\n\r\n" + BIG)
     assert ours[1].endswith(FIXED) and ours[2].endswith(FIXED)
     assert [without_date(a) for a in ours] == [without_date(a) for a in uvicorn]
+
+
+def test_a_pipelined_request_is_not_timed_while_the_server_does_not_read(run) -> None:
+    # A request queued behind an answer under way stops the server reading (until that answer
+    # is done, once its app has read its own body). The client has sent the whole body, the
+    # server has not read it: the body timeout must not run meanwhile.
+    async def scenario() -> list[bytes]:
+        app = App()
+        watch = Watch()
+        protocol = gateway(watch, header=T, body=T)
+        async with served(app, protocol, timeout_keep_alive=LONG) as port, connected(port) as sock:
+            await send(sock, request("/wait"))
+            await app.reached("/wait started")
+            await send(sock, b"POST /fixed HTTP/1.1\r\nhost: t\r\ncontent-length: 5\r\n\r\nab")
+            await asyncio.wait_for(watch.queued.wait(), BOUND)
+            await send(sock, b"cde")
+            await asyncio.sleep(5 * T)  # the body timeout passes (not a synchronisation)
+            app.release.set()
+            reader = Reader(sock)
+            return [await reader.answer(), await reader.answer()]
+
+    answers = run(scenario())
+    assert [a.endswith(FIXED) for a in answers] == [True, True]
+
+
+def test_a_connection_pipelining_too_many_requests_is_answered_once_then_closed(run) -> None:
+    async def scenario() -> list[bytes]:
+        app = App()
+        watch = Watch()
+        async with served(app, gateway(watch, LONG, LONG)) as port, connected(port) as sock:
+            await send(sock, request("/fixed") * (MAX_PIPELINED + 4))
+            return await Reader(sock).answers()
+
+    answers = run(scenario())
+    # The one in flight when the cap was passed is answered in full; the queued ones are not.
+    assert 1 <= len(answers) < MAX_PIPELINED + 4
+    assert all(a.startswith(b"HTTP/1.1 200 OK\r\n") and a.endswith(FIXED) for a in answers)
