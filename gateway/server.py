@@ -47,6 +47,13 @@ from gateway.response_cycle import GatewayCycle
 # request objects (~9 MB) per connection; beyond this many the connection is closed.
 MAX_PIPELINED = 16
 
+# Seconds uvicorn's supervisor (``--workers``) waits for a worker to answer its ping before it
+# kills it, its boot included (the answering thread starts once the spawned interpreter has
+# imported the gateway). uvicorn's 5 s: under load a worker took 8 s to import the gateway and
+# every replacement was killed in turn. The ping is answered by a thread, so only a process
+# whose interpreter is stuck fails it; a longer wait costs little.
+WORKER_HEALTHCHECK = 60
+
 _OVERLOADED = orjson.dumps(
     Overloaded("the gateway is at its concurrency limit; retry shortly").to_problem("")
 )
@@ -300,4 +307,5 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "proxy_headers": False,  # the gateway never reads client addresses; ~1% per request
         "log_config": None,
         "timeout_graceful_shutdown": 10,
+        "timeout_worker_healthcheck": WORKER_HEALTHCHECK,
     }
