@@ -14,13 +14,15 @@ awaiting the body) for as long as it liked. ``GatewayHttpProtocol`` adds:
   the process's file-descriptor limit bounds how many can exist).
 
 - at most ``MAX_PIPELINED`` pipelined requests queued per connection;
-- a write timeout for slow *readers*: when a client stops reading and the socket buffer fills
-  (uvicorn pauses writing), the connection is closed unless writing resumes within the body
-  timeout. An answer that fits the buffer is handed to the kernel and the connection falls
-  under the keep-alive timeout. docs/operators.md has the measurements.
+- a write timeout for slow *readers*: whatever the kernel's socket buffer does not take is held
+  by the transport, writing pauses (the app's next ``send`` waits), and unless the client has
+  taken all of it within the body timeout the connection is aborted (a close would wait for the
+  client forever). This holds for a connection being closed too. docs/operators.md has the
+  measurements.
 
 The three timeouts (header, body, keep-alive) are one deadline per connection, moved as a
-request proceeds, and each request's answer goes through ``GatewayCycle``
+request proceeds; it stands still while the server itself is not reading (pipelined requests
+wait for the answer under way). Each request's answer goes through ``GatewayCycle``
 (gateway/response_cycle.py): uvicorn's response path, cheaper.
 """
 
@@ -33,7 +35,7 @@ from typing import Any
 
 import httptools
 import orjson
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from experiments.settings import Settings
 from gateway.errors import Overloaded
@@ -44,6 +46,13 @@ from gateway.response_cycle import GatewayCycle
 # whole read (up to 256 KiB) at once, so 3,000 small pipelined requests became 3,000 queued
 # request objects (~9 MB) per connection; beyond this many the connection is closed.
 MAX_PIPELINED = 16
+
+# Seconds uvicorn's supervisor (``--workers``) waits for a worker to answer its ping before it
+# kills it, its boot included (the answering thread starts once the spawned interpreter has
+# imported the gateway). uvicorn's 5 s: under load a worker took 8 s to import the gateway and
+# every replacement was killed in turn. The ping is answered by a thread, so only a process
+# whose interpreter is stuck fails it; a longer wait costs little.
+WORKER_HEALTHCHECK = 60
 
 _OVERLOADED = orjson.dumps(
     Overloaded("the gateway is at its concurrency limit; retry shortly").to_problem("")
@@ -88,13 +97,18 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         # is an assignment: a timer started and cancelled for each bound of each request was
         # six timer operations per request (~1.4 µs per start and cancel with uvloop).
         self._due: float | None = None
+        self._bound = 0.0  # the seconds of the bound in force
         self._idle = False  # the bound in force is the keep-alive timeout
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._stuck: asyncio.TimerHandle | None = None
         self._overflow = False
+        # The cycle whose app runs (uvicorn's ``self.cycle`` is the newest request parsed, a
+        # pipelined one behind it when there is one).
+        self._answering: RequestResponseCycle | None = None
 
     def _arm(self, seconds: float) -> None:
+        self._bound = seconds
         self._due = due = self.loop.time() + seconds
         if self._timer is None or self._timer_at > due:
             if self._timer is not None:
@@ -106,10 +120,19 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._due = None
         self._idle = False
 
+    def _rest(self) -> None:
+        """No request arriving and none being answered: the keep-alive timeout applies."""
+        self._arm(self.timeout_keep_alive)
+        self._idle = True
+
     def _check(self) -> None:
         self._timer = None
         if self._due is None:
             return
+        if self.flow.read_paused:
+            # The server stopped reading (requests pipelined behind an answer under way): the
+            # client is not late. The bound restarts when reading resumes.
+            self._due = max(self._due, self.loop.time() + self._bound)
         if self.loop.time() < self._due:  # moved since the timer started
             self._timer = self.loop.call_at(self._due, self._check)
             self._timer_at = self._due
@@ -122,9 +145,12 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             self.transport.close()
 
     def _unset_keepalive_if_required(self) -> None:
-        # uvicorn's hook on every read: a kept-alive connection's next request has begun.
+        # uvicorn's hook on every read: on an idle connection the next request has begun, its
+        # headers are due. Not by ``on_message_begin`` alone: the parser skips a CRLF before a
+        # request line without beginning a message, and the connection would have no bound.
         if self._idle:
-            self._disarm()
+            self._idle = False
+            self._arm(self.header_timeout)
 
     def on_response_complete(self) -> None:
         # uvicorn's, with the keep-alive timeout as a deadline: it applies when no request is
@@ -132,16 +158,22 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self.server_state.total_requests += 1
         if self.transport.is_closing():
             return
+        if self.flow.read_paused and self._due is not None:
+            self._arm(self._bound)  # reading resumes: the arriving request's bound restarts
         self.flow.resume_reading()
         if self.pipeline:
             cycle, app = self.pipeline.pop()
+            self._answering = cycle
             self._start_asgi_task(cycle, app)
         elif self._due is None:
-            self._arm(self.timeout_keep_alive)
-            self._idle = True
+            self._rest()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        # Writing pauses as soon as the kernel's buffer is full and the transport holds any
+        # bytes (not above asyncio's 64 KiB): the stuck timer then also bounds a connection
+        # closed with bytes the client never takes, whose close would wait for it forever.
+        transport.set_write_buffer_limits(high=0)
         self._arm(self.header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -150,13 +182,24 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             self._timer.cancel()
         if self._stuck is not None:
             self._stuck.cancel()
+        answering = self._answering
+        if answering is not None and not answering.response_complete:
+            # uvicorn tells only ``self.cycle``: behind pipelined requests, the app being
+            # answered would go on writing to a closed transport (uvloop raises).
+            answering.disconnected = True
+            answering.message_event.set()
         super().connection_lost(exc)
 
     def pause_writing(self) -> None:
-        # The client is not reading and the socket buffer is full: give it body_timeout.
+        # The client is not taking what the server sends: it has body_timeout to take it all.
         super().pause_writing()
         if self._stuck is None:
-            self._stuck = self.loop.call_later(self.body_timeout, self._expire)
+            self._stuck = self.loop.call_later(self.body_timeout, self._abort)
+
+    def _abort(self) -> None:
+        self._stuck = None
+        self._disarm()
+        self.transport.abort()
 
     def resume_writing(self) -> None:
         if self._stuck is not None:
@@ -172,10 +215,15 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         if self._overflow or len(self.pipeline) >= MAX_PIPELINED:
             # Stop taking requests from this connection: the ones queued are not answered
-            # (RFC 9112 lets a pipelining client resend them), the one in flight is.
+            # (RFC 9112 lets a pipelining client resend them), the one in flight is, and then
+            # the connection closes. (A full pipeline means an answer is in flight.)
             self._overflow = True
             self.flow.pause_reading()
-            self.transport.close()
+            self.pipeline.clear()
+            if self._answering is not None and not self._answering.response_complete:
+                self._answering.keep_alive = False
+            else:
+                self.transport.close()
             return
         self._arm(self.body_timeout)
         # uvicorn's on_headers_complete (0.54), with a GatewayCycle for the answer and
@@ -215,6 +263,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             on_response=self.on_response_complete,
         )
         if existing is None or existing.response_complete:
+            self._answering = self.cycle
             self._start_asgi_task(self.cycle, app)
         else:  # pipelined: answered after the ones before it
             self.flow.pause_reading()
@@ -224,10 +273,20 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         if not self._overflow:
             super().on_body(body)
 
+    def _upgrading(self) -> bool:
+        return bool(self.parser.should_upgrade()) and self._should_upgrade()
+
     def on_message_complete(self) -> None:
         if self._overflow:
             return
-        self._disarm()
+        cycle = self.cycle
+        if cycle is not None and cycle.response_complete and not self._upgrading():
+            # Answered before its body ended (a refusal that did not read it): nothing is under
+            # way now, and ``on_response_complete`` left the body's bound in force. (An upgrade
+            # has no cycle of its own: ``self.cycle`` is the previous request's.)
+            self._rest()
+        else:
+            self._disarm()
         super().on_message_complete()
 
 
@@ -248,4 +307,5 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "proxy_headers": False,  # the gateway never reads client addresses; ~1% per request
         "log_config": None,
         "timeout_graceful_shutdown": 10,
+        "timeout_worker_healthcheck": WORKER_HEALTHCHECK,
     }

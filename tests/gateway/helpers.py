@@ -1,20 +1,25 @@
-"""Building blocks for gateway tests: data loading, config files, a running app."""
+"""Building blocks for gateway tests: data loading, config files, a running app, a real server."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
+import uvicorn
 from starlette.applications import Starlette
 
 from batch import load_results
 from experiments.settings import Settings
 from experiments.store import create_pool
 from gateway import create_app
+from gateway.server import GatewayHttpProtocol, uvicorn_options
 
 SURFACES = """\
 surfaces:
@@ -106,3 +111,59 @@ def read_archive(root: Path) -> list[dict[str, object]]:
     for p in sorted(root.rglob("*.json")):
         out.extend(orjson.loads(line) for line in p.read_bytes().splitlines() if line)
     return out
+
+
+@contextlib.asynccontextmanager
+async def served(app: Any, protocol: Any, **extra: Any) -> AsyncIterator[int]:
+    """``app`` on a real uvicorn server (``abgate serve``'s options and ``extra``) with the HTTP
+    protocol class ``protocol``; its port."""
+    options = {**uvicorn_options(Settings()), "http": protocol, "port": 0, "lifespan": "off"}
+    options.update(extra)
+    server = uvicorn.Server(uvicorn.Config(app, **options))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)  # uvicorn exposes no event for "started"
+    try:
+        yield server.servers[0].sockets[0].getsockname()[1]
+    finally:
+        server.should_exit = True
+        await task
+
+
+def gateway_protocol(
+    cls: type[GatewayHttpProtocol] = GatewayHttpProtocol, timeouts: float | None = None
+) -> Any:
+    """``cls`` with the options of ``abgate serve`` (or header and body ``timeouts``)."""
+    s = Settings()
+    return functools.partial(
+        cls,
+        header_timeout=timeouts or s.header_timeout,
+        body_timeout=timeouts or s.body_timeout,
+        max_concurrency=s.max_concurrency,
+    )
+
+
+async def exchange(port: int, raw: bytes) -> bytes:
+    """Send ``raw`` on a new connection, half-close, and read until the server closes."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(raw)
+        await writer.drain()
+        writer.write_eof()
+        return await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+def request(path: str, method: str = "GET", version: str = "1.1", extra: str = "") -> bytes:
+    """A request without a body (``extra``: more header lines)."""
+    return f"{method} {path} HTTP/{version}\r\nhost: t\r\n{extra}\r\n".encode()
+
+
+def without_date(raw: bytes) -> bytes:
+    """``raw`` answers with their ``date`` headers blanked, to compare two servers' bytes."""
+    return re.sub(rb"date: [^\r]*\r\n", b"date: -\r\n", raw)

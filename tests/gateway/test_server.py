@@ -4,20 +4,15 @@ writes, and no header injection."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
-import re
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from experiments.settings import Settings
 from gateway.http import Receive, Scope, Send
-from gateway.server import GatewayHttpProtocol, uvicorn_options
+from gateway.server import GatewayHttpProtocol
+from tests.gateway.helpers import exchange, gateway_protocol, request, served, without_date
 
 LENGTH = b"content-length"
 
@@ -73,55 +68,6 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.body", "body": b""})
 
 
-@contextlib.asynccontextmanager
-async def served(protocol: Any, **extra: Any) -> AsyncIterator[int]:
-    """``app`` on a real uvicorn server with the HTTP protocol class ``protocol``; its port."""
-    options = {**uvicorn_options(Settings()), "http": protocol, "port": 0, "lifespan": "off"}
-    options.update(extra)
-    server = uvicorn.Server(uvicorn.Config(app, **options))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)  # uvicorn exposes no event for "started"
-    try:
-        yield server.servers[0].sockets[0].getsockname()[1]
-    finally:
-        server.should_exit = True
-        await task
-
-
-def gateway_protocol(
-    cls: type[GatewayHttpProtocol] = GatewayHttpProtocol, timeouts: float | None = None
-) -> Any:
-    """``cls`` with the options of ``abgate serve`` (or header and body ``timeouts``)."""
-    s = Settings()
-    return functools.partial(
-        cls,
-        header_timeout=timeouts or s.header_timeout,
-        body_timeout=timeouts or s.body_timeout,
-        max_concurrency=s.max_concurrency,
-    )
-
-
-async def exchange(port: int, raw: bytes) -> bytes:
-    """Send ``raw`` on a new connection, half-close, and read until the server closes."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(raw)
-        await writer.drain()
-        writer.write_eof()
-        return await asyncio.wait_for(reader.read(), 10)
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-
-
-def request(path: str, method: str = "GET", version: str = "1.1", extra: str = "") -> bytes:
-    return f"{method} {path} HTTP/{version}\r\nhost: t\r\n{extra}\r\n".encode()
-
-
 EXCHANGES = {
     "fixed": request("/fixed"),
     "pieces": request("/pieces"),
@@ -143,13 +89,9 @@ EXCHANGES = {
 }
 
 
-def without_date(raw: bytes) -> bytes:
-    return re.sub(rb"date: [^\r]*\r\n", b"date: -\r\n", raw)
-
-
 @pytest.mark.parametrize("name", EXCHANGES)
 async def test_the_gateway_sends_the_bytes_uvicorn_sends(name: str) -> None:
-    async with served(HttpToolsProtocol) as plain, served(gateway_protocol()) as ours:
+    async with served(app, HttpToolsProtocol) as plain, served(app, gateway_protocol()) as ours:
         expected = await exchange(plain, EXCHANGES[name])
         got = await exchange(ours, EXCHANGES[name])
     assert without_date(got) == without_date(expected)
@@ -158,7 +100,7 @@ async def test_the_gateway_sends_the_bytes_uvicorn_sends(name: str) -> None:
 
 @pytest.mark.parametrize("path", ["/inject-value", "/inject-lf", "/inject-name"])
 async def test_a_header_that_would_inject_a_line_is_refused_and_nothing_is_sent(path) -> None:
-    async with served(gateway_protocol()) as port:
+    async with served(app, gateway_protocol()) as port:
         answer = await exchange(port, request(path))
         after = await exchange(port, request("/fixed"))
     assert answer == b""  # the connection is closed before any byte of the answer
@@ -200,7 +142,7 @@ async def test_an_answer_with_a_length_goes_out_in_one_write() -> None:
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(CountingTransport(transport, writes))  # type: ignore[arg-type]
 
-    async with served(gateway_protocol(Counting)) as port:
+    async with served(app, gateway_protocol(Counting)) as port:
         await exchange(port, request("/fixed"))
         fixed = list(writes)
         writes.clear()
@@ -213,7 +155,7 @@ async def test_an_answer_with_a_length_goes_out_in_one_write() -> None:
 
 async def test_an_idle_kept_alive_connection_is_closed_after_the_keep_alive_timeout() -> None:
     options = {"timeout_keep_alive": 0.3}
-    async with served(gateway_protocol(), **options) as port:
+    async with served(app, gateway_protocol(), **options) as port:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             writer.write(request("/fixed"))
@@ -230,7 +172,7 @@ async def test_a_busy_connection_outlives_its_timeouts() -> None:
     # request after request must not fire with the first one's time.
     options = {"timeout_keep_alive": 0.2}
     proto = gateway_protocol(timeouts=0.2)
-    async with served(proto, **options) as port:
+    async with served(app, proto, **options) as port:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             loop = asyncio.get_running_loop()

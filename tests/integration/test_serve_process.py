@@ -23,8 +23,8 @@ from tests.gateway.helpers import load_demo_data, read_archive, write_config
 pytestmark = pytest.mark.slow
 
 
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"gateway exited early: {log.read_text()}")
@@ -34,7 +34,7 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
         except httpx.TransportError:
             pass
         time.sleep(0.05)  # polling a port that is not open yet: there is no event to await
-    raise AssertionError("gateway did not become ready in 30 s")
+    raise AssertionError(f"gateway did not become ready in {seconds} s: {log.read_text()}")
 
 
 def _serve(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
@@ -253,6 +253,43 @@ async def test_workers_export_one_set_of_counters_that_never_go_backwards(
     assert code in (0, -signal.SIGTERM), log.read_text()
     assert not folder.exists()
     assert "Traceback" not in log.read_text()
+
+
+# Run at the start of every interpreter on PYTHONPATH; only uvicorn's spawned workers wait.
+LATE_BOOT = """
+import sys, time
+if "--multiprocessing-fork" in sys.orig_argv:
+    time.sleep(7)
+"""
+
+
+async def test_workers_that_boot_slower_than_uvicorns_default_healthcheck_are_not_killed(
+    pg_dsn, redis_url, schema, redis_prefix, experiments_dir, archive_dir, tmp_path
+):
+    # uvicorn's supervisor pings each worker every 0.5 s and kills one that has not answered
+    # within timeout_worker_healthcheck (5 s by default), boot included. On a loaded machine a
+    # worker took longer than that to import the gateway, and every replacement was killed in
+    # turn. Here each worker boots 7 s late.
+    await load_demo_data(pg_dsn, schema, units=20)
+    write_config(experiments_dir)
+    env, url = _gateway_env(pg_dsn, redis_url, schema, redis_prefix, experiments_dir, archive_dir)
+    late = tmp_path / "late"
+    late.mkdir()
+    (late / "sitecustomize.py").write_text(LATE_BOOT)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(late), env.get("PYTHONPATH")]))
+    log = archive_dir.parent / "serve.log"
+    proc = _serve(env, log, "--workers", "2")
+    try:
+        _wait_ready(url, proc, log, seconds=120)
+        deadline = time.monotonic() + 120
+        while log.read_text().count("Application startup complete") < 2:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)  # polling a log file: there is no event to await
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(30)
+    assert code in (0, -signal.SIGTERM), log.read_text()
+    assert "died" not in log.read_text()
 
 
 def _has_values(folder: Path, pid: int) -> bool:
