@@ -247,7 +247,6 @@ def build_plan(
     torn = TORN if lines else "FALSE"  # a BigQuery sink table holds typed rows, not lines
     salt = _SaltParts.of(other_salt, overlap_s, no_stats, ts_type)
     exposures = "logged_exposures" if other_salt else "exposure_events"
-    witness = "e.unit_id || ':' || CAST(e.bucket AS VARCHAR)"  # NULL without a bucket
     sql = f"""
 WITH checked AS (
   SELECT {fields}, CAST(jsonPayload.ts AS {ts_type}) AS ts, {torn} AS torn
@@ -280,7 +279,8 @@ phase_weights AS (
 phases AS (
   -- the witnesses (a unit and its logged bucket) let analysis/salts.py check the phase's salt
   SELECT e.phase, ANY_VALUE(w.weights) AS weights, MIN(e.ts) AS start_ts, MAX(e.ts) AS end_ts,
-         MIN({witness}) AS witness_lo, MAX({witness}) AS witness_hi
+         MIN(e.unit_id) AS witness_lo, MIN_BY(e.bucket, e.unit_id) AS bucket_lo,
+         MAX(e.unit_id) AS witness_hi, MAX_BY(e.bucket, e.unit_id) AS bucket_hi
   FROM exposure_events AS e JOIN phase_weights AS w ON w.phase = e.phase
   GROUP BY e.phase
 ),{salt.cuts}
@@ -353,7 +353,7 @@ GROUP BY variant, phase, segment, look
 UNION ALL
 SELECT 'phase' AS kind, witness_lo AS variant, phase, witness_hi AS segment,
        CAST(NULL AS DATE) AS day, {no_stats}, start_ts, end_ts, CAST(NULL AS DOUBLE) AS weight,
-       CAST(NULL AS BIGINT) AS lo, CAST(NULL AS BIGINT) AS hi
+       CAST(bucket_lo AS BIGINT) AS lo, CAST(bucket_hi AS BIGINT) AS hi
 FROM phases
 UNION ALL
 SELECT 'arm' AS kind, arm AS variant, phase, CAST(NULL AS VARCHAR) AS segment,
@@ -551,10 +551,10 @@ class Look:
 @dataclass(frozen=True, slots=True)
 class PhaseRecord:
     """A phase as the archive shows it: first and last exposure, its arms' weights/ranges, and
-    its witnesses: the units with the smallest and the largest id among its exposures that
-    carry a bucket, each with that bucket (none when no exposure of it carries one). A bucket is
-    ``bucket(salt, unit_id)``, so a witness tells whether the phase was served under a salt
-    (analysis/salts.py)."""
+    its witnesses: the units with the smallest and the largest id among its exposures, each with
+    its logged bucket (a unit logged without one is no witness: records written before
+    exposures carried a bucket have none). A bucket is ``bucket(salt, unit_id)``, so a witness
+    tells whether the phase was served under a salt (analysis/salts.py)."""
 
     id: str
     start: datetime
@@ -652,11 +652,13 @@ def scan_from_rows(plan: QueryPlan, rows: Iterable[Mapping[str, Any]]) -> Scan:
         elif kind == "phase":
             pid = str(r["phase"])
             spans[pid] = (_as_time(r["start_ts"]), _as_time(r["end_ts"]))
-            # the 'phase' row carries its witnesses "UNIT:BUCKET" in variant and segment
+            # the 'phase' row carries its witnesses: units in variant/segment, buckets in lo/hi
             witnesses[pid] = tuple(
-                (w.rsplit(":", 1)[0], int(w.rsplit(":", 1)[1]))
-                for w in dict.fromkeys((r["variant"], r["segment"]))
-                if w is not None
+                dict.fromkeys(
+                    (str(unit), int(b))
+                    for unit, b in ((r["variant"], r["lo"]), (r["segment"], r["hi"]))
+                    if unit is not None and b is not None
+                )
             )
         elif kind == "cut":
             cuts[str(r["phase"])] = SaltCut(_as_time(r["start_ts"]), int(r["n"]))
