@@ -179,10 +179,11 @@ def build_plan(
     ``phase``/``weights``/``bucket`` has no such columns, and naming them would fail.
     ``other_salt``: ids of phases served under another salt than the experiment's
     (analysis/salts.py finds them from the phases' witnesses). Their exposures are left out;
-    the units of each remaining phase k are counted only before its cut, the first exposure of
-    such a phase after k started (of one that started after k, or of an earlier one past the
-    ``overlap``), and units first exposed at or after the cut are excluded ("Salt changes" in
-    docs/analysts.md).
+    the units of each remaining phase k are counted only before its cut, and units first
+    exposed at or after the cut are excluded ("Salt changes" in docs/analysts.md). Of such a
+    phase j served more than ``overlap`` after k started, the cut is j's first exposure after k
+    started if j started after k, else its first exposure past the overlap: exposures of j
+    within the overlap are replicas switching (also when the window starts at the change).
     """
     names = _outcome_names(experiment)
     index = {n: j for j, n in enumerate(names)}
@@ -407,17 +408,20 @@ other_exposures AS (
   SELECT phase, ts FROM logged_exposures WHERE phase IN ({ids})
 ),""",
             cuts=f"""
-other_starts AS (
-  SELECT phase, MIN(ts) AS start_ts FROM other_exposures GROUP BY phase
+other_spans AS (
+  SELECT phase, MIN(ts) AS start_ts, MAX(ts) AS end_ts FROM other_exposures GROUP BY phase
 ),
 salt_cuts AS (
-  -- per phase k: the first exposure under another salt that can reach k's units, by the rule
-  -- of the bucket check (a phase started after k, or an earlier one served past the overlap)
+  -- per phase k: the first exposure under another salt that can reach k's units. A phase of
+  -- another salt counts when it is served past the overlap after k started (within it, it is
+  -- replicas switching); it cuts k at its first exposure after k started if it started after
+  -- k, else at its first exposure past the overlap
   SELECT k.phase, MIN(o.ts) AS cut_ts
   FROM phases AS k
   JOIN other_exposures AS o ON o.ts > k.start_ts
-  JOIN other_starts AS s ON s.phase = o.phase
-  WHERE s.start_ts > k.start_ts OR o.ts > k.start_ts + INTERVAL {overlap_s} SECOND
+  JOIN other_spans AS s ON s.phase = o.phase
+  WHERE s.end_ts > k.start_ts + INTERVAL {overlap_s} SECOND
+    AND (s.start_ts > k.start_ts OR o.ts > k.start_ts + INTERVAL {overlap_s} SECOND)
   GROUP BY k.phase
 ),""",
             moved="moved_by_bucket",

@@ -246,6 +246,78 @@ def test_the_old_salts_report_counts_its_units_until_the_change(changed) -> None
     )
 
 
+def test_a_window_from_the_change_does_not_take_the_old_salts_lag_for_a_new_change(
+    changed,
+) -> None:
+    """From the change on, the slow replica's exposures under run 1 start after run 2's first
+    one; within the 5-minute overlap they are the lag, not run 1 served again."""
+    root, _ = changed
+    whole = build_report(RUN_2_FILE, root)
+    window = build_report(RUN_2_FILE, root, since=CHANGE)
+    assert {v: s.units for v, s in window.variants.items()} == {
+        v: s.units for v, s in whole.variants.items()
+    }
+    assert window.metrics[0].comparisons == whole.metrics[0].comparisons
+    (warning,) = window.warnings
+    assert f"{N1 // 50:,} units first exposed in it" in warning  # the slow replica's new units
+    assert "counted only until" not in warning
+
+
+def test_a_salt_served_again_cuts_the_units_of_the_other_salt_where_it_came_back(
+    tmp_path: Path,
+) -> None:
+    """Salt 1, then salt 2 for a day, then salt 1 again (a folder of files edited twice): the
+    report of salt 2 counts its units until salt 1 came back, past the replicas' lag at both
+    switches, and excludes the units salt 2's slow replica enrolled after that."""
+    rng = np.random.default_rng(11)
+    w = ArchiveWriter(tmp_path)
+    d1, d2 = T0 + timedelta(days=1), T0 + timedelta(days=2)
+    bought: dict[str, list[datetime]] = defaultdict(list)
+    first: dict[str, tuple[datetime, str]] = {}
+
+    def visit(
+        unit: str, salt: str, phase: tuple[str, list[tuple[str, float]]], t: datetime
+    ) -> None:
+        b = bucket(salt, unit)
+        v = arm(phase[1], b)
+        w.exposure(unit, v, t, phase=phase, bucket=b)
+        if phase is RUN_2:
+            first.setdefault(unit, (t, v))
+        if rng.random() < BASE + (EFFECT if v == "treatment" else 0.0):
+            w.outcome(unit, "purchase", t + PURCHASE_AFTER, 1.0)
+            bought[unit].append(t + PURCHASE_AFTER)
+
+    for i in range(600):
+        visit(f"a{i}", SALT_1, RUN_1, T0 + timedelta(minutes=int(rng.integers(1200))))
+    visit("b-first", SALT_2, RUN_2, d1)
+    for i in range(20):  # salt 1's slow replica, within the overlap
+        visit(f"lag1-{i}", SALT_1, RUN_1, d1 + timedelta(seconds=10 + i))
+    for i in range(1500):
+        t = d1 + timedelta(minutes=int(rng.integers(1200)))
+        visit(f"b{i}", SALT_2, RUN_2, t)
+        if i % 3 == 0:  # back under salt 1: its purchases there must not count for salt 2
+            visit(f"b{i}", SALT_1, RUN_1, d2 + timedelta(hours=1))
+    visit("c-first", SALT_1, RUN_1, d2)
+    for i in range(15):  # salt 2's slow replica enrols new units after salt 1 came back
+        visit(f"lag2-{i}", SALT_2, RUN_2, d2 + timedelta(seconds=10 + i))
+    report = build_report(RUN_2_FILE, w.write())
+
+    expected = {
+        u: (v, any(t <= p < d2 for p in bought[u])) for u, (t, v) in first.items() if t < d2
+    }
+    assert {v: s.units for v, s in report.variants.items()} == {
+        a: sum(1 for v, _ in expected.values() if v == a) for a in ("control", "treatment")
+    }
+    (phase,) = report.phases
+    assert sum(phase.excluded.values()) == 15
+    (c,) = report.metrics[0].comparisons
+    diff, ci = welch(expected)
+    assert c.diff == pytest.approx(diff, rel=1e-9)
+    assert c.diff_ci == pytest.approx(ci, rel=1e-9)
+    (warning,) = report.warnings
+    assert f"phase {RUN_2[0]} until {d2:%Y-%m-%dT%H:%M:%SZ} (15 units" in warning
+
+
 def test_a_file_whose_salt_served_no_phase_gets_the_salt_blind_figures_and_a_warning(
     changed,
 ) -> None:
