@@ -180,10 +180,11 @@ def build_plan(
     ``other_salt``: ids of phases served under another salt than the experiment's
     (analysis/salts.py finds them from the phases' witnesses). Their exposures are left out;
     the units of each remaining phase k are counted only before its cut, and units first
-    exposed at or after the cut are excluded ("Salt changes" in docs/analysts.md). Of such a
-    phase j served more than ``overlap`` after k started, the cut is j's first exposure after k
-    started if j started after k, else its first exposure past the overlap: exposures of j
-    within the overlap are replicas switching (also when the window starts at the change).
+    exposed at or after the cut are excluded ("Salt changes" in docs/analysts.md). The cut is
+    the first exposure, after k started, of such a phase j that started after k, or the first
+    one past the ``overlap`` of a j that started before (served again). A j that started after
+    k but ended within the overlap while k went on is replicas switching to k, seen from a
+    window that starts at the switch: it does not cut k.
     """
     names = _outcome_names(experiment)
     index = {n: j for j, n in enumerate(names)}
@@ -412,16 +413,16 @@ other_spans AS (
   SELECT phase, MIN(ts) AS start_ts, MAX(ts) AS end_ts FROM other_exposures GROUP BY phase
 ),
 salt_cuts AS (
-  -- per phase k: the first exposure under another salt that can reach k's units. A phase of
-  -- another salt counts when it is served past the overlap after k started (within it, it is
-  -- replicas switching); it cuts k at its first exposure after k started if it started after
-  -- k, else at its first exposure past the overlap
+  -- per phase k: the first exposure under another salt that can reach k's units: of a phase
+  -- started after k (unless it ended within the overlap while k went on: replicas switching to
+  -- k, seen so when the window starts at the switch), or past the overlap of an earlier one
   SELECT k.phase, MIN(o.ts) AS cut_ts
   FROM phases AS k
   JOIN other_exposures AS o ON o.ts > k.start_ts
   JOIN other_spans AS s ON s.phase = o.phase
-  WHERE s.end_ts > k.start_ts + INTERVAL {overlap_s} SECOND
-    AND (s.start_ts > k.start_ts OR o.ts > k.start_ts + INTERVAL {overlap_s} SECOND)
+  WHERE o.ts > k.start_ts + INTERVAL {overlap_s} SECOND
+     OR s.start_ts > k.start_ts
+        AND NOT (s.end_ts <= k.start_ts + INTERVAL {overlap_s} SECOND AND s.end_ts < k.end_ts)
   GROUP BY k.phase
 ),""",
             moved="moved_by_bucket",

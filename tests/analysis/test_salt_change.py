@@ -318,6 +318,35 @@ def test_a_salt_served_again_cuts_the_units_of_the_other_salt_where_it_came_back
     assert f"phase {RUN_2[0]} until {d2:%Y-%m-%dT%H:%M:%SZ} (15 units" in warning
 
 
+def test_a_run_shorter_than_the_overlap_is_still_cut_at_the_change(tmp_path: Path) -> None:
+    """Run 1 lasts 90 seconds, then salt 2 is served and run 1 no more: that is a change, not
+    replicas switching, however short (the window is not the overlap's to judge)."""
+    rng = np.random.default_rng(5)
+    w = ArchiveWriter(tmp_path)
+    bought: dict[str, list[datetime]] = defaultdict(list)
+    first: dict[str, tuple[datetime, str]] = {}
+    change = T0 + timedelta(seconds=90)
+    for i in range(800):
+        for salt, phase, t in (
+            (SALT_1, RUN_1, T0 + timedelta(seconds=int(rng.integers(90)))),
+            (SALT_2, RUN_2, change + timedelta(seconds=int(rng.integers(90)))),
+        ):
+            unit = f"u{i}"
+            v = arm(phase[1], bucket(salt, unit))
+            w.exposure(unit, v, t, phase=phase, bucket=bucket(salt, unit))
+            if phase is RUN_1:
+                first[unit] = (t, v)
+            if rng.random() < BASE + (EFFECT if v == "treatment" else 0.0):
+                w.outcome(unit, "purchase", t + timedelta(seconds=5), 1.0)
+                bought[unit].append(t + timedelta(seconds=5))
+    w.exposure("u-change", "control", change, phase=RUN_2, bucket=bucket(SALT_2, "u-change"))
+    report = build_report(RUN_1_FILE, w.write())
+    expected = {u: (v, any(t <= p < change for p in bought[u])) for u, (t, v) in first.items()}
+    (c,) = report.metrics[0].comparisons
+    assert c.diff == pytest.approx(welch(expected)[0], rel=1e-9)
+    assert f"until {change:%Y-%m-%dT%H:%M:%SZ}" in report.warnings[0]
+
+
 def test_a_file_whose_salt_served_no_phase_gets_the_salt_blind_figures_and_a_warning(
     changed,
 ) -> None:
