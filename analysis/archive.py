@@ -183,10 +183,12 @@ def scan_archive(
     cuped_window: timedelta | None = None,
     segment: str | None = None,
     threads: int | None = None,
+    other_salt: frozenset[str] = frozenset(),
 ) -> tuple[QueryPlan, Scan, Skipped]:
     """Per-(variant, phase, look day[, segment]) sufficient statistics of ``experiment``'s
     metrics, with its phases and the units excluded by bucket, and the lines it skipped
-    (torn lines, incomplete records: counted, located, and left out of the figures)."""
+    (torn lines, incomplete records: counted, located, and left out of the figures).
+    ``other_salt``: phases left out (``analysis.sql.build_plan``)."""
     plan = build_plan(
         experiment,
         VIEW,
@@ -196,6 +198,7 @@ def scan_archive(
         cuped_window=cuped_window,
         segment=segment,
         lines=True,
+        other_salt=other_salt,
     )
     with archive_connection(root, segment=segment, threads=threads) as con:
         scan = run_plan(con, plan, root)
@@ -227,6 +230,7 @@ class ArchiveSource:
         cuped_window: timedelta | None = None,
         segment: str | None = None,
         strict: bool = False,
+        other_salt: frozenset[str] = frozenset(),
     ) -> Cohort:
         """``scan_archive`` of the experiment; MalformedArchive on a skipped line if ``strict``."""
         plan, scan, skipped = scan_archive(
@@ -237,6 +241,7 @@ class ArchiveSource:
             cuped_window=cuped_window,
             segment=segment,
             threads=self.threads,
+            other_salt=other_salt,
         )
         if strict and skipped.lines:
             where = f"{skipped.first[0]}" if skipped.first else "unknown line"

@@ -86,6 +86,7 @@ class BigQuerySource:
         cuped_window: timedelta | None = None,
         segment: str | None = None,
         strict: bool = False,
+        other_salt: frozenset[str] = frozenset(),
     ) -> Cohort:
         """Run the aggregation in BigQuery; only per-look sufficient statistics are fetched.
 
@@ -103,6 +104,7 @@ class BigQuerySource:
             cuped_window=cuped_window,
             segment=segment,
             missing=missing,
+            other_salt=other_salt,
         )
         try:
             job = self.client.query(plan.sql, job_config=_job_config())

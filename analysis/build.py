@@ -14,7 +14,8 @@ from analysis.archive import ArchiveSource
 from analysis.figures import analyse
 from analysis.options import ReportOptions
 from analysis.report import Report
-from analysis.source import CohortSource
+from analysis.salts import check_salt, salt_warnings
+from analysis.source import Cohort, CohortSource
 from experiments import Experiment
 
 __all__ = ["build_report"]
@@ -35,18 +36,30 @@ def build_report(
     (``ArchiveSource``).
 
     Records the source cannot use are skipped and counted (``Report.skipped``); with
-    ``strict``, the source's AnalysisError names the first of them instead.
+    ``strict``, the source's AnalysisError names the first of them instead. Phases served under
+    another salt than the experiment's are left out, with a warning (analysis/salts.py).
     """
     src = ArchiveSource(Path(source)) if isinstance(source, (Path, str)) else source
     opts = options or ReportOptions()
-    cohort = src.read(
-        experiment,
-        since=since,
-        until=until,
-        cuped_window=opts.cuped_window,
-        segment=opts.segment,
-        strict=strict,
-    )
+
+    def read(other_salt: frozenset[str] = frozenset()) -> Cohort:
+        return src.read(
+            experiment,
+            since=since,
+            until=until,
+            cuped_window=opts.cuped_window,
+            segment=opts.segment,
+            strict=strict,
+            other_salt=other_salt,
+        )
+
+    cohort = first = read()
+    # A window served under two salts is read again without the other salt's phases (rare:
+    # a forced salt change, or a restart under a new salt); analysis/salts.py says why.
+    check = check_salt(experiment.salt or experiment.key, first.scan.phases)
+    if check.changed:
+        cohort = read(check.other_ids)
+    salt = salt_warnings(check, first.scan, cohort.scan if check.changed else None)
     return analyse(
         experiment,
         cohort.plan,
@@ -60,5 +73,5 @@ def build_report(
         source=src.label,
         config_version=config_version,
         skipped=cohort.skipped,
-        warnings=cohort.warnings,
+        warnings=(*cohort.warnings, *salt),
     )

@@ -46,8 +46,10 @@ class CohortSource(Protocol):
         cuped_window: timedelta | None,
         segment: str | None,
         strict: bool,
+        other_salt: frozenset[str] = frozenset(),
     ) -> Cohort:
         """Run the aggregation over [since, until). Records the statement cannot use are
         skipped and counted in ``Cohort.skipped``, or with ``strict`` raise the source's
-        ``AnalysisError`` naming the first of them."""
+        ``AnalysisError`` naming the first of them. ``other_salt``: phases served under another
+        salt, left out (``analysis.sql.build_plan``)."""
         ...

@@ -61,7 +61,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
@@ -175,6 +175,7 @@ def build_plan(
     overlap: timedelta = DEFAULT_OVERLAP,
     lines: bool = False,
     missing: frozenset[str] = frozenset(),
+    other_salt: frozenset[str] = frozenset(),
 ) -> QueryPlan:
     """Generate the per-(variant, phase, look day[, segment]) sufficient-statistics query.
 
@@ -192,6 +193,14 @@ def build_plan(
     ``missing``: payload fields (``PAYLOAD_FIELDS`` names, or ``attributes``) that the table's
     schema lacks, read as NULL: a BigQuery sink table created before exposures carried
     ``phase``/``weights``/``bucket`` has no such columns, and naming them would fail.
+    ``other_salt``: ids of phases served under another salt than the experiment's
+    (analysis/salts.py finds them from the phases' witnesses). Their exposures are left out;
+    the units of each remaining phase k are counted only before its cut, and units first
+    exposed at or after the cut are excluded ("Salt changes" in docs/analysts.md). The cut is
+    the first exposure, after k started, of such a phase j that started after k, or the first
+    one past the ``overlap`` of a j that started before (served again). A j that started after
+    k but ended within the overlap while k went on is replicas switching to k, seen from a
+    window that starts at the switch: it does not cut k.
     """
     names = _outcome_names(experiment)
     index = {n: j for j, n in enumerate(names)}
@@ -264,6 +273,8 @@ def build_plan(
 
     no_stats = nulls(["BIGINT"] + ["DOUBLE"] * (len(stat_names) - 1))
     torn = TORN if lines else "FALSE"  # a BigQuery sink table holds typed rows, not lines
+    salt = _SaltParts.of(other_salt, overlap_s, no_stats, ts_type)
+    exposures = "logged_exposures" if other_salt else "exposure_events"
     sql = f"""
 WITH checked AS (
   SELECT {fields}, CAST(jsonPayload.ts AS {ts_type}) AS ts, {torn} AS torn
@@ -285,9 +296,9 @@ exposure_copies AS (
     AND COALESCE(forced, FALSE) = FALSE AND unit_id IS NOT NULL AND ts IS NOT NULL{exposure_window}
   GROUP BY event_id
 ),
-exposure_events AS (
+{exposures} AS (
   SELECT event_id, {exposure_copy.fields} FROM exposure_copies
-),
+),{salt.exposures}
 phase_weights AS (
   -- per phase, not per event: carrying the weights list through the per-event dedup cost a
   -- third of the report's time. They are those of the phase's first exposure that has some.
@@ -298,10 +309,13 @@ phase_weights AS (
   )
 ),
 phases AS (
-  SELECT e.phase, ANY_VALUE(w.weights) AS weights, MIN(e.ts) AS start_ts, MAX(e.ts) AS end_ts
+  -- the witnesses (a unit and its logged bucket) let analysis/salts.py check the phase's salt
+  SELECT e.phase, ANY_VALUE(w.weights) AS weights, MIN(e.ts) AS start_ts, MAX(e.ts) AS end_ts,
+         MIN(e.unit_id) AS witness_lo, MIN_BY(e.bucket, e.unit_id) AS bucket_lo,
+         MAX(e.unit_id) AS witness_hi, MAX_BY(e.bucket, e.unit_id) AS bucket_hi
   FROM exposure_events AS e JOIN phase_weights AS w ON w.phase = e.phase
   GROUP BY e.phase
-),
+),{salt.cuts}
 phase_arms AS (
   SELECT p.phase, p.start_ts, p.end_ts, arm.variant AS arm, arm.weight AS weight, arm.lo AS lo,
          arm.hi AS hi
@@ -315,7 +329,7 @@ first_exposure AS (
   SELECT unit_id, first_ts, CAST(first_ts AS DATE) AS first_day, {first.fields}
   FROM unit_first
 ),
-moved AS (
+{salt.moved} AS (
   SELECT f.unit_id, ANY_VALUE(f.variant) AS variant, ANY_VALUE(f.phase) AS phase
   FROM first_exposure AS f
   JOIN phases AS k ON k.phase = f.phase
@@ -324,7 +338,7 @@ moved AS (
     AND f.bucket >= a.lo AND f.bucket < a.hi AND a.arm <> f.variant
   WHERE f.variant <> {_lit(HOLDOUT)}
   GROUP BY f.unit_id
-),
+),{salt.cut_off}
 enrolled AS (
   SELECT f.* FROM first_exposure AS f LEFT JOIN moved AS m ON m.unit_id = f.unit_id
   WHERE m.unit_id IS NULL
@@ -347,7 +361,7 @@ unit_events AS (
 unit_days AS (
   SELECT f.unit_id, ANY_VALUE(f.variant) AS variant, ANY_VALUE(f.phase) AS phase{seg_carry},
          GREATEST(o.day, f.first_day) AS day, SUM(o.exposures) AS exposures{daily}
-  FROM enrolled AS f JOIN unit_events AS o ON o.unit_id = f.unit_id
+  FROM enrolled AS f JOIN unit_events AS o ON o.unit_id = f.unit_id{salt.censor}
   GROUP BY f.unit_id, GREATEST(o.day, f.first_day)
 ),
 unit_running AS (
@@ -373,9 +387,9 @@ SELECT 'stats' AS kind, variant, phase, segment, look AS day, {", ".join(stats)}
 FROM unit_values
 GROUP BY variant, phase, segment, look
 UNION ALL
-SELECT 'phase' AS kind, CAST(NULL AS VARCHAR) AS variant, phase, CAST(NULL AS VARCHAR) AS segment,
+SELECT 'phase' AS kind, witness_lo AS variant, phase, witness_hi AS segment,
        CAST(NULL AS DATE) AS day, {no_stats}, start_ts, end_ts, CAST(NULL AS DOUBLE) AS weight,
-       CAST(NULL AS BIGINT) AS lo, CAST(NULL AS BIGINT) AS hi
+       CAST(bucket_lo AS BIGINT) AS lo, CAST(bucket_hi AS BIGINT) AS hi
 FROM phases
 UNION ALL
 SELECT 'arm' AS kind, arm AS variant, phase, CAST(NULL AS VARCHAR) AS segment,
@@ -387,8 +401,8 @@ SELECT 'excluded' AS kind, variant, phase, CAST(NULL AS VARCHAR) AS segment,
        CAST(NULL AS DATE) AS day, {nulls(["BIGINT"] + ["DOUBLE"] * (len(stat_names) - 1)).replace("CAST(NULL AS BIGINT) AS n", "COUNT(*) AS n", 1)},
        CAST(NULL AS {ts_type}) AS start_ts, CAST(NULL AS {ts_type}) AS end_ts,
        CAST(NULL AS DOUBLE) AS weight, CAST(NULL AS BIGINT) AS lo, CAST(NULL AS BIGINT) AS hi
-FROM moved
-GROUP BY variant, phase{"".join(_read_check_row(what, no_stats, ts_type) for what in READ_CHECKS)}
+FROM moved{salt.excluded_filter}
+GROUP BY variant, phase{salt.cut_rows}{"".join(_read_check_row(what, no_stats, ts_type) for what in READ_CHECKS)}
 """
     if dialect == "duckdb":
         return QueryPlan(tuple(metric_cols), tuple(columns), tuple(pairs), sql)
@@ -397,6 +411,80 @@ GROUP BY variant, phase{"".join(_read_check_row(what, no_stats, ts_type) for wha
     tree = sqlglot.parse_one(sql, read="duckdb").transform(_bigquery_smallest)
     out = tree.sql(dialect=dialect, pretty=True)
     return QueryPlan(tuple(metric_cols), tuple(columns), tuple(pairs), out)
+
+
+@dataclass(frozen=True, slots=True)
+class _SaltParts:
+    """The pieces of ``build_plan``'s statement that leave out the phases served under another
+    salt (its ``other_salt``). Without such phases every piece is empty (and ``moved`` keeps its
+    name), so the statement is exactly the one of an experiment whose salt never changed."""
+
+    exposures: str = ""
+    cuts: str = ""
+    moved: str = "moved"
+    cut_off: str = ""
+    censor: str = ""
+    excluded_filter: str = ""
+    cut_rows: str = ""
+
+    @classmethod
+    def of(cls, other: frozenset[str], overlap_s: int, no_stats: str, ts_type: str) -> _SaltParts:
+        """The pieces for the phase ids ``other`` (none: the unchanged statement)."""
+        if not other:
+            return cls()
+        ids = ", ".join(_lit(p) for p in sorted(other))
+        holdout = _lit(HOLDOUT)
+        n = no_stats.replace("CAST(NULL AS BIGINT) AS n", "COALESCE(u.n, 0) AS n", 1)
+        return cls(
+            exposures=f"""
+exposure_events AS (
+  SELECT * FROM logged_exposures WHERE phase NOT IN ({ids})
+),
+other_exposures AS (
+  SELECT phase, ts FROM logged_exposures WHERE phase IN ({ids})
+),""",
+            cuts=f"""
+other_spans AS (
+  SELECT phase, MIN(ts) AS start_ts, MAX(ts) AS end_ts FROM other_exposures GROUP BY phase
+),
+salt_cuts AS (
+  -- per phase k: the first exposure under another salt that can reach k's units: of a phase
+  -- started after k (unless it ended within the overlap while k went on: replicas switching to
+  -- k, seen so when the window starts at the switch), or past the overlap of an earlier one
+  SELECT k.phase, MIN(o.ts) AS cut_ts
+  FROM phases AS k
+  JOIN other_exposures AS o ON o.ts > k.start_ts
+  JOIN other_spans AS s ON s.phase = o.phase
+  WHERE o.ts > k.start_ts + INTERVAL {overlap_s} SECOND
+     OR s.start_ts > k.start_ts
+        AND NOT (s.end_ts <= k.start_ts + INTERVAL {overlap_s} SECOND AND s.end_ts < k.end_ts)
+  GROUP BY k.phase
+),""",
+            moved="moved_by_bucket",
+            cut_off="""
+cut_off AS (
+  SELECT f.unit_id, f.variant, f.phase
+  FROM first_exposure AS f JOIN salt_cuts AS c ON c.phase = f.phase
+  WHERE f.first_ts >= c.cut_ts
+),
+moved AS (
+  SELECT unit_id, ANY_VALUE(variant) AS variant, ANY_VALUE(phase) AS phase
+  FROM (SELECT * FROM moved_by_bucket UNION ALL SELECT * FROM cut_off) AS m
+  GROUP BY unit_id
+),""",
+            censor="""
+  LEFT JOIN salt_cuts AS c ON c.phase = f.phase
+  WHERE c.cut_ts IS NULL OR o.ts < c.cut_ts""",
+            excluded_filter=f"\nWHERE variant <> {holdout}",
+            cut_rows=f"""
+UNION ALL
+SELECT 'cut' AS kind, CAST(NULL AS VARCHAR) AS variant, c.phase, CAST(NULL AS VARCHAR) AS segment,
+       CAST(NULL AS DATE) AS day, {n}, c.cut_ts AS start_ts, CAST(NULL AS {ts_type}) AS end_ts,
+       CAST(NULL AS DOUBLE) AS weight, CAST(NULL AS BIGINT) AS lo, CAST(NULL AS BIGINT) AS hi
+FROM salt_cuts AS c LEFT JOIN (
+  SELECT phase, COUNT(*) AS n FROM cut_off WHERE variant <> {holdout} GROUP BY phase
+) AS u ON u.phase = c.phase""",
+        )
 
 
 def skipped_by_file_sql(relation: str) -> str:
@@ -558,12 +646,27 @@ class Look:
 
 @dataclass(frozen=True, slots=True)
 class PhaseRecord:
-    """A phase as the archive shows it: first and last exposure, and its arms' weights/ranges."""
+    """A phase as the archive shows it: first and last exposure, its arms' weights/ranges, and
+    its witnesses: the units with the smallest and the largest id among its exposures, each with
+    its logged bucket (a unit logged without one is no witness: records written before
+    exposures carried a bucket have none). A bucket is ``bucket(salt, unit_id)``, so a witness
+    tells whether the phase was served under a salt (analysis/salts.py)."""
 
     id: str
     start: datetime
     end: datetime
     arms: tuple[tuple[str, float, int, int], ...]  # (variant, weight, lo, hi), in bucket order
+    witnesses: tuple[tuple[str, int], ...] = ()  # (unit_id, logged bucket)
+
+
+@dataclass(frozen=True, slots=True)
+class SaltCut:
+    """Where a phase's units stop being counted because another salt was served after it:
+    ``at`` is the first such exposure (``build_plan``'s ``other_salt``), ``units`` the units
+    first exposed at or after it (holdout units aside), excluded."""
+
+    at: datetime
+    units: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -588,12 +691,13 @@ class ReadCount:
 @dataclass(frozen=True, slots=True)
 class Scan:
     """What the query returns: the looks, the phases, the units excluded per phase and arm,
-    and what was read (and skipped)."""
+    what was read (and skipped), and the salt cuts of the phases (``other_salt``)."""
 
     looks: list[Look]
     phases: list[PhaseRecord]
-    excluded: dict[str, dict[str, int]]  # phase -> variant -> units excluded by bucket
+    excluded: dict[str, dict[str, int]]  # phase -> variant -> units excluded (bucket, salt cut)
     read: ReadCount = ReadCount()
+    cuts: dict[str, SaltCut] = field(default_factory=dict)  # phase -> cut (``other_salt``)
 
 
 def _as_date(day: Any) -> date:
@@ -622,8 +726,10 @@ def scan_from_rows(plan: QueryPlan, rows: Iterable[Mapping[str, Any]]) -> Scan:
     """Turn the query's result rows (as mappings of column name to value) into a ``Scan``."""
     looks: list[Look] = []
     spans: dict[str, tuple[datetime, datetime]] = {}
+    witnesses: dict[str, tuple[tuple[str, int], ...]] = {}
     arms: dict[str, list[tuple[str, float, int, int]]] = {}
     excluded: dict[str, dict[str, int]] = {}
+    cuts: dict[str, SaltCut] = {}
     read: dict[str, int] = {}
     # In a fixed order whatever order the engine returned them in: the looks of one (day,
     # phase, variant) merge in this order, and dicts keep it, so the report's bytes do not
@@ -640,7 +746,18 @@ def scan_from_rows(plan: QueryPlan, rows: Iterable[Mapping[str, Any]]) -> Scan:
                 Look(str(r["variant"]), _as_date(r["day"]), stats, str(r["phase"]), segment)
             )
         elif kind == "phase":
-            spans[str(r["phase"])] = (_as_time(r["start_ts"]), _as_time(r["end_ts"]))
+            pid = str(r["phase"])
+            spans[pid] = (_as_time(r["start_ts"]), _as_time(r["end_ts"]))
+            # the 'phase' row carries its witnesses: units in variant/segment, buckets in lo/hi
+            witnesses[pid] = tuple(
+                dict.fromkeys(
+                    (str(unit), int(b))
+                    for unit, b in ((r["variant"], r["lo"]), (r["segment"], r["hi"]))
+                    if unit is not None and b is not None
+                )
+            )
+        elif kind == "cut":
+            cuts[str(r["phase"])] = SaltCut(_as_time(r["start_ts"]), int(r["n"]))
         elif kind == "arm":
             arms.setdefault(str(r["phase"]), []).append(
                 (str(r["variant"]), float(r["weight"]), int(r["lo"]), int(r["hi"]))
@@ -650,7 +767,13 @@ def scan_from_rows(plan: QueryPlan, rows: Iterable[Mapping[str, Any]]) -> Scan:
         elif kind == "read":
             read[str(r["variant"])] = int(r["n"] or 0)
     phases = [
-        PhaseRecord(pid, start, end, tuple(sorted(arms.get(pid, ()), key=lambda a: a[2])))
+        PhaseRecord(
+            pid,
+            start,
+            end,
+            tuple(sorted(arms.get(pid, ()), key=lambda a: a[2])),
+            witnesses.get(pid, ()),
+        )
         for pid, (start, end) in sorted(spans.items(), key=lambda kv: kv[1][0])
     ]
-    return Scan(looks, phases, excluded, ReadCount(**read))
+    return Scan(looks, phases, excluded, ReadCount(**read), cuts)

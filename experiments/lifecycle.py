@@ -79,3 +79,15 @@ def reshuffling_changes(old: Experiment, new: Experiment) -> list[str]:
             f"layer changes from '{old.layer_id}' to '{new.layer_id}' (layer membership is re-dealt)"
         )
     return changes
+
+
+def salt_change_note(old: Experiment, new: Experiment) -> str:
+    """What a forced salt change of a started experiment means for its report (a warning of
+    ``apply``): the runs before and after are two randomisations, reported apart."""
+    return (
+        f"salt changed from '{old.salt}' to '{new.salt}': every unit is dealt again. A report "
+        f"with this version analyses the units enrolled under '{new.salt}' from their first "
+        f"exposure under it and leaves the phases of '{old.salt}' out (with a warning); report "
+        f"the earlier run with the earlier version (abgate experiments show {new.key} "
+        '--version N). docs/analysts.md, "Salt changes"'
+    )

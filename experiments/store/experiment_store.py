@@ -28,7 +28,7 @@ from experiments.errors import (
     ReshuffleRefused,
     StoreUnavailable,
 )
-from experiments.lifecycle import ACTION_TO, next_status, reshuffling_changes
+from experiments.lifecycle import ACTION_TO, next_status, reshuffling_changes, salt_change_note
 from experiments.modelref import ModelRef
 from experiments.schema import ConfigSet, Experiment, Layer, Status, Surface, SurfacesFile
 from experiments.source import ConfigSnapshot
@@ -326,8 +326,13 @@ class PostgresExperimentStore:
         if issues:
             raise ConfigError(issues)
         starting = new.status == "running" and (old is None or old.status in ("draft", "stopped"))
-        if starting:
+        # A forced salt change deals every unit again, as a start does: a salt that already
+        # ran would give units their old variants back (and, back to its own earlier salt, the
+        # report could not tell the runs apart: docs/analysts.md, "Salt changes").
+        resalted = old is not None and old.status in ("running", "paused") and old.salt != new.salt
+        if starting or resalted:
             await check_salt_unused(conn, new)
+        notes = [salt_change_note(old, new)] if resalted and old is not None else []
         missing = await missing_models(conn, new)
         if new.status == "stopped" and new.winner is not None:
             missing = await missing_refs(
@@ -338,7 +343,7 @@ class PostgresExperimentStore:
             return []
         if missing and new.status == "running":
             raise MissingModelError(new.key, missing)
-        return missing
+        return notes + missing
 
     def _conn(self) -> Any:
         return _Acquire(self.pool)

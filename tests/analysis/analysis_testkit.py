@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from experiments import Experiment, parse_experiment, utc_timestamp
+from experiments import Experiment, archive_path, parse_experiment, utc_timestamp
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
@@ -40,6 +40,22 @@ def experiment(yaml_text: str = EXPERIMENT_YAML) -> Experiment:
     return parse_experiment(yaml_text)
 
 
+@functools.lru_cache(maxsize=64)
+def logged_weights(
+    weights: tuple[tuple[str, float], ...],
+) -> tuple[dict[str, Any], ...]:
+    """A phase's ``weights`` field as the gateway logs it: each arm with its bucket range
+    (cached: the exact-rational bounds cost more than the rest of a record)."""
+    from experiments import bucket_bounds
+
+    bounds = bucket_bounds([w for _, w in weights])
+    lows = (0, *bounds[:-1])
+    return tuple(
+        {"variant": v, "weight": w, "lo": lo, "hi": hi}
+        for (v, w), lo, hi in zip(weights, lows, bounds, strict=True)
+    )
+
+
 def iso(ts: datetime) -> str:
     """DESIGN.md's timestamp form: microseconds and a Z (the records' own formatter)."""
     return utc_timestamp(ts)
@@ -53,6 +69,7 @@ class ArchiveWriter:
     log_id: str = "abgate-events"
     lines: dict[Path, list[str]] = field(default_factory=lambda: defaultdict(list))
     _ids: itertools.count[int] = field(default_factory=itertools.count)
+    _paths: dict[str, Path] = field(default_factory=dict)
 
     def entry(self, payload: dict[str, Any], ts: datetime) -> dict[str, Any]:
         """Add one payload as a LogEntry line in the file of its hour; return the entry."""
@@ -64,10 +81,16 @@ class ArchiveWriter:
             "resource": {"type": "generic_task", "labels": {}},
             "jsonPayload": payload,
         }
-        h = ts.astimezone(UTC)
-        path = self.root / self.log_id / f"{h:%Y/%m/%d}" / f"{h:%H}:00:00_{h:%H}:59:59_S0.json"
-        self.lines[path].append(json.dumps(e))
+        self.lines[self._path(e["timestamp"])].append(json.dumps(e))
         return e
+
+    def _path(self, stamp: str) -> Path:
+        """The archive file of the hour of ``stamp`` (``archive_path``, one per hour)."""
+        hour = stamp[:13]
+        path = self._paths.get(hour)
+        if path is None:
+            path = self._paths[hour] = archive_path(self.root, self.log_id, hour)
+        return path
 
     def exposure(
         self,
@@ -94,16 +117,9 @@ class ArchiveWriter:
         if forced:
             p["forced"] = True
         if phase is not None:
-            from experiments import bucket_bounds
-
             pid, weights = phase
-            bounds = bucket_bounds([w for _, w in weights])
-            lows = (0, *bounds[:-1])
             p["phase"] = pid
-            p["weights"] = [
-                {"variant": v, "weight": w, "lo": lo, "hi": hi}
-                for (v, w), lo, hi in zip(weights, lows, bounds, strict=True)
-            ]
+            p["weights"] = [dict(arm) for arm in logged_weights(tuple(weights))]
         if bucket is not None:
             p["bucket"] = bucket
         if holdout:
@@ -128,10 +144,7 @@ class ArchiveWriter:
 
     def raw(self, line: str, ts: datetime) -> None:
         """Add a line verbatim (other log entries, duplicates)."""
-        h = ts.astimezone(UTC)
-        self.lines[
-            self.root / self.log_id / f"{h:%Y/%m/%d}" / f"{h:%H}:00:00_{h:%H}:59:59_S0.json"
-        ].append(line)
+        self.lines[self._path(iso(ts))].append(line)
 
     def write(self) -> Path:
         """Write every file; return the archive root."""

@@ -122,6 +122,23 @@ async def test_reshuffling_a_running_experiment_needs_force_and_reason(
         experiment(salt="other"), author="a", force=True, reason="bug in salt"
     )
     assert forced.changed and (await store.get("exp")).experiment.salt == "other"
+    (note,) = forced.warnings  # what the change means for the report
+    assert note.startswith("salt changed from 'exp' to 'other': every unit is dealt again")
+    assert "leaves the phases of 'exp' out" in note and "Salt changes" in note
+
+
+async def test_a_forced_salt_change_cannot_go_back_to_a_salt_that_ran(
+    store: PostgresExperimentStore,
+) -> None:
+    await store.apply(experiment(), author="a")
+    await store.start("exp", author="a")
+    await store.apply(experiment(salt="exp-2"), author="a", force=True, reason="re-deal")
+    await store.pause("exp", author="a")
+    with pytest.raises(LifecycleError, match="salt 'exp' already ran in experiment"):
+        await store.apply(experiment(salt="exp"), author="a", force=True, reason="undo")
+    assert (await store.get("exp")).experiment.salt == "exp-2"
+    moved = await store.apply(experiment(salt="exp-3"), author="a", force=True, reason="again")
+    assert moved.status == "paused" and (await store.get("exp")).experiment.salt == "exp-3"
 
 
 async def test_start_refuses_models_without_results(
