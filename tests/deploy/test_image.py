@@ -7,9 +7,9 @@ line on stdout, a non-root user, and a clean exit on SIGTERM within Cloud Run's 
 images run the compiled extensions (gateway._exposure, experiments._bucket), not their Python
 fallbacks, and carry no C compiler (the build base compiles them).
 
-Cost: the first build on a machine makes the root file system (~75 s, cached in
-~/.cache/abgate/images) and the dependency layers (~45 s, cached in podman's store); after
-that a code change rebuilds one small layer (~10 s). Skipped where podman or mmdebstrap is
+Cost: the first build on a machine makes the two root file systems, runtime and build (~1 min
+each, cached in ~/.cache/abgate/images), and the dependency layers (~45 s, cached in podman's
+store); after that a code change rebuilds one small layer and the copy of the venv (~20 s). Skipped where podman or mmdebstrap is
 missing (`make deploy-tools` installs them).
 """
 
