@@ -8,11 +8,13 @@ request (ids, timestamp, unit, items, source, bucket, attributes) are encoded pe
 The bytes are exactly ``orjson.dumps(Exposure(...).as_payload())``, key order included
 (tests/gateway/test_exposure_json.py holds the two equal for every record shape).
 
-``ExposureEncoder.exposure`` makes the whole record (event id, timestamp, payload) with one call
-of the compiled encoder (gateway/_exposure.c, built at install when a C compiler is there), or
-with the Python code below when it is not (``native=False``, or no compiler): the two give the
-same bytes. Measured with callgrind (docs/benchmarks.md, "Exposure logging, third pass"): an
-exposure took ~61,000 instructions with the record, ~49,000 with this module's Python encoder.
+``ExposureEncoder.log`` (the gateway's ``log_exposure``) and ``ExposureEncoder.exposure`` make
+the whole record (event id, timestamp, payload, count) with one call of the compiled encoder
+(gateway/_exposure.c, built at install when a C compiler is there), or with the Python code
+below when it is not (``native=False``, or no compiler): the two give the same bytes. Measured
+with callgrind (docs/benchmarks.md, "Exposure logging, third pass"): an exposure took ~61,000
+instructions with the record, ~49,000 with this module's Python encoder, ~12,000 compiled
+(queue, LogEntry line and archive write included).
 """
 
 from __future__ import annotations
