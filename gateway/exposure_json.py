@@ -23,7 +23,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from operator import itemgetter
 from types import ModuleType
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import orjson
 
@@ -40,9 +40,26 @@ if TYPE_CHECKING:
     from experiments.allocation import Phase
     from experiments.modelref import ModelVersion
     from experiments.routing import Route
-    from gateway.serving import Answer
 
 MAX_TEMPLATES = 4096  # routes x served versions held; forced units each have their own route
+
+
+class Answer(Protocol):
+    """What ``log`` reads of gateway/serving.py's Answer (the compiled encoder reads it as the
+    tuple (route, model, items, source, bucket, phase)); not imported: serving imports this."""
+
+    @property
+    def route(self) -> Route: ...
+    @property
+    def model(self) -> ModelVersion: ...
+    @property
+    def items(self) -> Sequence[Mapping[str, object]]: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def bucket(self) -> int: ...
+    @property
+    def phase(self) -> Phase | None: ...
 
 
 class EncodedExposure(NamedTuple):
